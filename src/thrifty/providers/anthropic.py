@@ -1,0 +1,73 @@
+"""The Anthropic Messages API provider: OpenAI-shaped requests in, OpenAI-shaped answers out.
+
+The translation itself lives in `anthropic_translate` (pure functions, see its docstring for what is
+mapped and what is dropped); this module only does the HTTP calls. Anthropic has no embeddings API,
+so `embeddings` keeps the base class refusal.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+import aiohttp
+import orjson
+
+from thrifty.providers.anthropic_translate import (
+    StreamTranslator,
+    to_anthropic_request,
+    to_openai_response,
+    usage_from_anthropic,
+)
+from thrifty.providers.base import Provider, Reply, error_from_status, loads_json
+from thrifty.providers.http import read_body, sse_events
+from thrifty.types import Body
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+ANTHROPIC_VERSION = "2023-06-01"
+
+
+class AnthropicProvider(Provider):
+    """Calls POST {base_url}/v1/messages and translates both ways."""
+
+    def _url(self) -> str:
+        base = (self.config.base_url or DEFAULT_BASE_URL).rstrip("/")
+        return base + ("/messages" if base.endswith("/v1") else "/v1/messages")
+
+    def _headers(self) -> dict[str, str]:
+        headers = {
+            "content-type": "application/json",
+            "anthropic-version": ANTHROPIC_VERSION,
+            **self.config.headers,
+        }
+        if self.config.api_key:
+            headers["x-api-key"] = self.config.api_key
+        return headers
+
+    async def _send(self, payload: Body) -> aiohttp.ClientResponse:
+        """POST a Messages request; raise the mapped UpstreamError on an HTTP error status."""
+        response = await self.http.post(
+            self._url(), orjson.dumps(payload), self._headers(), self.config.timeouts
+        )
+        if response.status >= 400:
+            raw = await read_body(response)
+            raise error_from_status(response.status, raw, response.headers.get("retry-after"), self.name)
+        return response
+
+    async def chat(self, body: Body, model: str) -> Reply:
+        response = await self._send(to_anthropic_request(body, model))
+        data = loads_json(await read_body(response), "message")
+        reply = to_openai_response(data, int(time.time()))
+        return Reply(body=reply, usage=usage_from_anthropic(data.get("usage")))
+
+    async def stream(self, body: Body, model: str) -> AsyncIterator[Body]:
+        response = await self._send(to_anthropic_request(body, model, stream=True))
+        translator = StreamTranslator(int(time.time()))
+        async with aclosing(sse_events(response)) as events:
+            async for event, data in events:
+                for chunk in translator.feed(event, loads_json(data.encode(), "stream event")):
+                    yield chunk
+                if translator.finished:
+                    break
+        translator.finish()
