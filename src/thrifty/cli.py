@@ -1,0 +1,145 @@
+"""The `thrifty` command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import click
+
+from thrifty.errors import ConfigError
+
+
+def _load(config_path: str | None):
+    from thrifty import config as config_mod
+
+    try:
+        return config_mod.load(config_path)
+    except ConfigError as exc:
+        for path, message in exc.errors:
+            click.echo(f"config error: {path}: {message}", err=True)
+        sys.exit(2)
+
+
+@click.group()
+@click.version_option(package_name="thrifty")
+def main() -> None:
+    """thrifty: an OpenAI-compatible gateway that cuts your LLM bill."""
+
+
+@main.command()
+@click.option("--config", "config_path", envvar="THRIFTY_CONFIG", help="YAML config file.")
+@click.option("--host", default=None, help="Bind address (default from config: 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default from config: 4000).")
+@click.option("--workers", type=int, default=None, help="Worker processes (default from config: 1).")
+@click.option("--log-level", default="warning", show_default=True)
+def serve(
+    config_path: str | None, host: str | None, port: int | None, workers: int | None, log_level: str
+) -> None:
+    """Run the gateway HTTP server."""
+    import uvicorn
+
+    config = _load(config_path)
+    host = host or config.server.host
+    port = config.server.port if port is None else port
+    workers = workers or config.server.workers
+    if config_path:
+        os.environ["THRIFTY_CONFIG"] = os.path.abspath(config_path)
+    providers = ", ".join(config.providers) or "none (set OPENAI_API_KEY / ANTHROPIC_API_KEY or a config)"
+    click.echo(
+        f"thrifty listening on http://{host}:{port}/v1 — providers: {providers}; "
+        f"ledger: {config.ledger.path if config.ledger.backend == 'sqlite' else config.ledger.backend}",
+        err=True,
+    )
+    common = dict(
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+        limit_concurrency=None,
+        h11_max_incomplete_event_size=config.server.max_body_bytes,
+    )
+    if workers > 1:
+        uvicorn.run("thrifty.server.app:create_app_from_env", factory=True, workers=workers, **common)
+        return
+    from thrifty.gateway import Gateway
+    from thrifty.server.app import create_app
+
+    uvicorn.run(create_app(Gateway(config)), **common)
+
+
+@main.group("config")
+def config_group() -> None:
+    """Configuration commands."""
+
+
+@config_group.command("check")
+@click.argument("path", required=False)
+def config_check(path: str | None) -> None:
+    """Validate a config file and print every error with its key path."""
+    config = _load(path)
+    models = config.model_names()
+    click.echo(f"ok: {len(config.providers)} providers, {len(models)} models reachable")
+
+
+@main.command()
+@click.option("--config", "config_path", envvar="THRIFTY_CONFIG")
+@click.option("--all", "show_all", is_flag=True, help="Show the whole catalog, not only reachable models.")
+def models(config_path: str | None, show_all: bool) -> None:
+    """The price catalog (USD per 1M tokens)."""
+    config = _load(config_path)
+    catalog = config.catalog()
+    reachable = config.model_names()
+    click.echo(f"{'model':48} {'provider':10} {'input':>8} {'output':>8} {'cached':>8}  reachable")
+    for price in sorted(catalog, key=lambda p: (p.provider or "", p.model)):
+        if not show_all and reachable and price.model not in reachable:
+            continue
+        cached = "-" if price.cached_input is None else f"{price.cached_input:8.3f}"
+        click.echo(
+            f"{price.model:48} {price.provider or '-':10} {price.input:8.3f} {price.output:8.3f} "
+            f"{cached:>8}  {'yes' if price.model in reachable else 'no'}"
+        )
+    if catalog.as_of:
+        click.echo(f"(prices as of {catalog.as_of}; override in config under `prices:`)")
+
+
+@main.group("ledger")
+def ledger_group() -> None:
+    """Ledger commands."""
+
+
+@ledger_group.command("tail")
+@click.option("--config", "config_path", envvar="THRIFTY_CONFIG")
+@click.option("-n", "count", type=int, default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def ledger_tail(config_path: str | None, count: int, as_json: bool) -> None:
+    """Show the most recent ledger rows."""
+    import orjson
+
+    from thrifty.ledger.open import open_ledger
+
+    config = _load(config_path)
+    ledger = open_ledger(config.ledger)
+    rows = list(reversed(ledger.rows(limit=count, newest_first=True)))
+    if as_json:
+        for row in rows:
+            click.echo(orjson.dumps(row).decode())
+        return
+    click.echo(
+        f"{'time':19} {'request':28} {'#':>2} {'status':9} {'model':26} {'in':>7} {'out':>6} "
+        f"{'cost $':>10} {'baseline $':>10} {'ms':>7}"
+    )
+    for r in rows:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["ts"]))
+        est = "~" if r["estimated"] else " "
+        click.echo(
+            f"{stamp:19} {r['request_id'][:28]:28} {r['attempt']:>2} {r['status']:9} "
+            f"{(r['served_model'] or '-')[:26]:26} {r['input_tokens']:>7} {r['output_tokens']:>6}"
+            f"{est}{r['cost_usd']:>10.6f} {r['baseline_cost_usd']:>10.6f} {r['latency_ms']:>7.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

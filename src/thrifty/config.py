@@ -1,0 +1,239 @@
+"""Configuration: one YAML file validated into typed models.
+
+`${VAR}` / `${VAR:-default}` in string values are read from the environment. Unknown keys and bad
+references are errors naming the key path. With no file, `from_env()` builds providers the way the
+provider SDKs do (OPENAI_API_KEY / OPENAI_BASE_URL, ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from thrifty.errors import ConfigError
+from thrifty.pricing.catalog import Catalog
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(4000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    master_key: str | None = None
+    """When set, admin endpoints need it, and clients must send it (or a virtual key) as bearer."""
+    require_auth: bool = False
+
+
+class LedgerConfig(Section):
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    path: str = "thrifty-ledger.db"
+    dsn: str | None = None
+    batch_size: int = Field(512, ge=1)
+    flush_interval_ms: int = Field(50, ge=1)
+    queue_size: int = Field(100_000, ge=10)
+
+
+class Timeouts(Section):
+    connect: float = Field(5.0, gt=0)
+    first_byte: float = Field(60.0, gt=0)
+    total: float = Field(600.0, gt=0)
+
+
+class ProviderConfig(Section):
+    type: Literal["openai", "anthropic"] = "openai"
+    base_url: str | None = None
+    api_key: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    family: str | None = None
+    """Catalog provider family this provider serves (defaults to its type)."""
+    auto_models: bool = False
+    """Make every catalog model of `family` reachable through this provider by its name."""
+    max_connections: int = Field(256, ge=1)
+
+
+class DeploymentConfig(Section):
+    provider: str
+    model: str | None = None
+    """Model name at the provider; defaults to the thrifty model name."""
+    weight: float = Field(1.0, gt=0)
+    priority: int = 0
+    """Lower priority values are tried first; equal priorities share load by weight."""
+
+
+class ModelConfig(Section):
+    deployments: list[DeploymentConfig] = Field(default_factory=list)
+    fallbacks: list[str] = Field(default_factory=list)
+    price: str | None = None
+    """Catalog entry to price this model with (defaults to its own name)."""
+
+
+class PriceOverride(Section):
+    provider: str | None = None
+    input: float | None = Field(None, ge=0)
+    output: float | None = Field(None, ge=0)
+    cached_input: float | None = Field(None, ge=0)
+    cache_write: float | None = Field(None, ge=0)
+    reasoning: float | None = Field(None, ge=0)
+    batch: float | None = Field(None, gt=0, le=1)
+    kind: Literal["chat", "embedding"] | None = None
+
+
+class RetryConfig(Section):
+    max_retries: int = Field(2, ge=0, le=10)
+    """Retries on the same deployment before falling back."""
+    backoff_base_s: float = Field(0.05, ge=0)
+    backoff_max_s: float = Field(2.0, ge=0)
+    retry_after_max_s: float = Field(10.0, ge=0)
+    """A longer Retry-After makes thrifty fall back instead of waiting."""
+
+
+class BreakerConfig(Section):
+    failure_threshold: int = Field(5, ge=1)
+    cooldown_s: float = Field(15.0, gt=0)
+
+
+class Config(Section):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    prices: dict[str, PriceOverride] = Field(default_factory=dict)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    baseline_model: str | None = None
+    """Model the baseline cost is priced at; default: the model the client asked for."""
+    log_prompts: bool = False
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Config:
+        errors: list[tuple[str, str]] = []
+        for name, model in self.models.items():
+            for i, dep in enumerate(model.deployments):
+                if dep.provider not in self.providers:
+                    errors.append(
+                        (f"models.{name}.deployments.{i}.provider", f"unknown provider {dep.provider!r}")
+                    )
+        known = self.model_names()
+        for name, model in self.models.items():
+            for i, fallback in enumerate(model.fallbacks):
+                if fallback not in known:
+                    errors.append((f"models.{name}.fallbacks.{i}", f"unknown model {fallback!r}"))
+        if self.baseline_model and self.baseline_model not in self.catalog():
+            errors.append(("baseline_model", f"no price for model {self.baseline_model!r}"))
+        if errors:
+            raise ConfigError(errors)
+        return self
+
+    def catalog(self) -> Catalog:
+        overrides = {name: p.model_dump(exclude_none=True) for name, p in self.prices.items()}
+        return Catalog.bundled().with_overrides(overrides)
+
+    def model_names(self) -> set[str]:
+        names = set(self.models)
+        catalog = self.catalog()
+        for provider in self.providers.values():
+            if provider.auto_models:
+                family = provider.family or provider.type
+                names.update(p.model for p in catalog.by_provider(family))
+        return names
+
+
+def interpolate(value: Any, env: Mapping[str, str], path: str = "") -> Any:
+    """Replace ${VAR} and ${VAR:-default} in every string; missing variables are errors."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env, f"{path}.{i}") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def sub(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError([(path, f"environment variable {name} is not set")])
+
+    return _ENV_REF.sub(sub, value)
+
+
+def _pydantic_errors(exc: ValidationError) -> list[tuple[str, str]]:
+    out = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(root)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        out.append((path, msg))
+    return out
+
+
+def parse(data: dict[str, Any] | None, env: Mapping[str, str] | None = None) -> Config:
+    """Validate a config mapping (after env interpolation); raise ConfigError with every error."""
+    env = os.environ if env is None else env
+    data = interpolate(data or {}, env)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        errors = _pydantic_errors(exc)
+        # A reference error raised from the model validator arrives wrapped; unwrap it.
+        for err in exc.errors():
+            ctx_error = (err.get("ctx") or {}).get("error")
+            if isinstance(ctx_error, ConfigError):
+                errors = [e for e in errors if e[0] != "(root)"] + ctx_error.errors
+        raise ConfigError(errors) from None
+    if not config.providers:
+        add_env_providers(config, env)
+    return config
+
+
+def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load a YAML config file, or build one from the environment when path is None."""
+    env = os.environ if env is None else env
+    if path is None:
+        path = env.get("THRIFTY_CONFIG")
+    if path is None:
+        return parse({}, env)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError([("(file)", f"cannot read {path}: {exc.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([("(file)", f"invalid YAML: {exc}")]) from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError([("(root)", "the config must be a mapping")])
+    return parse(data, env)
+
+
+def add_env_providers(config: Config, env: Mapping[str, str]) -> None:
+    """Default providers from the SDK environment variables, serving every catalog model of theirs."""
+    if env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL"):
+        config.providers["openai"] = ProviderConfig(
+            type="openai",
+            base_url=env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1",
+            api_key=env.get("OPENAI_API_KEY"),
+            auto_models=True,
+        )
+    if env.get("ANTHROPIC_API_KEY") or env.get("ANTHROPIC_BASE_URL"):
+        config.providers["anthropic"] = ProviderConfig(
+            type="anthropic",
+            base_url=env.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com",
+            api_key=env.get("ANTHROPIC_API_KEY"),
+            auto_models=True,
+        )
+    if env.get("THRIFTY_LEDGER_PATH"):
+        config.ledger.path = env["THRIFTY_LEDGER_PATH"]

@@ -1,0 +1,1 @@
+"""The ledger: a durable, append-only record of every call and its costs."""

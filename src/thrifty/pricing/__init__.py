@@ -1,0 +1,1 @@
+"""Prices as data and the cost of a call."""

@@ -1,0 +1,1 @@
+"""Providers: translation between the OpenAI wire shape and each provider's API."""

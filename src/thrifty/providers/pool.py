@@ -1,0 +1,141 @@
+"""Calls a model through its deployments: retries with jittered backoff, fallback, circuit breaker."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from thrifty.config import RetryConfig
+from thrifty.errors import UpstreamError
+from thrifty.providers.base import Reply
+from thrifty.providers.breaker import Breaker
+from thrifty.providers.table import Deployment, ModelTable
+from thrifty.types import Body
+
+OnFailure = Callable[[str, Deployment, UpstreamError, float], None]
+"""Called with (model, deployment, error, latency_ms) for every failed attempt."""
+
+
+@dataclass(slots=True)
+class Served:
+    model: str
+    deployment: Deployment
+    attempts: int
+    latency_ms: float
+
+
+@dataclass(slots=True)
+class OpenStream:
+    served: Served
+    first: Body
+    rest: AsyncIterator[Body]
+
+
+class ProviderPool:
+    """Tries deployments in order (priority, then weighted shuffle) for a model and its fallbacks."""
+
+    def __init__(
+        self, table: ModelTable, breaker: Breaker, retry: RetryConfig, rng: random.Random | None = None
+    ) -> None:
+        self.table = table
+        self.breaker = breaker
+        self.retry = retry
+        self._rng = rng or random.Random()
+
+    def candidates(self, model: str) -> list[tuple[str, Deployment]]:
+        """(model name, deployment) in the order they will be tried. Raises ModelNotFound."""
+        out = [(model, d) for d in self._order(self.table.deployments(model))]
+        seen = {model}
+        for fallback in self.table.fallbacks(model):
+            if fallback not in seen and fallback in self.table:
+                seen.add(fallback)
+                out.extend((fallback, d) for d in self._order(self.table.deployments(fallback)))
+        return out
+
+    def _order(self, deployments: list[Deployment]) -> list[Deployment]:
+        if len(deployments) == 1:
+            return deployments
+        keyed = [
+            (d.priority, -(self._rng.random() ** (1.0 / d.weight)), i) for i, d in enumerate(deployments)
+        ]
+        return [deployments[i] for _, _, i in sorted(keyed)]
+
+    def _backoff(self, attempt: int, error: UpstreamError) -> float | None:
+        """Seconds to wait before retrying the same deployment, or None to move on."""
+        if not error.retryable or attempt >= self.retry.max_retries:
+            return None
+        if error.retry_after is not None:
+            if error.retry_after > self.retry.retry_after_max_s:
+                return None
+            return error.retry_after
+        ceiling = min(self.retry.backoff_max_s, self.retry.backoff_base_s * (2**attempt))
+        return self._rng.uniform(0, ceiling)  # full jitter
+
+    async def chat(self, model: str, body: Body, on_failure: OnFailure) -> tuple[Reply, Served]:
+        async def call(dep: Deployment) -> Reply:
+            return await dep.provider.chat(body, dep.model)
+
+        return await self._run(model, call, on_failure)
+
+    async def embeddings(self, model: str, body: Body, on_failure: OnFailure) -> tuple[Body, Served]:
+        async def call(dep: Deployment) -> Body:
+            return await dep.provider.embeddings(body, dep.model)
+
+        return await self._run(model, call, on_failure)
+
+    async def stream(self, model: str, body: Body, on_failure: OnFailure) -> OpenStream:
+        """Open a stream, failing over until the first chunk arrives; after that errors propagate."""
+
+        async def call(dep: Deployment) -> tuple[Body, AsyncIterator[Body]]:
+            agen = dep.provider.stream(body, dep.model)
+            try:
+                first = await agen.__anext__()
+            except StopAsyncIteration:
+                raise UpstreamError(f"{dep.provider.name} sent an empty stream") from None
+            except BaseException:
+                await agen.aclose()
+                raise
+            return first, agen
+
+        (first, rest), served = await self._run(model, call, on_failure)
+        return OpenStream(served, first, rest)
+
+    async def _run(self, model, call, on_failure: OnFailure):
+        last: UpstreamError | None = None
+        tried = 0
+        for name, dep in self.candidates(model):
+            if not self.breaker.allow(dep.key):
+                continue
+            attempt = 0
+            while True:
+                tried += 1
+                started = time.perf_counter()
+                try:
+                    result = await call(dep)
+                except UpstreamError as exc:
+                    latency = (time.perf_counter() - started) * 1000
+                    on_failure(name, dep, exc, latency)
+                    if exc.status == 400:
+                        raise  # the request is bad everywhere; not the deployment's fault
+                    self.breaker.failure(dep.key)
+                    last = exc
+                    wait = self._backoff(attempt, exc)
+                    if wait is None or not self.breaker.allow(dep.key):
+                        break
+                    attempt += 1
+                    await asyncio.sleep(wait)
+                    continue
+                self.breaker.success(dep.key)
+                latency = (time.perf_counter() - started) * 1000
+                return result, Served(name, dep, tried, latency)
+        if last is None:
+            raise UpstreamError(
+                f"no healthy deployment for model {model!r}: all circuit breakers are open",
+                retryable=False,
+                status=503,
+                code="no_healthy_deployment",
+            )
+        raise last

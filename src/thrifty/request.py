@@ -1,0 +1,111 @@
+"""Validation of client requests: clear 400s naming the bad parameter, in the OpenAI style."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from thrifty.errors import InvalidRequest
+from thrifty.types import Body
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+MAX_N = 16
+MAX_TOKENS_CAP = 1_000_000
+
+# parameter → (accepted types, lower bound, upper bound); bools are rejected where numbers are expected.
+_NUMERIC: dict[str, tuple[tuple[type, ...], float | None, float | None]] = {
+    "temperature": ((int, float), 0, 2),
+    "top_p": ((int, float), 0, 1),
+    "presence_penalty": ((int, float), -2, 2),
+    "frequency_penalty": ((int, float), -2, 2),
+    "n": ((int,), 1, MAX_N),
+    "max_tokens": ((int,), 1, MAX_TOKENS_CAP),
+    "max_completion_tokens": ((int,), 1, MAX_TOKENS_CAP),
+    "top_logprobs": ((int,), 0, 20),
+    "seed": ((int,), None, None),
+}
+_BOOL = ("stream", "logprobs", "parallel_tool_calls")
+
+
+def _fail(message: str, param: str) -> InvalidRequest:
+    return InvalidRequest(message, param=param, code="invalid_value")
+
+
+def _check_numeric(body: Body) -> None:
+    for name, (types, low, high) in _NUMERIC.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, types):
+            kind = "an integer" if types == (int,) else "a number"
+            raise _fail(f"'{name}' must be {kind}, got {type(value).__name__}", name)
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise _fail(f"'{name}' must be between {low} and {high}, got {value}", name)
+
+
+def _check_message(i: int, message: Any) -> None:
+    param = f"messages[{i}]"
+    if not isinstance(message, dict):
+        raise _fail(f"{param} must be an object", param)
+    role = message.get("role")
+    if role not in ROLES:
+        raise _fail(f"{param}.role must be one of {sorted(ROLES)}, got {role!r}", f"{param}.role")
+    content = message.get("content")
+    if content is None:
+        if role in ("user", "system", "developer"):
+            raise _fail(f"{param}.content is required for role {role!r}", f"{param}.content")
+        return
+    if isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise _fail(f"{param}.content must be a string or an array of parts", f"{param}.content")
+    for j, part in enumerate(content):
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            raise _fail(f"{param}.content[{j}] must be an object with a 'type'", f"{param}.content[{j}]")
+        if part["type"] == "text" and not isinstance(part.get("text"), str):
+            raise _fail(f"{param}.content[{j}].text must be a string", f"{param}.content[{j}].text")
+
+
+def validate_chat(body: Any) -> Body:
+    """Check the shape of a chat.completions request; return it unchanged."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise _fail("'model' is required and must be a non-empty string", "model")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _fail("'messages' is required and must be a non-empty array", "messages")
+    for i, message in enumerate(messages):
+        _check_message(i, message)
+    _check_numeric(body)
+    for name in _BOOL:
+        if name in body and body[name] is not None and not isinstance(body[name], bool):
+            raise _fail(f"'{name}' must be a boolean", name)
+    stop = body.get("stop")
+    if (
+        stop is not None
+        and not isinstance(stop, str)
+        and not (isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop))
+    ):
+        raise _fail("'stop' must be a string or an array of up to 4 strings", "stop")
+    for name in ("tools", "functions"):
+        if name in body and body[name] is not None and not isinstance(body[name], list):
+            raise _fail(f"'{name}' must be an array", name)
+    for name in ("response_format", "stream_options", "metadata", "logit_bias"):
+        if name in body and body[name] is not None and not isinstance(body[name], dict):
+            raise _fail(f"'{name}' must be an object", name)
+    return body
+
+
+def validate_embeddings(body: Any) -> Body:
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise _fail("'model' is required and must be a non-empty string", "model")
+    inp = body.get("input")
+    ok = isinstance(inp, str) or (
+        isinstance(inp, list) and inp and all(isinstance(x, (str, int, list)) for x in inp)
+    )
+    if not ok:
+        raise _fail("'input' must be a string or a non-empty array", "input")
+    return body

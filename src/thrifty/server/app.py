@@ -1,0 +1,154 @@
+"""The Starlette application: routes, auth, request ids, errors, lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from thrifty.errors import ThriftyError
+from thrifty.gateway import Gateway
+from thrifty.server import errors
+from thrifty.server.body import read_json
+from thrifty.server.responses import json_response
+from thrifty.server.sse import sse_body
+from thrifty.tenancy.auth import Authenticator
+from thrifty.types import ChatResult, Tenant, new_request_id
+
+log = logging.getLogger("thrifty.server")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+def _request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id")
+    return given if given and _REQUEST_ID.match(given) else new_request_id()
+
+
+def _result_headers(result: ChatResult) -> dict[str, str]:
+    return {
+        "x-request-id": result.request_id,
+        "x-thrifty-request-id": result.request_id,
+        "x-thrifty-model": result.served_model,
+        "x-thrifty-provider": result.provider,
+        "x-thrifty-cost-usd": f"{result.cost_usd:.8f}",
+        "x-thrifty-attempts": str(result.attempts),
+        **result.headers,
+    }
+
+
+class Api:
+    """HTTP handlers over one Gateway."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        server = gateway.config.server
+        self.auth = Authenticator(server.master_key, server.require_auth)
+        self.max_body = server.max_body_bytes
+
+    def _tenant(self, request: Request) -> Tenant:
+        return self.auth.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"))
+
+    async def chat_completions(self, request: Request) -> Response:
+        request_id = request.state.request_id = _request_id(request)
+        tenant = self._tenant(request)
+        body = await read_json(request, self.max_body)
+        if isinstance(body, dict) and body.get("stream") is True:
+            stream = await self.gateway.chat_stream(body, tenant, request_id=request_id)
+            headers = {
+                "x-request-id": request_id,
+                "x-thrifty-request-id": request_id,
+                "x-thrifty-model": stream.served_model,
+                "x-thrifty-provider": stream.provider,
+                "cache-control": "no-cache",
+                "x-accel-buffering": "no",
+            }
+            return StreamingResponse(sse_body(stream), media_type="text/event-stream", headers=headers)
+        result = await self.gateway.chat(body, tenant, request_id=request_id)
+        return json_response(result.body, headers=_result_headers(result))
+
+    async def embeddings(self, request: Request) -> Response:
+        request_id = request.state.request_id = _request_id(request)
+        tenant = self._tenant(request)
+        body = await read_json(request, self.max_body)
+        result = await self.gateway.embeddings(body, tenant, request_id=request_id)
+        return json_response(result.body, headers=_result_headers(result))
+
+    async def models(self, request: Request) -> Response:
+        self._tenant(request)
+        return json_response({"object": "list", "data": self.gateway.models()})
+
+    async def healthz(self, request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        checks = {
+            "providers": "ok" if self.gateway.providers else "none configured",
+            "ledger": "ok" if self.gateway.ledger.dropped == 0 else f"dropped {self.gateway.ledger.dropped}",
+            "breakers": self.gateway.breaker.states(),
+        }
+        ready = checks["providers"] == "ok"
+        return json_response(
+            {"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503
+        )
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return await errors.not_found_handler(request, exc)
+    if exc.status_code == 405:
+        return await errors.method_not_allowed_handler(request, exc)
+    body = {
+        "error": {"message": str(exc.detail), "type": "invalid_request_error", "param": None, "code": None}
+    }
+    return json_response(body, status=exc.status_code)
+
+
+def create_app(gateway: Gateway) -> Starlette:
+    api = Api(gateway)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.aclose()
+
+    routes = [
+        Route("/v1/chat/completions", api.chat_completions, methods=["POST"]),
+        Route("/chat/completions", api.chat_completions, methods=["POST"]),
+        Route("/v1/embeddings", api.embeddings, methods=["POST"]),
+        Route("/embeddings", api.embeddings, methods=["POST"]),
+        Route("/v1/models", api.models, methods=["GET"]),
+        Route("/models", api.models, methods=["GET"]),
+        Route("/healthz", api.healthz, methods=["GET"]),
+        Route("/readyz", api.readyz, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            ThriftyError: errors.thrifty_error_handler,
+            HTTPException: _http_exception,
+            Exception: errors.unexpected_error_handler,
+        },
+    )
+    app.state.gateway = gateway
+    return app
+
+
+def create_app_from_env() -> Starlette:
+    """Factory for `uvicorn --factory` (used with several workers): config path from THRIFTY_CONFIG."""
+    from thrifty import config as config_mod
+
+    return create_app(Gateway(config_mod.load(os.environ.get("THRIFTY_CONFIG"))))

@@ -1,0 +1,102 @@
+"""A chat stream handed to the client: chunks pass through, accounting happens when it ends."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from thrifty.errors import UpstreamError
+from thrifty.types import Body, Usage
+
+Finish = Callable[[Usage | None, str, "UpstreamError | None", float], None]
+"""Called once with (usage or None, output text, error or None, latency_ms) when the stream ends."""
+
+
+class ChatStream:
+    """Async iterator of OpenAI chunk bodies. The usage chunk is forwarded only if the client asked."""
+
+    def __init__(
+        self,
+        *,
+        first: Body,
+        rest: AsyncIterator[Body],
+        request_id: str,
+        served_model: str,
+        provider: str,
+        include_usage: bool,
+        finish: Finish,
+        started: float,
+    ) -> None:
+        self.request_id = request_id
+        self.served_model = served_model
+        self.provider = provider
+        self.include_usage = include_usage
+        self.cost_usd: float | None = None
+        self._first: Body | None = first
+        self._rest = rest
+        self._finish = finish
+        self._started = started
+        self._text: list[str] = []
+        self._usage: Usage | None = None
+        self._done = False
+
+    def __aiter__(self) -> ChatStream:
+        return self
+
+    async def __anext__(self) -> Body:
+        while True:
+            chunk = await self._next_raw()
+            if chunk.get("usage") is not None:
+                self._usage = Usage.from_openai(chunk["usage"])
+                if not chunk.get("choices"):
+                    if self.include_usage:
+                        return chunk
+                    continue
+                if not self.include_usage:
+                    chunk = {k: v for k, v in chunk.items() if k != "usage"}
+            self._collect_text(chunk)
+            return chunk
+
+    async def _next_raw(self) -> Body:
+        if self._first is not None:
+            chunk, self._first = self._first, None
+            return chunk
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            return await self._rest.__anext__()
+        except StopAsyncIteration:
+            self._end(None)
+            raise
+        except UpstreamError as exc:
+            self._end(exc)
+            raise
+
+    def _collect_text(self, chunk: Body) -> None:
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if isinstance(delta.get("content"), str):
+                self._text.append(delta["content"])
+            for call in delta.get("tool_calls") or ():
+                fn = call.get("function") or {}
+                self._text.append(str(fn.get("name") or "") + str(fn.get("arguments") or ""))
+
+    def _end(self, error: UpstreamError | None) -> None:
+        if self._done:
+            return
+        self._done = True
+        latency = (time.perf_counter() - self._started) * 1000
+        self._finish(self._usage, "".join(self._text), error, latency)
+
+    async def aclose(self) -> None:
+        """Client went away or finished: close upstream; an unfinished stream is booked as cancelled."""
+        if not self._done:
+            self._end(
+                UpstreamError(
+                    "client disconnected before the stream ended", status=499, code="client_cancelled"
+                )
+            )
+        closer: Any = getattr(self._rest, "aclose", None)
+        if closer is not None:
+            await closer()

@@ -1,0 +1,133 @@
+"""Plain data passed between pipeline stages.
+
+Requests and responses stay in the OpenAI wire shape (dicts) so that fields thrifty does not know
+about pass through untouched; these dataclasses carry what thrifty adds around them.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+Body = dict[str, Any]
+
+
+def new_request_id() -> str:
+    return "req_" + uuid.uuid4().hex[:24]
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+
+    @classmethod
+    def from_openai(cls, usage: dict[str, Any] | None) -> Usage | None:
+        if not usage:
+            return None
+        prompt_details = usage.get("prompt_tokens_details") or {}
+        completion_details = usage.get("completion_tokens_details") or {}
+        return cls(
+            input_tokens=int(usage.get("prompt_tokens") or 0),
+            cached_input_tokens=int(prompt_details.get("cached_tokens") or 0),
+            cache_write_tokens=int(prompt_details.get("cache_write_tokens") or 0),
+            output_tokens=int(usage.get("completion_tokens") or 0),
+            reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+        )
+
+    def to_openai(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "prompt_tokens": self.input_tokens,
+            "completion_tokens": self.output_tokens,
+            "total_tokens": self.input_tokens + self.output_tokens,
+        }
+        if self.cached_input_tokens or self.cache_write_tokens:
+            out["prompt_tokens_details"] = {"cached_tokens": self.cached_input_tokens}
+            if self.cache_write_tokens:
+                out["prompt_tokens_details"]["cache_write_tokens"] = self.cache_write_tokens
+        if self.reasoning_tokens:
+            out["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
+        return out
+
+
+@dataclass(slots=True)
+class Tenant:
+    """Who is calling: resolved from the virtual key by the server, or given by a library caller."""
+
+    id: str = "default"
+    key_id: str | None = None
+    allowed_models: tuple[str, ...] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Savings:
+    """What each lever saved on one request, in USD. Sums to baseline − actual on the final row."""
+
+    routing: float = 0.0
+    cascade: float = 0.0
+    cache_exact: float = 0.0
+    cache_semantic: float = 0.0
+    compression: float = 0.0
+    prompt_cache: float = 0.0
+    batching: float = 0.0
+
+    def total(self) -> float:
+        return (
+            self.routing
+            + self.cascade
+            + self.cache_exact
+            + self.cache_semantic
+            + self.compression
+            + self.prompt_cache
+            + self.batching
+        )
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One call to one deployment (or one cache answer): one ledger row."""
+
+    request_id: str
+    attempt: int
+    tenant_id: str
+    key_id: str | None
+    requested_model: str
+    served_model: str | None
+    provider: str | None
+    deployment: str | None
+    status: str  # ok | error | cache_hit | rejected
+    http_status: int | None = None
+    error: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    baseline_cost_usd: float = 0.0
+    savings: Savings = field(default_factory=Savings)
+    latency_ms: float = 0.0
+    stream: bool = False
+    kind: str = "chat"
+    final: bool = False
+    route: str | None = None
+    ts: float = field(default_factory=time.time)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ChatResult:
+    """A completed chat answer in the OpenAI shape plus what thrifty knows about it."""
+
+    body: Body
+    request_id: str
+    served_model: str
+    provider: str
+    cost_usd: float
+    usage: Usage
+    cached: bool = False
+    attempts: int = 1
+    headers: dict[str, str] = field(default_factory=dict)
