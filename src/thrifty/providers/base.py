@@ -43,6 +43,7 @@ class Provider(ABC):
 
     async def aclose(self) -> None:
         """Release anything the provider owns beyond the shared client."""
+        return None
 
 
 def loads_json(raw: bytes, what: str) -> Body:
