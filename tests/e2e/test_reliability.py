@@ -1,0 +1,151 @@
+"""Retries, fallback, circuit breaker and mid-stream failures, through the real server."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from tests.conftest import ledger_rows
+
+pytestmark = pytest.mark.e2e
+
+
+def ask(gw, model: str = "gpt-4o", **kw):
+    c = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
+    return c.chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": "hello"}], **kw)
+
+
+def test_retries_5xx_then_succeeds_and_books_every_attempt(gateway, fake):
+    fake.script({"status": 500}, {"status": 503}, model="gpt-4o")
+    raw = ask(gateway)
+    assert raw.parse().choices[0].message.content == "echo: hello"
+    assert raw.headers["x-thrifty-attempts"] == "3"
+    rows = [r for r in ledger_rows(gateway.ledger_path, expect=3)
+            if r["request_id"] == raw.headers["x-request-id"]]
+    assert [r["status"] for r in rows] == ["error", "error", "ok"]
+    assert [r["http_status"] for r in rows] == [500, 503, 200]
+    assert [r["attempt"] for r in rows] == [1, 2, 3]
+
+
+def test_429_retry_after_is_honoured(gateway, fake):
+    fake.script({"status": 429, "retry_after": "0.3"}, model="gpt-4o")
+    started = time.monotonic()
+    raw = ask(gateway)
+    assert raw.status_code == 200
+    assert time.monotonic() - started >= 0.3
+
+
+def test_long_retry_after_falls_back_instead_of_waiting(gateway, fake):
+    fake.script({"status": 429, "retry_after": "30"}, model="primary-up")
+    started = time.monotonic()
+    raw = ask(gateway, "resilient")
+    assert time.monotonic() - started < 5
+    assert raw.parse().choices[0].message.content == "echo: hello"
+    assert fake.requests()[-1]["body"]["model"] == "backup-up"
+
+
+def test_fallback_to_next_deployment(gateway, fake):
+    fake.script(*[{"status": 502}] * 3, model="primary-up")
+    raw = ask(gateway, "resilient")
+    assert raw.status_code == 200
+    models = [r["body"]["model"] for r in fake.requests("/v1/chat/completions")]
+    assert models == ["primary-up"] * 3 + ["backup-up"]
+
+
+def test_fallback_to_other_model_and_provider(gateway, fake):
+    fake.script(*[{"status": 500}] * 3, model="flaky-up")
+    raw = ask(gateway, "flaky")
+    assert raw.headers["x-thrifty-model"] == "claude-sonnet-4-5"
+    assert raw.headers["x-thrifty-provider"] == "fakeanthropic"
+    assert raw.parse().model == "claude-sonnet-4-5"
+
+
+def test_dropped_connections_and_timeouts_are_retried(gateway, fake):
+    fake.script({"drop": "connect"}, {"drop": "mid_body"}, {"malformed": True}, model="primary-up")
+    raw = ask(gateway, "resilient")
+    assert raw.status_code == 200
+
+
+def test_circuit_breaker_skips_dead_deployment_then_probes(gateway, fake):
+    fake.set_default(status=503)  # everything fails ...
+    fake.script(*[{"status": 200}] * 50, model="backup-up")  # ... except the backup
+    ask(gateway, "resilient")  # 3 failures on primary open its breaker
+    before = len([r for r in fake.requests() if r["body"]["model"] == "primary-up"])
+    for _ in range(5):
+        assert ask(gateway, "resilient").status_code == 200
+    after = len([r for r in fake.requests() if r["body"]["model"] == "primary-up"])
+    assert after == before  # primary skipped while open
+    time.sleep(1.1)  # cooldown: one probe goes through
+    fake.set_default()
+    ask(gateway, "resilient")
+    assert fake.requests()[-1]["body"]["model"] == "primary-up"
+
+
+def test_all_deployments_failing_is_502_in_openai_shape(gateway, fake):
+    fake.set_default(status=500)
+    r = httpx.post(gateway.base_url + "/chat/completions",
+                   json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}, timeout=30)
+    assert r.status_code == 502
+    err = r.json()["error"]
+    assert err["type"] == "upstream_error" and "500" in err["message"]
+    assert "Traceback" not in r.text
+
+
+def test_upstream_timeout_is_504(gateway_factory, fake):
+    from tests.conftest import base_config
+
+    config = base_config(fake)
+    config["providers"]["fakeai"]["timeouts"] = {"first_byte": 0.3}
+    config["retry"]["max_retries"] = 0
+    gw = gateway_factory(config)
+    fake.set_default(latency_ms=2000)
+    r = httpx.post(gw.base_url + "/chat/completions",
+                   json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}, timeout=30)
+    assert r.status_code == 504
+    assert r.json()["error"]["code"] == "upstream_timeout"
+
+
+def test_upstream_bad_request_is_400_not_retried(gateway, fake):
+    fake.script({"status": 400}, model="gpt-4o")
+    r = httpx.post(gateway.base_url + "/chat/completions",
+                   json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}, timeout=30)
+    assert r.status_code == 400
+    assert len(fake.requests("/v1/chat/completions")) == 1
+
+
+def sse(r: httpx.Response) -> list[str]:
+    return [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
+
+
+def test_stream_fails_over_before_first_byte(gateway, fake):
+    fake.script({"status": 500}, {"drop": "connect"}, {"status": 500}, model="primary-up")
+    r = httpx.post(gateway.base_url + "/chat/completions", timeout=30, json={
+        "model": "resilient", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    events = sse(r)
+    assert events[-1] == "[DONE]"
+    assert "".join((orjson.loads(e)["choices"] or [{}])[0].get("delta", {}).get("content") or ""
+                   for e in events[:-1]) == "echo: hi"
+
+
+def test_mid_stream_cut_becomes_error_event_not_clean_end(gateway, fake):
+    fake.script({"drop": "mid_stream", "content": "a long answer " * 20}, model="gpt-4o")
+    r = httpx.post(gateway.base_url + "/chat/completions", timeout=30, json={
+        "model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    events = sse(r)
+    assert "[DONE]" not in events
+    last = orjson.loads(events[-1])
+    assert last["error"]["type"] == "upstream_error"
+    # the SDK surfaces it as an error, not a silently short answer
+    fake.script({"drop": "mid_stream", "content": "a long answer " * 20}, model="gpt-4o")
+    c = openai.OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0)
+    with pytest.raises(openai.APIError):
+        list(c.chat.completions.create(model="gpt-4o", stream=True,
+                                       messages=[{"role": "user", "content": "hi"}]))
+    rows = ledger_rows(gateway.ledger_path, expect=2)
+    assert {r["status"] for r in rows} == {"error"}
+    assert all(r["stream"] == 1 for r in rows)
