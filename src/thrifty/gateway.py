@@ -7,22 +7,23 @@ from pathlib import Path
 from typing import Any
 
 from thrifty import config as config_mod
+from thrifty.bookkeeping import Bookkeeper
 from thrifty.config import Config
-from thrifty.errors import PermissionDenied, UpstreamError
+from thrifty.dispatch import Dispatch
+from thrifty.errors import PermissionDenied
 from thrifty.ledger.base import Ledger
 from thrifty.ledger.open import open_ledger
-from thrifty.pricing.account import bill
-from thrifty.pricing.catalog import Price
-from thrifty.pricing.cost import call_cost
-from thrifty.pricing.tokens import TokenCounter, message_text
+from thrifty.pipeline import Call, compose
+from thrifty.pricing.tokens import TokenCounter
 from thrifty.providers.breaker import Breaker
 from thrifty.providers.http import HttpClient
-from thrifty.providers.pool import ProviderPool, Served
+from thrifty.providers.pool import ProviderPool
 from thrifty.providers.registry import build_providers
-from thrifty.providers.table import Deployment, ModelTable
+from thrifty.providers.table import ModelTable
 from thrifty.request import validate_chat, validate_embeddings
-from thrifty.streaming import ChatStream
-from thrifty.types import Attempt, Body, ChatResult, Tenant, Usage, new_request_id
+from thrifty.stages import build_stages
+from thrifty.streaming import ChatStream, replay
+from thrifty.types import Body, ChatResult, Tenant, Usage, new_request_id
 
 DEFAULT_TENANT = Tenant()
 
@@ -40,9 +41,11 @@ class Gateway:
         self.pool = ProviderPool(self.table, self.breaker, self.config.retry)
         self.ledger = ledger if ledger is not None else open_ledger(self.config.ledger)
         self.tokens = TokenCounter()
-        self._baseline: Price | None = (
-            self.catalog.get(self.config.baseline_model) if self.config.baseline_model else None
-        )
+        baseline = self.catalog.get(self.config.baseline_model) if self.config.baseline_model else None
+        self.books = Bookkeeper(self.ledger, self.table, self.tokens, baseline)
+        self.dispatch = Dispatch(self.pool, self.books)
+        self.stages = build_stages(self)
+        self.handler = compose(self.stages, self.dispatch)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Gateway:
@@ -72,101 +75,45 @@ class Gateway:
                 f"This key may not use model {model!r}.", param="model", code="model_not_allowed"
             )
 
+    def _call(self, body: Body, tenant: Tenant, request_id: str | None, *, stream: bool) -> Call:
+        body = validate_chat(body)
+        self._check_access(body["model"], tenant)
+        return Call(
+            body=body, original=body, tenant=tenant, request_id=request_id or new_request_id(), stream=stream
+        )
+
     async def chat(
         self, body: Body, tenant: Tenant = DEFAULT_TENANT, *, request_id: str | None = None
     ) -> ChatResult:
-        body = validate_chat(body)
-        request_id = request_id or new_request_id()
-        model = body["model"]
-        self._check_access(model, tenant)
-        started = time.perf_counter()
-        counter = _AttemptCounter()
-        reply, served = await self.pool.chat(
-            model, body, self._on_failure(request_id, model, tenant, counter)
-        )
-        usage = reply.usage or self._estimate(body, _answer_text(reply.body))
-        cost = self._book(
-            request_id,
-            body,
-            tenant,
-            served,
-            usage,
-            counter,
-            latency_ms=(time.perf_counter() - started) * 1000,
-            stream=False,
-        )
-        out = dict(reply.body)
-        out["model"] = served.model
-        if reply.usage is None:
-            out["usage"] = usage.to_openai()
-        return ChatResult(
-            body=out,
-            request_id=request_id,
-            served_model=served.model,
-            provider=served.deployment.provider.name,
-            cost_usd=cost,
-            usage=usage,
-            attempts=served.attempts,
-        )
+        """A complete answer (the request's `stream` flag is ignored)."""
+        return await self.handler(self._call(body, tenant, request_id, stream=False))
 
     async def chat_stream(
         self, body: Body, tenant: Tenant = DEFAULT_TENANT, *, request_id: str | None = None
     ) -> ChatStream:
-        body = validate_chat(body)
-        request_id = request_id or new_request_id()
-        model = body["model"]
-        self._check_access(model, tenant)
-        started = time.perf_counter()
-        counter = _AttemptCounter()
-        opened = await self.pool.stream(model, body, self._on_failure(request_id, model, tenant, counter))
-        served = opened.served
-        stream: ChatStream
-
-        def finish(usage: Usage | None, text: str, error: UpstreamError | None, latency: float) -> None:
-            used = usage or self._estimate(body, text)
-            if error is None:
-                stream.cost_usd = self._book(
-                    request_id, body, tenant, served, used, counter, latency_ms=latency, stream=True
-                )
-            else:
-                self._record_error(
-                    request_id,
-                    model,
-                    tenant,
-                    counter,
-                    served.deployment,
-                    error,
-                    latency,
-                    served_model=served.model,
-                    usage=used,
-                    stream=True,
-                )
-
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        stream = ChatStream(
-            first=opened.first,
-            rest=opened.rest,
-            request_id=request_id,
-            served_model=served.model,
-            provider=served.deployment.provider.name,
-            include_usage=include_usage,
-            finish=finish,
-            started=started,
-        )
-        return stream
+        """An answer as a stream of chunks; upstream failures before the first chunk raise."""
+        result = await self.handler(self._call(body, tenant, request_id, stream=True))
+        if result.stream is None:  # a stage answered in full: replay it
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return replay(
+                result.body,
+                request_id=result.request_id,
+                served_model=result.served_model,
+                provider=result.provider,
+                include_usage=include_usage,
+                cost_usd=result.cost_usd,
+            )
+        return result.stream
 
     async def embeddings(
         self, body: Body, tenant: Tenant = DEFAULT_TENANT, *, request_id: str | None = None
     ) -> ChatResult:
         body = validate_embeddings(body)
-        request_id = request_id or new_request_id()
-        model = body["model"]
-        self._check_access(model, tenant)
-        started = time.perf_counter()
-        counter = _AttemptCounter()
-        data, served = await self.pool.embeddings(
-            model, body, self._on_failure(request_id, model, tenant, counter)
+        call = Call(
+            body=body, original=body, tenant=tenant, request_id=request_id or new_request_id(), stream=False
         )
+        self._check_access(call.model, tenant)
+        data, served = await self.pool.embeddings(call.model, body, self.dispatch.on_failure(call))
         raw_usage = data.get("usage") or {}
         usage = Usage(input_tokens=int(raw_usage.get("prompt_tokens") or 0))
         if not raw_usage:
@@ -175,115 +122,18 @@ class Gateway:
                 input_tokens=sum(self.tokens.count_text(t) for t in texts if isinstance(t, str)),
                 estimated=True,
             )
-        cost = self._book(
-            request_id,
-            body,
-            tenant,
-            served,
-            usage,
-            counter,
-            latency_ms=(time.perf_counter() - started) * 1000,
-            stream=False,
-            kind="embeddings",
+        cost = self.books.ok(
+            call, served.model, served.deployment, usage, latency_ms=call.elapsed_ms(), kind="embeddings"
         )
         return ChatResult(
             body=data,
-            request_id=request_id,
+            request_id=call.request_id,
             served_model=served.model,
             provider=served.deployment.provider.name,
             cost_usd=cost,
             usage=usage,
             attempts=served.attempts,
-        )
-
-    # ---- accounting
-
-    def _estimate(self, body: Body, output_text: str) -> Usage:
-        return Usage(
-            input_tokens=self.tokens.count_messages(body.get("messages") or []),
-            output_tokens=self.tokens.count_text(output_text),
-            estimated=True,
-        )
-
-    def _book(
-        self,
-        request_id: str,
-        body: Body,
-        tenant: Tenant,
-        served: Served,
-        usage: Usage,
-        counter: _AttemptCounter,
-        *,
-        latency_ms: float,
-        stream: bool,
-        kind: str = "chat",
-    ) -> float:
-        price = served.deployment.price or self.table.price(served.model)
-        baseline = self._baseline or self.table.price(body["model"]) or price
-        money = bill(usage, price, baseline)
-        self.ledger.record(
-            Attempt(
-                request_id=request_id,
-                attempt=counter.next(),
-                tenant_id=tenant.id,
-                key_id=tenant.key_id,
-                requested_model=body["model"],
-                served_model=served.model,
-                provider=served.deployment.provider.name,
-                deployment=served.deployment.key,
-                status="ok",
-                http_status=200,
-                usage=usage,
-                cost_usd=money.cost,
-                baseline_cost_usd=money.baseline,
-                savings=money.savings,
-                latency_ms=latency_ms,
-                stream=stream,
-                kind=kind,
-                final=True,
-            )
-        )
-        return money.cost
-
-    def _on_failure(self, request_id: str, model: str, tenant: Tenant, counter: _AttemptCounter):
-        def record(name: str, dep: Deployment, error: UpstreamError, latency: float) -> None:
-            self._record_error(request_id, model, tenant, counter, dep, error, latency, served_model=name)
-
-        return record
-
-    def _record_error(
-        self,
-        request_id: str,
-        model: str,
-        tenant: Tenant,
-        counter: _AttemptCounter,
-        dep: Deployment,
-        error: UpstreamError,
-        latency: float,
-        *,
-        served_model: str,
-        usage: Usage | None = None,
-        stream: bool = False,
-    ) -> None:
-        usage = usage or Usage()
-        self.ledger.record(
-            Attempt(
-                request_id=request_id,
-                attempt=counter.next(),
-                tenant_id=tenant.id,
-                key_id=tenant.key_id,
-                requested_model=model,
-                served_model=served_model,
-                provider=dep.provider.name,
-                deployment=dep.key,
-                status="error",
-                http_status=error.upstream_status or error.status,
-                error=error.message[:300],
-                usage=usage,
-                cost_usd=call_cost(usage, dep.price),
-                latency_ms=latency,
-                stream=stream,
-            )
+            deployment=served.deployment,
         )
 
     # ---- catalog
@@ -294,25 +144,3 @@ class Gateway:
             {"id": name, "object": "model", "created": now, "owned_by": "thrifty"}
             for name in self.table.names()
         ]
-
-
-class _AttemptCounter:
-    """Numbers the ledger rows of one request."""
-
-    def __init__(self) -> None:
-        self.value = 0
-
-    def next(self) -> int:
-        self.value += 1
-        return self.value
-
-
-def _answer_text(body: Body) -> str:
-    parts = []
-    for choice in body.get("choices") or ():
-        message = choice.get("message") or {}
-        parts.append(message_text(message))
-        for call in message.get("tool_calls") or ():
-            fn = call.get("function") or {}
-            parts.append(str(fn.get("name") or "") + str(fn.get("arguments") or ""))
-    return "".join(parts)

@@ -100,3 +100,81 @@ class ChatStream:
         closer: Any = getattr(self._rest, "aclose", None)
         if closer is not None:
             await closer()
+
+
+def completion_chunks(body: Body) -> list[Body]:
+    """A complete chat.completion as the chunks a stream of it would have carried."""
+    base = {
+        "id": body.get("id", "chatcmpl-replay"),
+        "object": "chat.completion.chunk",
+        "created": body.get("created", int(time.time())),
+        "model": body.get("model", ""),
+    }
+    chunks: list[Body] = []
+    for choice in body.get("choices") or ():
+        index = choice.get("index", 0)
+        message = choice.get("message") or {}
+        chunks.append(
+            {
+                **base,
+                "choices": [
+                    {"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                ],
+            }
+        )
+        if message.get("content"):
+            chunks.append(
+                {
+                    **base,
+                    "choices": [
+                        {"index": index, "delta": {"content": message["content"]}, "finish_reason": None}
+                    ],
+                }
+            )
+        calls = [{"index": i, **call} for i, call in enumerate(message.get("tool_calls") or ())]
+        if calls:
+            chunks.append(
+                {**base, "choices": [{"index": index, "delta": {"tool_calls": calls}, "finish_reason": None}]}
+            )
+        chunks.append(
+            {
+                **base,
+                "choices": [
+                    {"index": index, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"}
+                ],
+            }
+        )
+    if body.get("usage"):
+        chunks.append({**base, "choices": [], "usage": body["usage"]})
+    return chunks
+
+
+async def _iterate(chunks: list[Body]) -> AsyncIterator[Body]:
+    for chunk in chunks:
+        yield chunk
+
+
+def replay(
+    body: Body,
+    *,
+    request_id: str,
+    served_model: str,
+    provider: str,
+    include_usage: bool,
+    cost_usd: float = 0.0,
+) -> ChatStream:
+    """Stream a complete answer (a cache hit, an accepted cascade tier) as well-formed chunks.
+    It is already booked, so finishing the stream books nothing."""
+    chunks = completion_chunks(body)
+    stream = ChatStream(
+        first=chunks[0],
+        rest=_iterate(chunks[1:]),
+        request_id=request_id,
+        served_model=served_model,
+        provider=provider,
+        include_usage=include_usage,
+        finish=lambda *_: None,
+        started=time.perf_counter(),
+    )
+    stream.cost_usd = cost_usd
+    return stream

@@ -131,3 +131,7 @@ class ChatResult:
     cached: bool = False
     attempts: int = 1
     headers: dict[str, str] = field(default_factory=dict)
+    stream: Any = None
+    """For streaming calls: the `ChatStream` the client reads (body is then empty)."""
+    deployment: Any = None
+    """The `Deployment` that answered (None for cache hits)."""

@@ -1,0 +1,196 @@
+"""Books attempts in the ledger: prices the answer, the baseline and each lever's saving."""
+
+from __future__ import annotations
+
+from thrifty.errors import UpstreamError
+from thrifty.ledger.base import Ledger
+from thrifty.pipeline import Call
+from thrifty.pricing.account import bill
+from thrifty.pricing.catalog import Price
+from thrifty.pricing.cost import call_cost
+from thrifty.pricing.tokens import TokenCounter
+from thrifty.providers.table import Deployment, ModelTable
+from thrifty.types import Attempt, Body, Savings, Usage
+
+
+class Bookkeeper:
+    """Turns served answers, failures and cache hits into ledger rows."""
+
+    def __init__(
+        self, ledger: Ledger, table: ModelTable, tokens: TokenCounter, baseline: Price | None
+    ) -> None:
+        self.ledger = ledger
+        self.table = table
+        self.tokens = tokens
+        self.baseline = baseline
+
+    def estimate(self, body: Body, output_text: str) -> Usage:
+        """Local token counts for a call whose provider reported no usage (marked estimated)."""
+        return Usage(
+            input_tokens=self.tokens.count_messages(body.get("messages") or []),
+            output_tokens=self.tokens.count_text(output_text),
+            estimated=True,
+        )
+
+    def baseline_price(self, call: Call) -> Price | None:
+        return self.baseline or self.table.price(call.requested_model)
+
+    def original_input_tokens(self, call: Call, usage: Usage) -> int:
+        return usage.input_tokens if call.original_input_tokens is None else call.original_input_tokens
+
+    def ok(
+        self,
+        call: Call,
+        served_model: str,
+        deployment: Deployment,
+        usage: Usage,
+        *,
+        latency_ms: float,
+        kind: str = "chat",
+        batch: bool = False,
+    ) -> float:
+        """Book the answer the client gets (the final row); return its cost."""
+        price = deployment.price or self.table.price(served_model)
+        money = bill(
+            usage,
+            price,
+            self.baseline_price(call) or price,
+            original_input_tokens=self.original_input_tokens(call, usage),
+            batch=batch,
+        )
+        if call.lever == "cascade":
+            money.savings.cascade, money.savings.routing = money.savings.routing, 0.0
+        self.ledger.record(
+            Attempt(
+                request_id=call.request_id,
+                attempt=call.attempts.next(),
+                tenant_id=call.tenant.id,
+                key_id=call.tenant.key_id,
+                requested_model=call.requested_model,
+                served_model=served_model,
+                provider=deployment.provider.name,
+                deployment=deployment.key,
+                status="ok",
+                http_status=200,
+                usage=usage,
+                cost_usd=money.cost,
+                baseline_cost_usd=money.baseline,
+                savings=money.savings,
+                latency_ms=latency_ms,
+                stream=call.stream,
+                kind=kind,
+                final=True,
+                route=call.route,
+                meta=call.meta,
+            )
+        )
+        return money.cost
+
+    def error(
+        self,
+        call: Call,
+        served_model: str,
+        deployment: Deployment,
+        error: UpstreamError,
+        latency_ms: float,
+        usage: Usage | None = None,
+    ) -> None:
+        """Book a failed attempt (what it cost, if anything; no baseline)."""
+        usage = usage or Usage()
+        self.ledger.record(
+            Attempt(
+                request_id=call.request_id,
+                attempt=call.attempts.next(),
+                tenant_id=call.tenant.id,
+                key_id=call.tenant.key_id,
+                requested_model=call.requested_model,
+                served_model=served_model,
+                provider=deployment.provider.name,
+                deployment=deployment.key,
+                status="error",
+                http_status=error.upstream_status or error.status,
+                error=error.message[:300],
+                usage=usage,
+                cost_usd=call_cost(usage, deployment.price),
+                latency_ms=latency_ms,
+                stream=call.stream,
+                route=call.route,
+            )
+        )
+
+    def rejected(
+        self,
+        call: Call,
+        served_model: str,
+        deployment: Deployment,
+        usage: Usage,
+        *,
+        latency_ms: float,
+        reason: str,
+    ) -> float:
+        """Book an answer that was paid for but not used (a cascade tier whose gate failed)."""
+        cost = call_cost(usage, deployment.price or self.table.price(served_model))
+        self.ledger.record(
+            Attempt(
+                request_id=call.request_id,
+                attempt=call.attempts.next(),
+                tenant_id=call.tenant.id,
+                key_id=call.tenant.key_id,
+                requested_model=call.requested_model,
+                served_model=served_model,
+                provider=deployment.provider.name,
+                deployment=deployment.key,
+                status="rejected",
+                http_status=200,
+                error=reason[:300],
+                usage=usage,
+                cost_usd=cost,
+                latency_ms=latency_ms,
+                stream=call.stream,
+                route=call.route,
+            )
+        )
+        return cost
+
+    def free_answer(
+        self,
+        call: Call,
+        *,
+        lever: str,
+        usage: Usage,
+        replaced_model: str,
+        latency_ms: float,
+        provider: str | None = None,
+    ) -> None:
+        """Book an answer that cost nothing upstream (a cache hit, `lever` = "cache_exact" or
+        "cache_semantic"): the whole baseline is that lever's saving. `usage` is the stored answer's."""
+        base_price = self.baseline_price(call)
+        original = self.original_input_tokens(call, usage)
+        baseline = bill(
+            usage, self.table.price(replaced_model) or base_price, base_price, original_input_tokens=original
+        ).baseline
+        savings = Savings(**{lever: baseline})
+        status = "cache_hit"
+        self.ledger.record(
+            Attempt(
+                request_id=call.request_id,
+                attempt=call.attempts.next(),
+                tenant_id=call.tenant.id,
+                key_id=call.tenant.key_id,
+                requested_model=call.requested_model,
+                served_model=replaced_model,
+                provider=provider,
+                deployment=None,
+                status=status,
+                http_status=200,
+                usage=usage,
+                cost_usd=0.0,
+                baseline_cost_usd=baseline,
+                savings=savings,
+                latency_ms=latency_ms,
+                stream=call.stream,
+                final=True,
+                route=call.route,
+                meta=call.meta,
+            )
+        )
