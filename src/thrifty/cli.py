@@ -141,5 +141,10 @@ def ledger_tail(config_path: str | None, count: int, as_json: bool) -> None:
         )
 
 
+from thrifty import report_cli  # noqa: E402
+
+main.add_command(report_cli.report)
+main.add_command(report_cli.simulate)
+
 if __name__ == "__main__":
     main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -58,6 +59,13 @@ class Ledger(ABC):
         newest_first: bool = False,
     ) -> list[dict[str, Any]]:
         """Rows as dicts (column → value), oldest first unless newest_first."""
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run a read-only SELECT over the `ledger` table; rows as dicts (column alias → value).
+
+        The SQL is portable (standard aggregates, `FLOOR`, `CASE`, `COALESCE`) with `?` placeholders;
+        a backend translates the placeholder style of its driver. Used by the report."""
+        raise NotImplementedError(f"{type(self).__name__} does not support report queries")
 
     @property
     @abstractmethod

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,5 +156,14 @@ class SQLiteLedger(Ledger):
         try:
             conn.row_factory = sqlite3.Row
             return [dict(r) for r in conn.execute(sql, params)]
+        finally:
+            conn.close()
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        conn = connect(self.path)
+        try:
+            conn.create_function("FLOOR", 1, math.floor, deterministic=True)  # older builds lack it
+            conn.row_factory = sqlite3.Row
+            return [dict(r) for r in conn.execute(sql, tuple(params))]
         finally:
             conn.close()

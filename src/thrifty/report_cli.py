@@ -1,0 +1,102 @@
+"""`thrifty report` and `thrifty simulate`: the savings waterfall over the ledger or a recorded trace."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+FORMAT = click.Choice(["table", "json", "csv"])
+
+
+def _load(config_path: str | None):
+    from thrifty.cli import _load as load_config
+
+    return load_config(config_path)
+
+
+def _time(value: str | None, now: float, param: str) -> float | None:
+    from thrifty.ledger.report import parse_time
+
+    if value is None:
+        return None
+    try:
+        return parse_time(value, now)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=param) from None
+
+
+@click.command("report")
+@click.option("--config", "config_path", envvar="THRIFTY_CONFIG", help="YAML config file.")
+@click.option("--since", help="Start: ISO date/time (UTC) or a span back from now: 30m, 24h, 7d, 2w.")
+@click.option("--until", help="End (exclusive), same forms as --since. Default: now.")
+@click.option("--tenant", help="Only this tenant.")
+@click.option("--key", "key_id", help="Only this virtual key id.")
+@click.option("--model", help="Only rows served by this model.")
+@click.option("--route", help="Only rows with this routing label.")
+@click.option("--by", type=click.Choice(["tenant", "model", "route", "key"]), help="Break totals down.")
+@click.option("--format", "fmt", type=FORMAT, default="table", show_default=True)
+def report(
+    config_path: str | None,
+    since: str | None,
+    until: str | None,
+    tenant: str | None,
+    key_id: str | None,
+    model: str | None,
+    route: str | None,
+    by: str | None,
+    fmt: str,
+) -> None:
+    """Baseline cost → each lever's saving → actual spend, summed over the ledger."""
+    from thrifty.ledger.open import open_ledger
+    from thrifty.ledger.report import Filters, build_report
+    from thrifty.ledger.report_render import render
+
+    config = _load(config_path)
+    now = time.time()
+    filters = Filters(
+        since=_time(since, now, "--since"),
+        until=_time(until, now, "--until"),
+        tenant=tenant,
+        key=key_id,
+        model=model,
+        route=route,
+    )
+    ledger = open_ledger(config.ledger)
+    result = build_report(ledger, filters, by=by, baseline_model=config.baseline_model)
+    click.echo(render(result, fmt), nl=False)
+
+
+@click.command("simulate")
+@click.argument("trace", type=click.Path(exists=True, dir_okay=False))
+@click.option("--config", "config_path", envvar="THRIFTY_CONFIG", help="YAML config: the levers to try.")
+@click.option("--router", "router_path", type=click.Path(exists=True), help="Trained router file to use.")
+@click.option("--by", type=click.Choice(["tenant", "model", "route", "key"]), help="Break totals down.")
+@click.option("--format", "fmt", type=FORMAT, default="table", show_default=True)
+@click.option("--keep-ledger", type=click.Path(dir_okay=False), help="Write the simulated ledger here.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: if a tty).")
+def simulate(
+    trace: str,
+    config_path: str | None,
+    router_path: str | None,
+    by: str | None,
+    fmt: str,
+    keep_ledger: str | None,
+    progress: bool | None,
+) -> None:
+    """What thrifty would have saved on recorded traffic (JSONL of OpenAI chat requests)."""
+    from thrifty.errors import ThriftyError
+    from thrifty.ledger.report_render import render
+    from thrifty.simulate import TraceError, run_simulation
+
+    config = _load(config_path)
+    show = sys.stderr.isatty() if progress is None else progress
+    try:
+        outcome = run_simulation(
+            trace, config, router_path=router_path, by=by, ledger_path=keep_ledger, progress=show
+        )
+    except (TraceError, ThriftyError) as exc:
+        raise click.ClickException(str(exc)) from None
+    title = f"thrifty simulate {trace} ({outcome.summary()})"
+    click.echo(render(outcome.report, fmt, title=title), nl=False)
