@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from thrifty.errors import UpstreamError
 from thrifty.ledger.base import Ledger
 from thrifty.pipeline import Call
@@ -23,6 +25,13 @@ class Bookkeeper:
         self.table = table
         self.tokens = tokens
         self.baseline = baseline
+        self.observers: list[Callable[[Attempt], None]] = []
+        """Called with every row booked (metrics, logs)."""
+
+    def record(self, attempt: Attempt) -> None:
+        self.ledger.record(attempt)
+        for observe in self.observers:
+            observe(attempt)
 
     def estimate(self, body: Body, output_text: str) -> Usage:
         """Local token counts for a call whose provider reported no usage (marked estimated)."""
@@ -60,7 +69,7 @@ class Bookkeeper:
         )
         if call.lever == "cascade":
             money.savings.cascade, money.savings.routing = money.savings.routing, 0.0
-        self.ledger.record(
+        self.record(
             Attempt(
                 request_id=call.request_id,
                 attempt=call.attempts.next(),
@@ -97,7 +106,7 @@ class Bookkeeper:
     ) -> None:
         """Book a failed attempt (what it cost, if anything; no baseline)."""
         usage = usage or Usage()
-        self.ledger.record(
+        self.record(
             Attempt(
                 request_id=call.request_id,
                 attempt=call.attempts.next(),
@@ -130,7 +139,7 @@ class Bookkeeper:
     ) -> float:
         """Book an answer that was paid for but not used (a cascade tier whose gate failed)."""
         cost = call_cost(usage, deployment.price or self.table.price(served_model))
-        self.ledger.record(
+        self.record(
             Attempt(
                 request_id=call.request_id,
                 attempt=call.attempts.next(),
@@ -171,7 +180,7 @@ class Bookkeeper:
         ).baseline
         savings = Savings(**{lever: baseline})
         status = "cache_hit"
-        self.ledger.record(
+        self.record(
             Attempt(
                 request_id=call.request_id,
                 attempt=call.attempts.next(),

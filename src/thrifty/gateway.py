@@ -13,8 +13,10 @@ from thrifty.dispatch import Dispatch
 from thrifty.errors import PermissionDenied
 from thrifty.ledger.base import Ledger
 from thrifty.ledger.open import open_ledger
+from thrifty.metrics import Metrics
 from thrifty.pipeline import Call, compose
 from thrifty.pricing.tokens import TokenCounter
+from thrifty.providers.base import Provider
 from thrifty.providers.breaker import Breaker
 from thrifty.providers.http import HttpClient
 from thrifty.providers.pool import ProviderPool
@@ -31,11 +33,19 @@ DEFAULT_TENANT = Tenant()
 class Gateway:
     """`await gw.chat(body)` / `gw.chat_stream(body)` / `gw.embeddings(body)`, with every call booked."""
 
-    def __init__(self, config: Config | None = None, *, ledger: Ledger | None = None) -> None:
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        ledger: Ledger | None = None,
+        providers: dict[str, Provider] | None = None,
+    ) -> None:
         self.config = config if config is not None else config_mod.load()
         self.catalog = self.config.catalog()
         self.http = HttpClient()
-        self.providers = build_providers(self.config.providers, self.http)
+        if providers is None:
+            providers = build_providers(self.config.providers, self.http)
+        self.providers = providers
         self.table = ModelTable(self.config, self.providers, self.catalog)
         self.breaker = Breaker(self.config.breaker.failure_threshold, self.config.breaker.cooldown_s)
         self.pool = ProviderPool(self.table, self.breaker, self.config.retry)
@@ -43,6 +53,9 @@ class Gateway:
         self.tokens = TokenCounter()
         baseline = self.catalog.get(self.config.baseline_model) if self.config.baseline_model else None
         self.books = Bookkeeper(self.ledger, self.table, self.tokens, baseline)
+        self.metrics = Metrics()
+        self.metrics.watch(self.breaker.states, lambda: self.ledger.dropped)
+        self.books.observers.append(self.metrics.observe)
         self.dispatch = Dispatch(self.pool, self.books)
         self.stages = build_stages(self)
         self.handler = compose(self.stages, self.dispatch)

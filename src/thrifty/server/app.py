@@ -18,6 +18,8 @@ from thrifty.errors import ThriftyError
 from thrifty.gateway import Gateway
 from thrifty.server import errors
 from thrifty.server.body import read_json
+from thrifty.server.dashboard.routes import dashboard_routes
+from thrifty.server.metrics_route import metrics_routes
 from thrifty.server.responses import json_response
 from thrifty.server.sse import sse_body
 from thrifty.tenancy.auth import Authenticator
@@ -133,6 +135,8 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/models", api.models, methods=["GET"]),
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/readyz", api.readyz, methods=["GET"]),
+        *metrics_routes(gateway),
+        *dashboard_routes(gateway),
     ]
     app = Starlette(
         routes=routes,

@@ -1,0 +1,1 @@
+"""The `/dashboard` web page and its JSON API, served by the gateway."""
