@@ -146,5 +146,9 @@ from thrifty import report_cli  # noqa: E402
 main.add_command(report_cli.report)
 main.add_command(report_cli.simulate)
 
+from thrifty import keys_cli  # noqa: E402
+
+main.add_command(keys_cli.keys)
+
 if __name__ == "__main__":
     main()

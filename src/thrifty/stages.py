@@ -16,4 +16,9 @@ if TYPE_CHECKING:
 
 def build_stages(gateway: Gateway) -> list[Stage]:
     stages: list[Stage] = []
+    from thrifty.tenancy.runtime import build_stage as limits_stage
+
+    limits = limits_stage(gateway)  # outermost: rate limits and budget reservations per key
+    if limits is not None:
+        stages.append(limits)
     return stages

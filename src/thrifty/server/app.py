@@ -17,12 +17,14 @@ from starlette.routing import Route
 from thrifty.errors import ThriftyError
 from thrifty.gateway import Gateway
 from thrifty.server import errors
+from thrifty.server.admin import admin_routes
 from thrifty.server.body import read_json
 from thrifty.server.dashboard.routes import dashboard_routes
 from thrifty.server.metrics_route import metrics_routes
 from thrifty.server.responses import json_response
 from thrifty.server.sse import sse_body
 from thrifty.tenancy.auth import Authenticator
+from thrifty.tenancy.runtime import tenancy_of
 from thrifty.types import ChatResult, Tenant, new_request_id
 
 log = logging.getLogger("thrifty.server")
@@ -53,15 +55,19 @@ class Api:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         server = gateway.config.server
-        self.auth = Authenticator(server.master_key, server.require_auth)
+        self.tenancy = tenancy_of(gateway)
+        directory = self.tenancy.directory if self.tenancy is not None else None
+        self.auth = Authenticator(server.master_key, server.require_auth, directory)
         self.max_body = server.max_body_bytes
 
-    def _tenant(self, request: Request) -> Tenant:
-        return self.auth.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"))
+    async def _tenant(self, request: Request) -> Tenant:
+        return await self.auth.authenticate(
+            request.headers.get("authorization"), request.headers.get("x-api-key")
+        )
 
     async def chat_completions(self, request: Request) -> Response:
         request_id = request.state.request_id = _request_id(request)
-        tenant = self._tenant(request)
+        tenant = await self._tenant(request)
         body = await read_json(request, self.max_body)
         if isinstance(body, dict) and body.get("stream") is True:
             stream = await self.gateway.chat_stream(body, tenant, request_id=request_id)
@@ -72,6 +78,7 @@ class Api:
                 "x-thrifty-provider": stream.provider,
                 "cache-control": "no-cache",
                 "x-accel-buffering": "no",
+                **getattr(stream, "headers", {}),
             }
             return StreamingResponse(sse_body(stream), media_type="text/event-stream", headers=headers)
         result = await self.gateway.chat(body, tenant, request_id=request_id)
@@ -79,13 +86,13 @@ class Api:
 
     async def embeddings(self, request: Request) -> Response:
         request_id = request.state.request_id = _request_id(request)
-        tenant = self._tenant(request)
+        tenant = await self._tenant(request)
         body = await read_json(request, self.max_body)
         result = await self.gateway.embeddings(body, tenant, request_id=request_id)
         return json_response(result.body, headers=_result_headers(result))
 
     async def models(self, request: Request) -> Response:
-        self._tenant(request)
+        await self._tenant(request)
         return json_response({"object": "list", "data": self.gateway.models()})
 
     async def healthz(self, request: Request) -> Response:
@@ -98,6 +105,10 @@ class Api:
             "breakers": self.gateway.breaker.states(),
         }
         ready = checks["providers"] == "ok"
+        if self.tenancy is not None:
+            tenancy_checks, tenancy_ready = await self.tenancy.health()
+            checks.update(tenancy_checks)
+            ready = ready and tenancy_ready
         return json_response(
             {"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503
         )
@@ -121,9 +132,13 @@ def create_app(gateway: Gateway) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
+        if api.tenancy is not None:
+            await api.tenancy.start()
         try:
             yield
         finally:
+            if api.tenancy is not None:
+                await api.tenancy.aclose()
             await gateway.aclose()
 
     routes = [
@@ -135,6 +150,7 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/models", api.models, methods=["GET"]),
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/readyz", api.readyz, methods=["GET"]),
+        *admin_routes(gateway),
         *metrics_routes(gateway),
         *dashboard_routes(gateway),
     ]

@@ -1,0 +1,241 @@
+"""The limits stage (outermost): rate limits and budget reservations for requests made with a key."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from thrifty.errors import AuthenticationError, RateLimited
+from thrifty.pipeline import Call, Handler
+from thrifty.pricing.tokens import TokenCounter
+from thrifty.providers.table import ModelTable
+from thrifty.tenancy.budgets import BudgetBackend, Window, windows
+from thrifty.tenancy.errors import BudgetExceeded, StateError, StateUnavailable
+from thrifty.tenancy.keys import VirtualKey
+from thrifty.tenancy.metered import MeteredStream
+from thrifty.tenancy.ratelimit import Limit, LimitState, RateLimiter
+from thrifty.tenancy.settings import TenancyConfig
+from thrifty.types import ChatResult
+
+if TYPE_CHECKING:
+    from thrifty.tenancy.directory import KeyDirectory
+
+log = logging.getLogger("thrifty.tenancy")
+
+_PER = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    tokens: int
+    """Prompt tokens (counted locally) + the most output tokens the request may produce."""
+    worst_usd: float
+
+
+@dataclass(slots=True)
+class Reservation:
+    key_id: str
+    id: str
+    amount: float
+    wins: list[Window]
+
+
+def format_reset(seconds: float) -> str:
+    """OpenAI's duration style: `120ms`, `1.5s`, `6m0s`."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    minutes, rest = divmod(seconds, 60)
+    rest_text = f"{rest:.3f}".rstrip("0").rstrip(".")
+    return f"{int(minutes)}m{rest_text}s" if minutes else f"{rest_text}s"
+
+
+def rate_headers(states: list[LimitState]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for s in states:
+        headers[f"x-ratelimit-limit-{s.kind}"] = str(s.limit)
+        headers[f"x-ratelimit-remaining-{s.kind}"] = str(s.remaining)
+        headers[f"x-ratelimit-reset-{s.kind}"] = format_reset(s.reset_s)
+    return headers
+
+
+class LimitsStage:
+    """Looks up the caller's key; checks its rate limits; reserves the worst-case cost against its
+    budgets before the rest of the pipeline runs; settles the actual cost (or releases) after."""
+
+    def __init__(
+        self,
+        settings: TenancyConfig,
+        directory: KeyDirectory,
+        budgets: BudgetBackend,
+        limiter: RateLimiter,
+        table: ModelTable,
+        tokens: TokenCounter,
+    ) -> None:
+        self.settings = settings
+        self.directory = directory
+        self.budgets = budgets
+        self.limiter = limiter
+        self.table = table
+        self.tokens = tokens
+        self.owner: Any = None
+        """The `Tenancy` that built this stage (the server finds keys and health through it)."""
+
+    async def handle(self, call: Call, next: Handler) -> ChatResult:
+        key = await self._key(call)
+        if key is None or not (key.budgets.any() or key.rate_limits.any()):
+            return await next(call)
+        estimate = self.estimate(call)
+        states = await self._rate_limit(key, estimate)
+        headers = rate_headers(states)
+        reservation = await self._reserve(key, estimate)
+        try:
+            result = await next(call)
+        except BaseException:
+            await self._release(reservation)
+            raise
+        if result.stream is not None:
+
+            async def on_end(cost: float | None) -> None:
+                await self._settle(reservation, cost)
+
+            result.stream = MeteredStream(result.stream, on_end, headers)
+        else:
+            await self._settle(reservation, result.cost_usd)
+            await self._refund_tokens(key, estimate, result)
+        result.headers.update(headers)
+        return result
+
+    async def _key(self, call: Call) -> VirtualKey | None:
+        key_id = call.tenant.key_id
+        if key_id is None or key_id == "master":
+            return None
+        key = await self.directory.by_id(key_id)
+        if key is None:
+            return None
+        reason = key.unusable_reason()
+        if reason is not None:
+            raise AuthenticationError(reason)
+        return key
+
+    # ---- estimates
+
+    def estimate(self, call: Call) -> Estimate:
+        body = call.body
+        prompt = self.tokens.count_messages(body.get("messages") or [])
+        if body.get("tools"):
+            prompt += self.tokens.count_text(str(body["tools"]))
+        cap = body.get("max_completion_tokens") or body.get("max_tokens")
+        output = cap if isinstance(cap, int) and cap > 0 else self.settings.budgets.default_max_tokens
+        choices = body.get("n")
+        if isinstance(choices, int) and choices > 1:
+            output *= choices
+        worst = 0.0
+        for model in [call.model, *self.table.fallbacks(call.model)]:
+            price = self.table.price(model)
+            if price is not None:
+                out_rate = max(price.output, price.reasoning_rate)
+                worst = max(worst, (prompt * price.input + output * out_rate) / _PER)
+        return Estimate(tokens=prompt + output, worst_usd=worst)
+
+    # ---- rate limits
+
+    async def _rate_limit(self, key: VirtualKey, estimate: Estimate) -> list[LimitState]:
+        limits = []
+        if key.rate_limits.rpm is not None:
+            limits.append(Limit("requests", key.rate_limits.rpm, 1))
+        if key.rate_limits.tpm is not None:
+            if estimate.tokens > key.rate_limits.tpm:
+                raise RateLimited(
+                    f"This request may use up to {estimate.tokens} tokens, more than the key's limit of "
+                    f"{key.rate_limits.tpm} tokens per minute; lower max_tokens or shorten the prompt.",
+                    code="tokens_exceed_rate_limit",
+                )
+            limits.append(Limit("tokens", key.rate_limits.tpm, estimate.tokens))
+        if not limits:
+            return []
+        try:
+            states = await self.limiter.acquire(key.id, limits)
+        except StateError as exc:
+            self._state_failure("rate limits", exc, self.settings.rate_limits.on_state_error)
+            return []
+        denied = [s for s in states if s.retry_after_s > 0]
+        if denied:
+            worst = max(denied, key=lambda s: s.retry_after_s)
+            headers = rate_headers(states)
+            headers["retry-after"] = str(max(1, int(worst.retry_after_s + 0.999)))
+            raise RateLimited(
+                f"Rate limit reached for this key: {worst.limit} {worst.kind} per minute. "
+                f"Try again in {format_reset(worst.retry_after_s)}.",
+                headers=headers,
+            )
+        return states
+
+    async def _refund_tokens(self, key: VirtualKey, estimate: Estimate, result: ChatResult) -> None:
+        if key.rate_limits.tpm is None:
+            return
+        unused = estimate.tokens - (result.usage.input_tokens + result.usage.output_tokens)
+        if unused <= 0:
+            return
+        try:
+            await self.limiter.refund(key.id, Limit("tokens", key.rate_limits.tpm, unused))
+        except StateError as exc:
+            log.warning("could not refund unused tokens of key %s: %s", key.id, exc)
+
+    # ---- budgets
+
+    async def _reserve(self, key: VirtualKey, estimate: Estimate) -> Reservation | None:
+        wins = windows(key.budgets)
+        if not wins:
+            return None
+        reservation = Reservation(key.id, "r" + secrets.token_hex(8), estimate.worst_usd, wins)
+        try:
+            refusal = await self.budgets.reserve(
+                key.id, wins, reservation.id, estimate.worst_usd, self.settings.budgets.reservation_ttl_s
+            )
+        except StateError as exc:
+            self._state_failure("budgets", exc, self.settings.budgets.on_state_error)
+            return None
+        if refusal is not None:
+            win = refusal.window
+            raise BudgetExceeded(
+                f"Budget exceeded for key {key.id}: its {win.name} budget is ${win.limit:.4f}, "
+                f"${refusal.spent:.4f} is spent and ${refusal.reserved:.4f} is held by requests in "
+                f"flight; this request may cost up to ${estimate.worst_usd:.4f}. "
+                "Lower max_tokens, wait for the budget to reset, or ask an admin to raise it.",
+                status=self.settings.budgets.over_budget_status,
+            )
+        return reservation
+
+    async def _settle(self, reservation: Reservation | None, cost: float | None) -> None:
+        if reservation is None:
+            return
+        actual = reservation.amount if cost is None else cost
+        try:
+            await self.budgets.settle(reservation.key_id, reservation.wins, reservation.id, actual)
+        except StateError as exc:
+            log.error(
+                "could not settle $%.6f for key %s (%s); its reservation expires on its own",
+                actual,
+                reservation.key_id,
+                exc,
+            )
+
+    async def _release(self, reservation: Reservation | None) -> None:
+        if reservation is None:
+            return
+        try:
+            await self.budgets.release(reservation.key_id, reservation.id)
+        except StateError as exc:
+            log.warning("could not release reservation of key %s: %s", reservation.key_id, exc)
+
+    def _state_failure(self, what: str, exc: StateError, mode: str) -> None:
+        if mode == "fail_open":
+            log.warning("%s state unreachable (%s): request let through (fail_open)", what, exc)
+            return
+        log.error("%s state unreachable (%s): request refused (fail_closed)", what, exc)
+        raise StateUnavailable(
+            f"The gateway cannot check {what} right now (shared state unreachable); try again shortly.",
+            headers={"retry-after": "1"},
+        )
