@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -98,5 +99,7 @@ def simulate(
         )
     except (TraceError, ThriftyError) as exc:
         raise click.ClickException(str(exc)) from None
-    title = f"thrifty simulate {trace} ({outcome.summary()})"
-    click.echo(render(outcome.report, fmt, title=title), nl=False)
+    title = f"thrifty simulate {Path(trace).name}"
+    click.echo(render(outcome.report, fmt, title=title, scope=outcome.summary()), nl=False)
+    for index, reason in outcome.skipped[:20]:
+        click.echo(f"skipped trace request {index}: {reason}", err=True)

@@ -13,13 +13,13 @@ from thrifty.ledger.report import LEVERS, Report, Totals, pct
 FORMATS = ("table", "json", "csv")
 
 
-def render(report: Report, fmt: str, *, title: str = "thrifty report") -> str:
+def render(report: Report, fmt: str, *, title: str = "thrifty report", scope: str | None = None) -> str:
     if fmt == "json":
         return orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n"
     if fmt == "csv":
         return render_csv(report)
     if fmt == "table":
-        return render_table(report, title=title)
+        return render_table(report, title=title, scope=scope)
     raise ValueError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
 
 
@@ -55,9 +55,9 @@ def _scope(report: Report) -> str:
     return " · ".join(parts)
 
 
-def render_table(report: Report, *, title: str = "thrifty report") -> str:
+def render_table(report: Report, *, title: str = "thrifty report", scope: str | None = None) -> str:
     t = report.totals
-    out = [f"{title} — {_scope(report)}", ""]
+    out = [f"{title} — {scope or _scope(report)}", ""]
     out.extend(_waterfall_lines(report))
     out.append("")
     out.extend(_activity_lines(t))
