@@ -103,9 +103,15 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def simulation_config(config: Config, entries: list[Recorded], router_path: str | None) -> Config:
-    """The user's config with every model the trace names reachable (through the recorded provider)."""
+def simulation_config(
+    config: Config, entries: list[Recorded], router_path: str | None, workdir: Path
+) -> Config:
+    """The user's config with every model the trace names reachable (through the recorded provider)
+    and its local state (SQLite cache) in `workdir`, so a simulation starts cold and touches nothing."""
     sim = config.model_copy(deep=True)
+    cache = getattr(sim, "cache", None)
+    if cache is not None and getattr(cache, "backend", None) == "sqlite":
+        sim.cache = cache.model_copy(update={"path": str(workdir / "cache.db")})  # type: ignore[attr-defined]
     reachable = sim.model_names()
     for entry in entries:
         model = entry.request["model"]
@@ -164,10 +170,11 @@ def run_simulation(
     from thrifty.gateway import Gateway
 
     entries = read_trace(trace)
-    sim = simulation_config(config, entries, router_path)
     with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="thrifty-sim-")))
+        sim = simulation_config(config, entries, router_path, workdir)
         if ledger_path is None:
-            ledger_path = str(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "simulated.db")
+            ledger_path = str(workdir / "simulated.db")
         elif Path(ledger_path).exists():
             raise TraceError(f"{ledger_path} exists: --keep-ledger writes a new file")
         ledger = SQLiteLedger(ledger_path)
