@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,10 +107,15 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = PostgresServer(tmp_path_factory.mktemp("pg") / "data")
+def postgres_server() -> Iterator[PostgresServer]:
+    # Run as root, pgserver starts postgres as an unprivileged user, which cannot enter pytest's
+    # private (0700) temp folders: use a folder of our own that it may read.
+    root = Path(tempfile.mkdtemp(prefix="thrifty-pg-"))
+    root.chmod(0o755)
+    server = PostgresServer(root / "data")
     yield server
     server.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

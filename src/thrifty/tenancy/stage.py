@@ -123,7 +123,9 @@ class LimitsStage:
 
     def estimate(self, call: Call) -> Estimate:
         body = call.body
-        prompt = self.tokens.count_messages(body.get("messages") or [])
+        messages = body.get("messages") or []
+        # one token of slack per message: providers frame messages slightly differently
+        prompt = self.tokens.count_messages(messages) + len(messages)
         if body.get("tools"):
             prompt += self.tokens.count_text(str(body["tools"]))
         cap = body.get("max_completion_tokens") or body.get("max_tokens")
