@@ -70,21 +70,29 @@ def gateway_factory(tmp_path: Path, fake: FakeProvider) -> Iterator[Any]:
         gp.stop()
 
 
-@pytest.fixture
-def gateway(gateway_factory: Any) -> GatewayProcess:
-    return gateway_factory()
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, fake_server: FakeProvider) -> Iterator[GatewayProcess]:
+    """One gateway on the base config per test module (tests find their rows by request id)."""
+    gp = start_gateway(tmp_path_factory.mktemp("gw"), base_config(fake_server))
+    yield gp
+    gp.stop()
 
 
-def ledger_rows(path: Path, *, expect: int = 0, timeout: float = 5.0) -> list[dict[str, Any]]:
-    """Rows of a SQLite ledger, waiting until at least `expect` are there (the writer batches)."""
+def ledger_rows(path: Path, *, expect: int = 0, timeout: float = 10.0,
+                request_id: str | None = None) -> list[dict[str, Any]]:
+    """Rows of a SQLite ledger (optionally of one request), waiting until at least `expect` are there
+    (the writer batches)."""
     deadline = time.monotonic() + timeout
+    sql, params = "SELECT * FROM ledger ORDER BY id", ()
+    if request_id is not None:
+        sql, params = "SELECT * FROM ledger WHERE request_id = ? ORDER BY id", (request_id,)
     while True:
         rows: list[dict[str, Any]] = []
         if path.exists():
             conn = sqlite3.connect(path)
             conn.row_factory = sqlite3.Row
             try:
-                rows = [dict(r) for r in conn.execute("SELECT * FROM ledger ORDER BY id")]
+                rows = [dict(r) for r in conn.execute(sql, params)]
             except sqlite3.OperationalError:
                 rows = []
             finally:

@@ -14,6 +14,12 @@ from tests.conftest import ledger_rows
 pytestmark = pytest.mark.e2e
 
 
+@pytest.fixture
+def gateway(gateway_factory):
+    """A fresh gateway per test: breaker state must not leak between tests."""
+    return gateway_factory()
+
+
 def ask(gw, model: str = "gpt-4o", **kw):
     c = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
     return c.chat.completions.with_raw_response.create(
@@ -25,8 +31,7 @@ def test_retries_5xx_then_succeeds_and_books_every_attempt(gateway, fake):
     raw = ask(gateway)
     assert raw.parse().choices[0].message.content == "echo: hello"
     assert raw.headers["x-thrifty-attempts"] == "3"
-    rows = [r for r in ledger_rows(gateway.ledger_path, expect=3)
-            if r["request_id"] == raw.headers["x-request-id"]]
+    rows = ledger_rows(gateway.ledger_path, expect=3, request_id=raw.headers["x-request-id"])
     assert [r["status"] for r in rows] == ["error", "error", "ok"]
     assert [r["http_status"] for r in rows] == [500, 503, 200]
     assert [r["attempt"] for r in rows] == [1, 2, 3]

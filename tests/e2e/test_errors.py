@@ -1,0 +1,110 @@
+"""Every bad input gets a clear OpenAI-shaped error with the right status; never a 500."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import base_config
+
+pytestmark = pytest.mark.e2e
+
+CHAT = "/v1/chat/completions"
+OK_BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def post(gw, content: bytes | None = None, json=None, headers=None, path=CHAT) -> httpx.Response:
+    return httpx.post(gw.url + path, content=content, json=json, timeout=30,
+                      headers={"content-type": "application/json", **(headers or {})})
+
+
+def assert_error(r: httpx.Response, status: int, param: str | None = None) -> dict:
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert set(err) >= {"message", "type", "param", "code"}
+    assert err["message"]
+    if param is not None:
+        assert err["param"] == param
+    return err
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+    ({"model": "gpt-4o"}, "messages"),
+    ({"model": "gpt-4o", "messages": []}, "messages"),
+    ({"model": "gpt-4o", "messages": "hello"}, "messages"),
+    ({"model": "gpt-4o", "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+    ({"model": "gpt-4o", "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+    ({**OK_BODY, "temperature": "hot"}, "temperature"),
+    ({**OK_BODY, "temperature": 7}, "temperature"),
+    ({**OK_BODY, "n": 100000}, "n"),
+    ({**OK_BODY, "max_tokens": 10**12}, "max_tokens"),
+    ({**OK_BODY, "max_tokens": True}, "max_tokens"),
+    ({**OK_BODY, "stream": "yes"}, "stream"),
+    ({**OK_BODY, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({**OK_BODY, "tools": {"not": "a list"}}, "tools"),
+    ({**OK_BODY, "response_format": "json"}, "response_format"),
+])
+def test_invalid_bodies_are_400_naming_the_parameter(gateway, body, param):
+    assert_error(post(gateway, json=body), 400, param)
+
+
+def test_malformed_json_empty_body_non_object_and_bad_utf8(gateway, fake):
+    assert_error(post(gateway, b'{"model": "gpt-4o", "messages": ['), 400)
+    assert_error(post(gateway, b""), 400)
+    assert_error(post(gateway, b"[1, 2, 3]"), 400)
+    err = assert_error(post(gateway, b'{"model": "gpt-4o\xff\xfe"}'), 400)
+    assert "UTF-8" in err["message"]
+    assert fake.requests() == []  # nothing bad reached the provider
+
+
+def test_unknown_model_is_404(gateway):
+    err = assert_error(post(gateway, json={**OK_BODY, "model": "gpt-99-ultra"}), 404, "model")
+    assert err["code"] == "model_not_found"
+
+
+def test_body_over_limit_is_413(gateway_factory, fake):
+    config = base_config(fake)
+    config["server"] = {"max_body_bytes": 4096}
+    gw = gateway_factory(config)
+    big = {**OK_BODY, "messages": [{"role": "user", "content": "x" * 10_000}]}
+    assert_error(post(gw, json=big), 413)
+    # chunked upload without content-length is cut off too
+    def gen():
+        yield b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "'
+        for _ in range(20):
+            yield b"y" * 1024
+        yield b'"}]}'
+    r = httpx.post(gw.url + CHAT, content=gen(), timeout=30)
+    assert_error(r, 413)
+    assert post(gw, json=OK_BODY).status_code == 200  # the server is fine afterwards
+
+
+def test_auth_with_master_key(gateway_factory, fake):
+    config = base_config(fake)
+    config["server"] = {"master_key": "sk-master-test-key"}
+    gw = gateway_factory(config)
+    assert_error(post(gw, json=OK_BODY), 401)
+    assert_error(post(gw, json=OK_BODY, headers={"authorization": "Bearer wrong"}), 401)
+    assert_error(post(gw, json=OK_BODY, headers={"authorization": "Basic abc"}), 401)
+    r = post(gw, json=OK_BODY, headers={"authorization": "Bearer sk-master-test-key"})
+    assert r.status_code == 200
+    assert httpx.get(gw.url + "/healthz").status_code == 200  # probes need no key
+
+
+def test_unknown_path_and_method(gateway):
+    assert_error(httpx.get(gateway.url + "/v1/nothing-here"), 404)
+    assert_error(httpx.get(gateway.url + CHAT), 405)
+
+
+def test_client_request_id_is_kept_and_bad_ones_replaced(gateway):
+    r = post(gateway, json=OK_BODY, headers={"x-request-id": "client-abc-123"})
+    assert r.headers["x-request-id"] == "client-abc-123"
+    r = post(gateway, json=OK_BODY, headers={"x-request-id": "bad id with spaces"})
+    assert r.headers["x-request-id"].startswith("req_")
+
+
+def test_health_and_readiness(gateway):
+    assert httpx.get(gateway.url + "/healthz").json() == {"status": "ok"}
+    ready = httpx.get(gateway.url + "/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
