@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -50,7 +51,9 @@ class Dashboard:
         if key is not None and not self.gate.open:
             if not self.gate.is_key(key):
                 return self._login(error=True)
-            response = RedirectResponse("/dashboard", status_code=303, headers=SECURITY_HEADERS)
+            rest = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "key"])
+            target = "/dashboard" + (f"?{rest}" if rest else "")
+            response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
             response.set_cookie(
                 COOKIE,
                 self.gate.cookie_value(),
