@@ -34,11 +34,19 @@ def main() -> None:
 @click.option("--port", type=int, default=None, help="Port (default from config: 4000).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default from config: 1).")
 @click.option("--log-level", default="warning", show_default=True)
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def serve(
-    config_path: str | None, host: str | None, port: int | None, workers: int | None, log_level: str
+    config_path: str | None,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    log_level: str,
+    log_format: str,
 ) -> None:
     """Run the gateway HTTP server."""
     import uvicorn
+
+    from thrifty.logging_setup import config_secrets, log_config
 
     config = _load(config_path)
     host = host or config.server.host
@@ -56,12 +64,17 @@ def serve(
         host=host,
         port=port,
         log_level=log_level,
+        log_config=log_config(log_format, log_level, config_secrets(config)),
         access_log=False,
         timeout_graceful_shutdown=30,
         limit_concurrency=None,
         h11_max_incomplete_event_size=config.server.max_body_bytes,
     )
     if workers > 1:
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # /metrics aggregates all workers
+            import tempfile
+
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="thrifty-metrics-")
         uvicorn.run("thrifty.server.app:create_app_from_env", factory=True, workers=workers, **common)
         return
     from thrifty.gateway import Gateway
@@ -149,6 +162,10 @@ main.add_command(report_cli.simulate)
 from thrifty import keys_cli  # noqa: E402
 
 main.add_command(keys_cli.keys)
+
+from thrifty import route_cli  # noqa: E402
+
+main.add_command(route_cli.route)
 
 if __name__ == "__main__":
     main()

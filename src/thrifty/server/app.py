@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from thrifty.errors import ThriftyError
 from thrifty.gateway import Gateway
+from thrifty.logging_setup import AccessLog
 from thrifty.server import errors
 from thrifty.server.admin import admin_routes
 from thrifty.server.body import read_json
@@ -164,6 +165,7 @@ def create_app(gateway: Gateway) -> Starlette:
         },
     )
     app.state.gateway = gateway
+    app.add_middleware(AccessLog, log_prompts=gateway.config.log_prompts)
     return app
 
 
