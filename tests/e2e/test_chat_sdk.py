@@ -33,7 +33,9 @@ def test_sync_chat_answer_headers_cost_and_ledger(gateway, fake):
     usage = completion.usage
     assert usage.prompt_tokens > 0 and usage.completion_tokens > 0
     cost = float(raw.headers["x-thrifty-cost-usd"])
-    assert cost == pytest.approx(expected_cost("gpt-4o", usage.prompt_tokens, usage.completion_tokens), rel=1e-6)
+    assert cost == pytest.approx(
+        expected_cost("gpt-4o", usage.prompt_tokens, usage.completion_tokens), rel=1e-6
+    )
     assert raw.headers["x-thrifty-model"] == "gpt-4o"
     request_id = raw.headers["x-request-id"]
     assert request_id.startswith("req_")
@@ -51,11 +53,14 @@ def test_sync_chat_answer_headers_cost_and_ledger(gateway, fake):
 def test_async_client_concurrent(gateway):
     async def run() -> list[str]:
         aclient = openai.AsyncOpenAI(base_url=gateway.base_url, api_key="x", max_retries=0)
-        answers = await asyncio.gather(*[
-            aclient.chat.completions.create(model="gpt-4o-mini",
-                                            messages=[{"role": "user", "content": f"q{i}"}])
-            for i in range(20)
-        ])
+        answers = await asyncio.gather(
+            *[
+                aclient.chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": f"q{i}"}]
+                )
+                for i in range(20)
+            ]
+        )
         await aclient.close()
         return [a.choices[0].message.content for a in answers]
 
@@ -64,7 +69,9 @@ def test_async_client_concurrent(gateway):
 
 def test_streaming_with_usage(gateway):
     raw = client(gateway).chat.completions.with_raw_response.create(
-        model="gpt-4o", messages=[{"role": "user", "content": "stream me please"}], stream=True,
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "stream me please"}],
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = list(raw.parse())
@@ -77,7 +84,8 @@ def test_streaming_with_usage(gateway):
 
 def test_streaming_without_usage_option_sends_no_usage_chunk(gateway):
     raw = client(gateway).chat.completions.with_raw_response.create(
-        model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True)
+        model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
     chunks = list(raw.parse())
     assert all(c.usage is None for c in chunks)
     assert all(c.choices for c in chunks)
@@ -89,8 +97,13 @@ def test_streaming_without_usage_option_sends_no_usage_chunk(gateway):
 def test_tools_pass_through(gateway, fake):
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
     completion = client(gateway).chat.completions.create(
-        model="gpt-4o", messages=[{"role": "user", "content": "please call tool"}], tools=tools,
-        tool_choice="auto", seed=7, stop=["END"], response_format={"type": "text"},
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "please call tool"}],
+        tools=tools,
+        tool_choice="auto",
+        seed=7,
+        stop=["END"],
+        response_format={"type": "text"},
     )
     call = completion.choices[0].message.tool_calls[0]
     assert call.function.name == "get_weather"
@@ -109,9 +122,14 @@ def test_anthropic_provider_behind_openai_api(gateway, fake):
     sent = fake.requests("/v1/messages")[-1]
     assert sent["body"]["system"] in ("be brief", [{"type": "text", "text": "be brief"}])
     assert sent["headers"]["x-api-key"] == PROVIDER_SECRET
-    chunks = list(client(gateway).chat.completions.create(
-        model="claude-sonnet-4-5", messages=[{"role": "user", "content": "stream claude"}], stream=True,
-        stream_options={"include_usage": True}))
+    chunks = list(
+        client(gateway).chat.completions.create(
+            model="claude-sonnet-4-5",
+            messages=[{"role": "user", "content": "stream claude"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: stream claude"
     assert chunks[-1].usage.prompt_tokens > 0
 
@@ -119,7 +137,8 @@ def test_anthropic_provider_behind_openai_api(gateway, fake):
 def test_anthropic_cached_tokens_priced_at_cache_rates(gateway, fake):
     fake.script({"cached_tokens": 40, "usage": {"input_tokens": 100, "output_tokens": 10}})
     raw = client(gateway).chat.completions.with_raw_response.create(
-        model="claude-sonnet-4-5", messages=[{"role": "user", "content": "cached?"}])
+        model="claude-sonnet-4-5", messages=[{"role": "user", "content": "cached?"}]
+    )
     usage = raw.parse().usage
     assert usage.prompt_tokens_details.cached_tokens == 40
     cost = float(raw.headers["x-thrifty-cost-usd"])
@@ -133,19 +152,22 @@ def test_anthropic_cached_tokens_priced_at_cache_rates(gateway, fake):
 def test_missing_usage_is_counted_locally_and_marked(gateway, fake):
     fake.script({"omit_usage": True})
     raw = client(gateway).chat.completions.with_raw_response.create(
-        model="gpt-4o", messages=[{"role": "user", "content": "count me locally"}])
+        model="gpt-4o", messages=[{"role": "user", "content": "count me locally"}]
+    )
     assert raw.parse().usage.completion_tokens > 0
     (row,) = ledger_rows(gateway.ledger_path, expect=1, request_id=raw.headers["x-request-id"])
     assert row["estimated"] == 1 and row["cost_usd"] > 0
 
 
 def test_embeddings_priced(gateway):
-    raw = client(gateway).embeddings.with_raw_response.create(model="text-embedding-3-small",
-                                                                input=["a b c", "d e"])
+    raw = client(gateway).embeddings.with_raw_response.create(
+        model="text-embedding-3-small", input=["a b c", "d e"]
+    )
     result = raw.parse()
     assert len(result.data) == 2
     assert float(raw.headers["x-thrifty-cost-usd"]) == pytest.approx(
-        result.usage.prompt_tokens * 0.02 / 1e6, rel=1e-6)
+        result.usage.prompt_tokens * 0.02 / 1e6, rel=1e-6
+    )
     (row,) = ledger_rows(gateway.ledger_path, expect=1, request_id=raw.headers["x-request-id"])
     assert row["kind"] == "embeddings" and row["cost_usd"] > 0
 

@@ -22,32 +22,50 @@ pytestmark = pytest.mark.e2e
 def thrifty(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
     full.update(env or {})
-    return subprocess.run([sys.executable, "-m", "thrifty.cli", *args], capture_output=True, text=True,
-                          env=full, cwd=cwd, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "thrifty.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full,
+        cwd=cwd,
+        timeout=60,
+    )
 
 
 def test_config_check_lists_every_error_with_its_key_path(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({
-        "servr": {"port": 1},
-        "providers": {"p": {"type": "openai", "base_url": "${NOT_SET_ANYWHERE_VAR}"}},
-    }))
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                "servr": {"port": 1},
+                "providers": {"p": {"type": "openai", "base_url": "${NOT_SET_ANYWHERE_VAR}"}},
+            }
+        )
+    )
     r = thrifty("config", "check", str(bad))
     assert r.returncode == 2
     assert "providers.p.base_url: environment variable NOT_SET_ANYWHERE_VAR is not set" in r.stderr
-    bad.write_text(yaml.safe_dump({
-        "servr": {"port": 1},
-        "server": {"port": "high"},
-        "providers": {"p": {"type": "openai", "colour": "red"}},
-    }))
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                "servr": {"port": 1},
+                "server": {"port": "high"},
+                "providers": {"p": {"type": "openai", "colour": "red"}},
+            }
+        )
+    )
     r = thrifty("config", "check", str(bad))
     assert r.returncode == 2
     for expected in ("servr: unknown key", "server.port:", "providers.p.colour: unknown key"):
         assert expected in r.stderr
-    bad.write_text(yaml.safe_dump({
-        "providers": {"p": {"type": "openai"}},
-        "models": {"m": {"deployments": [{"provider": "q"}], "fallbacks": ["ghost"]}},
-    }))
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                "providers": {"p": {"type": "openai"}},
+                "models": {"m": {"deployments": [{"provider": "q"}], "fallbacks": ["ghost"]}},
+            }
+        )
+    )
     r = thrifty("config", "check", str(bad))
     assert "models.m.deployments.0.provider: unknown provider 'q'" in r.stderr
     assert "models.m.fallbacks.0: unknown model 'ghost'" in r.stderr
@@ -68,9 +86,18 @@ def test_models_lists_prices(tmp_path):
     assert r.returncode == 0
     line = next(line for line in r.stdout.splitlines() if line.startswith("gpt-4o "))
     assert "2.500" in line and "10.000" in line
-    for model in ("deepseek-v4-flash", "deepseek-reasoner", "deepseek-coder", "Qwen/Qwen3-8B",
-                  "Qwen/Qwen3-32B", "Qwen-MT-Turbo", "claude-sonnet-4-5", "gemini-2.5-flash",
-                  "mistral-small-latest", "llama-3.1-8b-instant"):
+    for model in (
+        "deepseek-v4-flash",
+        "deepseek-reasoner",
+        "deepseek-coder",
+        "Qwen/Qwen3-8B",
+        "Qwen/Qwen3-32B",
+        "Qwen-MT-Turbo",
+        "claude-sonnet-4-5",
+        "gemini-2.5-flash",
+        "mistral-small-latest",
+        "llama-3.1-8b-instant",
+    ):
         assert model in r.stdout
 
 
@@ -81,26 +108,39 @@ def test_env_only_defaults_then_ledger_tail_and_graceful_shutdown(tmp_path, fake
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_", "THRIFTY_"))}
     env.update({"OPENAI_API_KEY": "sk-env-key", "OPENAI_BASE_URL": fake.openai_base_url})
-    proc = subprocess.Popen([sys.executable, "-m", "thrifty.cli", "serve", "--port", str(port)], env=env,
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "thrifty.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
         for model in ("gpt-4o", "gpt-4.1-nano", "o4-mini"):
-            assert client.chat.completions.create(
-                model=model, messages=[{"role": "user", "content": "env"}]).model == model
+            assert (
+                client.chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": "env"}]
+                ).model
+                == model
+            )
         assert fake.requests()[-1]["headers"]["authorization"] == "Bearer sk-env-key"
         with pytest.raises(openai.NotFoundError):
-            client.chat.completions.create(model="claude-sonnet-4-5",
-                                           messages=[{"role": "user", "content": "x"}])
+            client.chat.completions.create(
+                model="claude-sonnet-4-5", messages=[{"role": "user", "content": "x"}]
+            )
         # load while we stop: every request that got an answer has its ledger row
         fake.set_default(latency_ms=100)
         answered: list[str] = []
 
         def one() -> None:
             try:
-                r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=30, json={
-                    "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "load"}]})
+                r = httpx.post(
+                    f"http://127.0.0.1:{port}/v1/chat/completions",
+                    timeout=30,
+                    json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "load"}]},
+                )
                 if r.status_code == 200:
                     answered.append(r.headers["x-request-id"])
             except httpx.HTTPError:

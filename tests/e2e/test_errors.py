@@ -14,8 +14,13 @@ OK_BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def post(gw, content: bytes | None = None, json=None, headers=None, path=CHAT) -> httpx.Response:
-    return httpx.post(gw.url + path, content=content, json=json, timeout=30,
-                      headers={"content-type": "application/json", **(headers or {})})
+    return httpx.post(
+        gw.url + path,
+        content=content,
+        json=json,
+        timeout=30,
+        headers={"content-type": "application/json", **(headers or {})},
+    )
 
 
 def assert_error(r: httpx.Response, status: int, param: str | None = None) -> dict:
@@ -28,23 +33,26 @@ def assert_error(r: httpx.Response, status: int, param: str | None = None) -> di
     return err
 
 
-@pytest.mark.parametrize(("body", "param"), [
-    ({"messages": [{"role": "user", "content": "x"}]}, "model"),
-    ({"model": "gpt-4o"}, "messages"),
-    ({"model": "gpt-4o", "messages": []}, "messages"),
-    ({"model": "gpt-4o", "messages": "hello"}, "messages"),
-    ({"model": "gpt-4o", "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
-    ({"model": "gpt-4o", "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
-    ({**OK_BODY, "temperature": "hot"}, "temperature"),
-    ({**OK_BODY, "temperature": 7}, "temperature"),
-    ({**OK_BODY, "n": 100000}, "n"),
-    ({**OK_BODY, "max_tokens": 10**12}, "max_tokens"),
-    ({**OK_BODY, "max_tokens": True}, "max_tokens"),
-    ({**OK_BODY, "stream": "yes"}, "stream"),
-    ({**OK_BODY, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
-    ({**OK_BODY, "tools": {"not": "a list"}}, "tools"),
-    ({**OK_BODY, "response_format": "json"}, "response_format"),
-])
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+        ({"model": "gpt-4o"}, "messages"),
+        ({"model": "gpt-4o", "messages": []}, "messages"),
+        ({"model": "gpt-4o", "messages": "hello"}, "messages"),
+        ({"model": "gpt-4o", "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+        ({"model": "gpt-4o", "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        ({**OK_BODY, "temperature": "hot"}, "temperature"),
+        ({**OK_BODY, "temperature": 7}, "temperature"),
+        ({**OK_BODY, "n": 100000}, "n"),
+        ({**OK_BODY, "max_tokens": 10**12}, "max_tokens"),
+        ({**OK_BODY, "max_tokens": True}, "max_tokens"),
+        ({**OK_BODY, "stream": "yes"}, "stream"),
+        ({**OK_BODY, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({**OK_BODY, "tools": {"not": "a list"}}, "tools"),
+        ({**OK_BODY, "response_format": "json"}, "response_format"),
+    ],
+)
 def test_invalid_bodies_are_400_naming_the_parameter(gateway, body, param):
     assert_error(post(gateway, json=body), 400, param)
 
@@ -69,12 +77,14 @@ def test_body_over_limit_is_413(gateway_factory, fake):
     gw = gateway_factory(config)
     big = {**OK_BODY, "messages": [{"role": "user", "content": "x" * 10_000}]}
     assert_error(post(gw, json=big), 413)
+
     # chunked upload without content-length is cut off too
     def gen():
         yield b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "'
         for _ in range(20):
             yield b"y" * 1024
         yield b'"}]}'
+
     r = httpx.post(gw.url + CHAT, content=gen(), timeout=30)
     assert_error(r, 413)
     assert post(gw, json=OK_BODY).status_code == 200  # the server is fine afterwards

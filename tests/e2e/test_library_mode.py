@@ -23,12 +23,14 @@ def config_for(fake, tmp_path):
 
 async def test_async_gateway_chat_stream_and_ledger(fake, tmp_path):
     async with Gateway(config_for(fake, tmp_path)) as gw:
-        result = await gw.chat({"model": "gpt-4o", "messages": [{"role": "user", "content": "lib"}]},
-                               Tenant(id="team-a"))
+        result = await gw.chat(
+            {"model": "gpt-4o", "messages": [{"role": "user", "content": "lib"}]}, Tenant(id="team-a")
+        )
         assert result.body["choices"][0]["message"]["content"] == "echo: lib"
         assert result.cost_usd > 0 and result.served_model == "gpt-4o"
-        stream = await gw.chat_stream({"model": "claude-sonnet-4-5", "messages": [
-            {"role": "user", "content": "lib stream"}]})
+        stream = await gw.chat_stream(
+            {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "lib stream"}]}
+        )
         text = "".join([c["choices"][0]["delta"].get("content") or "" async for c in stream if c["choices"]])
         assert text == "echo: lib stream"
         with pytest.raises(ModelNotFound):
@@ -36,11 +38,16 @@ async def test_async_gateway_chat_stream_and_ledger(fake, tmp_path):
         with pytest.raises(InvalidRequest):
             await gw.chat({"model": "gpt-4o", "messages": []})
         with pytest.raises(PermissionDenied):
-            await gw.chat({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]},
-                          Tenant(id="t", allowed_models=("gpt-4o-mini",)))
+            await gw.chat(
+                {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]},
+                Tenant(id="t", allowed_models=("gpt-4o-mini",)),
+            )
     # closing flushed the ledger
-    rows = sqlite3.connect(tmp_path / "lib.db").execute(
-        "SELECT tenant_id, served_model, status, stream FROM ledger ORDER BY id").fetchall()
+    rows = (
+        sqlite3.connect(tmp_path / "lib.db")
+        .execute("SELECT tenant_id, served_model, status, stream FROM ledger ORDER BY id")
+        .fetchall()
+    )
     assert rows == [("team-a", "gpt-4o", "ok", 0), ("default", "claude-sonnet-4-5", "ok", 1)]
 
 
@@ -49,7 +56,10 @@ def test_sync_gateway(fake, tmp_path):
         result = gw.chat({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "sync"}]})
         assert result.body["choices"][0]["message"]["content"] == "echo: sync"
         chunks = list(gw.chat_stream({"model": "gpt-4o", "messages": [{"role": "user", "content": "s"}]}))
-        assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == "echo: s"
+        assert (
+            "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+            == "echo: s"
+        )
         emb = gw.embeddings({"model": "text-embedding-3-small", "input": "vector please"})
         assert len(emb.body["data"]) == 1
     count = sqlite3.connect(tmp_path / "lib.db").execute("SELECT count(*) FROM ledger").fetchone()[0]

@@ -23,7 +23,8 @@ def gateway(gateway_factory):
 def ask(gw, model: str = "gpt-4o", **kw):
     c = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
     return c.chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "user", "content": "hello"}], **kw)
+        model=model, messages=[{"role": "user", "content": "hello"}], **kw
+    )
 
 
 def test_retries_5xx_then_succeeds_and_books_every_attempt(gateway, fake):
@@ -93,8 +94,11 @@ def test_circuit_breaker_skips_dead_deployment_then_probes(gateway, fake):
 
 def test_all_deployments_failing_is_502_in_openai_shape(gateway, fake):
     fake.set_default(status=500)
-    r = httpx.post(gateway.base_url + "/chat/completions",
-                   json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}, timeout=30)
+    r = httpx.post(
+        gateway.base_url + "/chat/completions",
+        json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]},
+        timeout=30,
+    )
     assert r.status_code == 502
     err = r.json()["error"]
     assert err["type"] == "upstream_error" and "500" in err["message"]
@@ -109,16 +113,22 @@ def test_upstream_timeout_is_504(gateway_factory, fake):
     config["retry"]["max_retries"] = 0
     gw = gateway_factory(config)
     fake.set_default(latency_ms=2000)
-    r = httpx.post(gw.base_url + "/chat/completions",
-                   json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}, timeout=30)
+    r = httpx.post(
+        gw.base_url + "/chat/completions",
+        json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]},
+        timeout=30,
+    )
     assert r.status_code == 504
     assert r.json()["error"]["code"] == "upstream_timeout"
 
 
 def test_upstream_bad_request_is_400_not_retried(gateway, fake):
     fake.script({"status": 400}, model="gpt-4o")
-    r = httpx.post(gateway.base_url + "/chat/completions",
-                   json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}, timeout=30)
+    r = httpx.post(
+        gateway.base_url + "/chat/completions",
+        json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]},
+        timeout=30,
+    )
     assert r.status_code == 400
     assert len(fake.requests("/v1/chat/completions")) == 1
 
@@ -129,18 +139,28 @@ def sse(r: httpx.Response) -> list[str]:
 
 def test_stream_fails_over_before_first_byte(gateway, fake):
     fake.script({"status": 500}, {"drop": "connect"}, {"status": 500}, model="primary-up")
-    r = httpx.post(gateway.base_url + "/chat/completions", timeout=30, json={
-        "model": "resilient", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    r = httpx.post(
+        gateway.base_url + "/chat/completions",
+        timeout=30,
+        json={"model": "resilient", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+    )
     events = sse(r)
     assert events[-1] == "[DONE]"
-    assert "".join((orjson.loads(e)["choices"] or [{}])[0].get("delta", {}).get("content") or ""
-                   for e in events[:-1]) == "echo: hi"
+    assert (
+        "".join(
+            (orjson.loads(e)["choices"] or [{}])[0].get("delta", {}).get("content") or "" for e in events[:-1]
+        )
+        == "echo: hi"
+    )
 
 
 def test_mid_stream_cut_becomes_error_event_not_clean_end(gateway, fake):
     fake.script({"drop": "mid_stream", "content": "a long answer " * 20}, model="gpt-4o")
-    r = httpx.post(gateway.base_url + "/chat/completions", timeout=30, json={
-        "model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    r = httpx.post(
+        gateway.base_url + "/chat/completions",
+        timeout=30,
+        json={"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+    )
     events = sse(r)
     assert "[DONE]" not in events
     last = orjson.loads(events[-1])
@@ -149,8 +169,11 @@ def test_mid_stream_cut_becomes_error_event_not_clean_end(gateway, fake):
     fake.script({"drop": "mid_stream", "content": "a long answer " * 20}, model="gpt-4o")
     c = openai.OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0)
     with pytest.raises(openai.APIError):
-        list(c.chat.completions.create(model="gpt-4o", stream=True,
-                                       messages=[{"role": "user", "content": "hi"}]))
+        list(
+            c.chat.completions.create(
+                model="gpt-4o", stream=True, messages=[{"role": "user", "content": "hi"}]
+            )
+        )
     rows = ledger_rows(gateway.ledger_path, expect=2)
     assert {r["status"] for r in rows} == {"error"}
     assert all(r["stream"] == 1 for r in rows)

@@ -66,8 +66,14 @@ class GatewayProcess:
         return self.proc.stdout.read().decode() if self.proc.stdout else ""
 
 
-def start_gateway(tmp: Path, config: dict[str, Any], *, env: dict[str, str] | None = None,
-                  args: list[str] | None = None, port: int | None = None) -> GatewayProcess:
+def start_gateway(
+    tmp: Path,
+    config: dict[str, Any],
+    *,
+    env: dict[str, str] | None = None,
+    args: list[str] | None = None,
+    port: int | None = None,
+) -> GatewayProcess:
     """Write `config` as YAML (ledger defaulting into `tmp`) and start `thrifty serve` on it."""
     config = dict(config)
     ledger = dict(config.get("ledger") or {})
@@ -78,8 +84,17 @@ def start_gateway(tmp: Path, config: dict[str, Any], *, env: dict[str, str] | No
     port = port or free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
     full_env.update(env or {})
-    cmd = [sys.executable, "-m", "thrifty.cli", "serve", "--config", str(config_path), "--port", str(port),
-           *(args or [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "thrifty.cli",
+        "serve",
+        "--config",
+        str(config_path),
+        "--port",
+        str(port),
+        *(args or []),
+    ]
     proc = subprocess.Popen(cmd, env=full_env, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     gp = GatewayProcess(proc, port, config_path, Path(ledger["path"]))
     try:

@@ -40,7 +40,8 @@ _PRICE_FIELDS = ("input", "output", "cached_input", "cache_write", "reasoning", 
 
 
 def _price_from(model: str, data: dict[str, Any]) -> Price:
-    return Price(model=model, **{k: data[k] for k in _PRICE_FIELDS if k in data})
+    fields = {"provider": None, **{k: data[k] for k in _PRICE_FIELDS if k in data}}
+    return Price(model=model, **fields)
 
 
 class Catalog:

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from thrifty.config import Config, ProviderConfig, RetryConfig
+from thrifty.errors import UpstreamError
+from thrifty.providers.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
+from thrifty.providers.pool import ProviderPool
+from thrifty.providers.table import Deployment
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_breaker_opens_after_threshold_and_lets_one_probe_through():
+    clock = Clock()
+    b = Breaker(threshold=3, cooldown=10, clock=clock)
+    for _ in range(2):
+        b.failure("d")
+    assert b.state("d") == CLOSED and b.allow("d")
+    b.failure("d")
+    assert b.state("d") == OPEN and not b.allow("d")
+    clock.now = 10
+    assert b.state("d") == HALF_OPEN
+    assert b.allow("d") and not b.allow("d")  # one probe only
+    b.failure("d")  # the probe failed: open again for a full cooldown
+    assert b.state("d") == OPEN
+    clock.now = 20
+    assert b.allow("d")
+    b.success("d")
+    assert b.state("d") == CLOSED and b.allow("d")
+
+
+def test_success_resets_consecutive_failures():
+    b = Breaker(threshold=2, cooldown=1, clock=Clock())
+    b.failure("d")
+    b.success("d")
+    b.failure("d")
+    assert b.state("d") == CLOSED
+
+
+class _Table:
+    def __init__(self, deps):
+        self.deps = deps
+
+    def deployments(self, model):
+        return self.deps
+
+    def fallbacks(self, model):
+        return []
+
+
+class _P:
+    def __init__(self, name):
+        self.name = name
+
+
+def test_pool_orders_by_priority_then_weight():
+    deps = [
+        Deployment(_P("a"), "m", None, weight=3, priority=1),
+        Deployment(_P("b"), "m", None, weight=1, priority=1),
+        Deployment(_P("z"), "m", None, weight=1, priority=0),
+    ]
+    pool = ProviderPool(_Table(deps), Breaker(3, 1), RetryConfig(), rng=random.Random(1))
+    firsts = Counter()
+    for _ in range(4000):
+        order = [d.provider.name for _, d in pool.candidates("m")]
+        assert order[0] == "z"
+        firsts[order[1]] += 1
+    assert 0.70 < firsts["a"] / 4000 < 0.80  # weight 3 vs 1 → 75 %
+
+
+def test_backoff_honours_retry_after_and_gives_up_past_the_cap():
+    pool = ProviderPool(
+        _Table([]),
+        Breaker(3, 1),
+        RetryConfig(max_retries=2, backoff_base_s=0.1, backoff_max_s=1, retry_after_max_s=5),
+    )
+    assert pool._backoff(0, UpstreamError("x", retry_after=2.0)) == 2.0
+    assert pool._backoff(0, UpstreamError("x", retry_after=60.0)) is None
+    assert pool._backoff(2, UpstreamError("x")) is None  # retries exhausted
+    assert pool._backoff(0, UpstreamError("x", retryable=False)) is None
+    assert 0 <= pool._backoff(1, UpstreamError("x")) <= 0.2
+
+
+def test_config_model_default_is_not_shared_between_instances():
+    a, b = Config(), Config()
+    a.providers["x"] = ProviderConfig()
+    assert "x" not in b.providers

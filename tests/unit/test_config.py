@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import pytest
+
+from thrifty.config import interpolate, load, parse
+from thrifty.errors import ConfigError
+
+
+def test_env_interpolation_with_defaults_and_missing():
+    env = {"KEY": "secret"}
+    assert interpolate({"a": "${KEY}", "b": ["x-${KEY}-y"], "c": "${NOPE:-dflt}", "d": 3}, env) == {
+        "a": "secret",
+        "b": ["x-secret-y"],
+        "c": "dflt",
+        "d": 3,
+    }
+    with pytest.raises(ConfigError) as exc:
+        interpolate({"providers": {"p": {"api_key": "${MISSING}"}}}, env)
+    assert exc.value.errors == [("providers.p.api_key", "environment variable MISSING is not set")]
+
+
+def test_unknown_keys_and_bad_types_are_named():
+    with pytest.raises(ConfigError) as exc:
+        parse({"server": {"port": -1, "colour": 1}, "retry": {"max_retries": "many"}}, {})
+    paths = [p for p, _ in exc.value.errors]
+    assert {"server.port", "server.colour", "retry.max_retries"} <= set(paths)
+
+
+def test_bad_references_are_named():
+    with pytest.raises(ConfigError) as exc:
+        parse(
+            {
+                "providers": {"a": {"type": "openai"}},
+                "models": {"m": {"deployments": [{"provider": "b"}], "fallbacks": ["zzz"]}},
+                "baseline_model": "no-such-model",
+            },
+            {},
+        )
+    assert set(exc.value.errors) == {
+        ("models.m.deployments.0.provider", "unknown provider 'b'"),
+        ("models.m.fallbacks.0", "unknown model 'zzz'"),
+        ("baseline_model", "no price for model 'no-such-model'"),
+    }
+
+
+def test_env_providers_when_no_config():
+    config = parse(
+        {}, {"OPENAI_API_KEY": "k1", "ANTHROPIC_API_KEY": "k2", "ANTHROPIC_BASE_URL": "http://127.0.0.1:1"}
+    )
+    assert config.providers["openai"].api_key == "k1"
+    assert config.providers["openai"].base_url == "https://api.openai.com/v1"
+    assert config.providers["anthropic"].base_url == "http://127.0.0.1:1"
+    names = config.model_names()
+    assert {"gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5"} <= names
+    assert "gemini-2.5-pro" not in names
+
+
+def test_explicit_providers_disable_env_defaults():
+    config = parse(
+        {"providers": {"mine": {"type": "openai", "base_url": "http://x"}}}, {"OPENAI_API_KEY": "k"}
+    )
+    assert list(config.providers) == ["mine"]
+
+
+def test_load_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path / "missing.yaml", {})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("providers: [unclosed")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load(bad, {})
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load(bad, {})
+
+
+def test_price_overrides_extend_and_change_catalog():
+    config = parse({"prices": {"gpt-4o": {"input": 1.0}, "my-model": {"input": 0.5, "output": 1.5}}}, {})
+    catalog = config.catalog()
+    assert catalog.get("gpt-4o").input == 1.0 and catalog.get("gpt-4o").output == 10.0
+    assert catalog.get("my-model").output == 1.5

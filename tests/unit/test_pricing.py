@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import pytest
+
+from thrifty.pricing.account import bill
+from thrifty.pricing.catalog import Catalog, Price
+from thrifty.pricing.cost import call_cost
+from thrifty.pricing.tokens import TokenCounter
+from thrifty.types import Usage
+
+P = Price("m", "x", input=2.0, output=8.0, cached_input=0.5, cache_write=2.5)
+
+
+def test_cost_with_cached_and_cache_write_tokens():
+    usage = Usage(input_tokens=1000, cached_input_tokens=600, cache_write_tokens=100, output_tokens=50)
+    expected = (300 * 2.0 + 600 * 0.5 + 100 * 2.5 + 50 * 8.0) / 1e6
+    assert call_cost(usage, P) == pytest.approx(expected)
+
+
+def test_reasoning_priced_apart_only_when_the_model_says_so():
+    usage = Usage(input_tokens=10, output_tokens=100, reasoning_tokens=60)
+    assert call_cost(usage, P) == pytest.approx((10 * 2 + 100 * 8) / 1e6)
+    priced = Price("r", "x", input=2.0, output=8.0, reasoning=4.0)
+    assert call_cost(usage, priced) == pytest.approx((10 * 2 + 60 * 4 + 40 * 8) / 1e6)
+
+
+def test_batch_discount_and_unknown_price():
+    usage = Usage(input_tokens=1000, output_tokens=1000)
+    batched = Price("b", "x", input=2.0, output=8.0, batch=0.5)
+    assert call_cost(usage, batched, batch=True) == pytest.approx(call_cost(usage, batched) / 2)
+    assert call_cost(usage, None) == 0.0
+
+
+def test_bill_savings_add_up_to_baseline_minus_cost():
+    usage = Usage(input_tokens=800, cached_input_tokens=400, output_tokens=100)
+    baseline = Price("big", "x", input=10.0, output=30.0)
+    money = bill(usage, P, baseline, original_input_tokens=1200)
+    assert money.baseline == pytest.approx((1200 * 10 + 100 * 30) / 1e6)
+    assert money.savings.total() == pytest.approx(money.baseline - money.cost)
+    assert money.savings.compression == pytest.approx(400 * 10 / 1e6)
+    assert money.savings.prompt_cache == pytest.approx(400 * (2.0 - 0.5) / 1e6)
+    assert money.savings.routing > 0
+
+
+def test_bill_same_model_no_levers_saves_nothing():
+    usage = Usage(input_tokens=100, output_tokens=10)
+    money = bill(usage, P, P)
+    assert money.cost == money.baseline
+    assert money.savings.total() == pytest.approx(0.0)
+
+
+def test_bundled_catalog_has_required_models_and_provider_prefix_lookup():
+    catalog = Catalog.bundled()
+    for name in (
+        "deepseek-v4-flash",
+        "deepseek-reasoner",
+        "deepseek-coder",
+        "Qwen/Qwen3-8B",
+        "Qwen/Qwen3-32B",
+        "Qwen-MT-Turbo",
+        "gpt-4o",
+        "claude-sonnet-4-5",
+        "gemini-2.5-flash",
+        "mistral-large-latest",
+    ):
+        assert name in catalog
+    assert catalog.get("openai/gpt-4o") == catalog.get("gpt-4o")
+    families = {p.provider for p in catalog}
+    assert {"openai", "anthropic", "google", "deepseek", "qwen", "mistral", "together", "groq"} <= families
+
+
+def test_token_counter_offline():
+    counter = TokenCounter()
+    assert counter.count_text("hello world") == 2
+    msgs = [{"role": "user", "content": [{"type": "text", "text": "hello"}, {"type": "image_url"}]}]
+    assert counter.count_messages(msgs) == 3 + 3 + 1
