@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 
 import httpx
 import pytest
@@ -79,12 +80,22 @@ async def test_child_that_cannot_start_backs_off_and_fails_fast():
     def crash(port: int) -> list[str]:
         return [sys.executable, "-c", "import sys; print('boom', file=sys.stderr); sys.exit(3)"]
 
-    sup = ChildSupervisor("crasher", spec(crash, backoff_base_s=5.0, backoff_max_s=5.0))
+    sup = ChildSupervisor("crasher", spec(crash, backoff_base_s=2.0, backoff_max_s=8.0))
     try:
+        started = time.monotonic()
         with pytest.raises(ChildUnavailable, match="exited with code 3"):
-            await sup.wait_ready(3)  # the next attempt is 5 s away: no point waiting
+            await sup.wait_ready(60)  # the start failed: say so instead of waiting for the next try
+        assert time.monotonic() - started < 10
         assert sup.state == "backoff" and sup.restarts == 1
         assert "boom" in sup.log_tail()
+        with pytest.raises(ChildUnavailable, match="next restart in"):
+            await sup.wait_ready(60)  # still backing off: fail at once
+        assert time.monotonic() - started < 10
+        for _ in range(300):  # it keeps trying, each time waiting longer
+            if sup.restarts >= 2:
+                break
+            await asyncio.sleep(0.02)
+        assert sup.restarts >= 2
     finally:
         await sup.stop()
 

@@ -110,17 +110,21 @@ class ChildSupervisor:
             )
 
     async def wait_ready(self, timeout: float) -> str:
-        """Return the child's base URL once it serves; raise ChildUnavailable if that won't be in time."""
+        """Return the child's base URL once it serves.
+
+        Waits (up to `timeout`) while a child is starting; raises ChildUnavailable at once when the
+        last start failed and the supervisor is backing off, so callers can fall back instead of waiting.
+        """
         self.start()
         deadline = time.monotonic() + timeout
         while self.state != "ready":
             now = time.monotonic()
             if self.state == "stopped":
                 raise ChildUnavailable(f"{self.name} is stopped")
-            if self.state == "backoff" and self._next_attempt > deadline:
+            if self.state == "backoff":
+                wait = self._next_attempt - now
                 raise ChildUnavailable(
-                    f"{self.name} is down ({self.last_error}); next restart in "
-                    f"{self._next_attempt - now:.1f}s"
+                    f"{self.name} is down ({self.last_error}); next restart in {wait:.1f}s"
                 )
             if now >= deadline:
                 raise ChildUnavailable(f"{self.name} is not ready after {timeout:.1f}s ({self.state})")
