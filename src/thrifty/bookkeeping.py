@@ -170,9 +170,10 @@ class Bookkeeper:
         replaced_model: str,
         latency_ms: float,
         provider: str | None = None,
-    ) -> None:
+    ) -> float:
         """Book an answer that cost nothing upstream (a cache hit, `lever` = "cache_exact" or
-        "cache_semantic"): the whole baseline is that lever's saving. `usage` is the stored answer's."""
+        "cache_semantic"): the whole baseline is that lever's saving. `usage` is the stored answer's.
+        Returns the saving."""
         base_price = self.baseline_price(call)
         original = self.original_input_tokens(call, usage)
         baseline = bill(
@@ -203,3 +204,4 @@ class Bookkeeper:
                 meta=call.meta,
             )
         )
+        return baseline

@@ -27,6 +27,7 @@ class Section(BaseModel):
 
 
 # Feature sections subclass Section, so they are imported once it exists.
+from thrifty.cache.config import CacheConfig  # noqa: E402
 from thrifty.tenancy.settings import TenancyConfig  # noqa: E402
 
 
@@ -136,6 +137,7 @@ class Config(Section):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     tenancy: TenancyConfig = Field(default_factory=TenancyConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
     baseline_model: str | None = None
     """Model the baseline cost is priced at; default: the model the client asked for."""
     log_prompts: bool = False

@@ -58,7 +58,7 @@ class Gateway:
         self.books.observers.append(self.metrics.observe)
         self.dispatch = Dispatch(self.pool, self.books)
         self.stages = build_stages(self)
-        self.handler = compose(self.stages, self.dispatch)
+        self.handler = compose(self.stages, self._upstream)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Gateway:
@@ -68,6 +68,10 @@ class Gateway:
         await self.ledger.start()
 
     async def aclose(self) -> None:
+        for stage in self.stages:  # stages holding connections (cache stores) close them
+            closer = getattr(stage, "aclose", None)
+            if closer is not None:
+                await closer()
         await self.http.close()
         for provider in self.providers.values():
             await provider.aclose()
@@ -81,6 +85,13 @@ class Gateway:
         await self.aclose()
 
     # ---- the request path
+
+    async def _upstream(self, call: Call) -> ChatResult:
+        """Innermost handler: the thrifty-only `thrifty` field never reaches a provider, whichever
+        stages ran."""
+        if "thrifty" in call.body:
+            call.body = {k: v for k, v in call.body.items() if k != "thrifty"}
+        return await self.dispatch(call)
 
     def _check_access(self, model: str, tenant: Tenant) -> None:
         if tenant.allowed_models is not None and model not in tenant.allowed_models:
@@ -108,7 +119,7 @@ class Gateway:
         result = await self.handler(self._call(body, tenant, request_id, stream=True))
         if result.stream is None:  # a stage answered in full: replay it
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return replay(
+            replayed = replay(
                 result.body,
                 request_id=result.request_id,
                 served_model=result.served_model,
@@ -116,6 +127,8 @@ class Gateway:
                 include_usage=include_usage,
                 cost_usd=result.cost_usd,
             )
+            replayed.headers.update(result.headers)
+            return replayed
         return result.stream
 
     async def embeddings(

@@ -21,4 +21,9 @@ def build_stages(gateway: Gateway) -> list[Stage]:
     limits = limits_stage(gateway)  # outermost: rate limits and budget reservations per key
     if limits is not None:
         stages.append(limits)
+    from thrifty.cache.stage import CacheStage
+
+    cache = CacheStage.from_gateway(gateway)  # exact → semantic cache; stores answers on the way back
+    if cache is not None:
+        stages.append(cache)
     return stages

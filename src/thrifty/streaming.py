@@ -40,6 +40,13 @@ class ChatStream:
         self._text: list[str] = []
         self._usage: Usage | None = None
         self._done = False
+        self.headers: dict[str, str] = {}
+        """Response headers stages add (e.g. `x-thrifty-cache`); the server sends them."""
+
+    @property
+    def usage(self) -> Usage | None:
+        """The usage the provider reported (also when the client did not ask for the usage chunk)."""
+        return self._usage
 
     def __aiter__(self) -> ChatStream:
         return self

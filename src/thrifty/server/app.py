@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from thrifty.cache.control import fold_headers as fold_cache_headers
 from thrifty.errors import ThriftyError
 from thrifty.gateway import Gateway
 from thrifty.logging_setup import AccessLog
@@ -70,6 +71,7 @@ class Api:
         request_id = request.state.request_id = _request_id(request)
         tenant = await self._tenant(request)
         body = await read_json(request, self.max_body)
+        body = fold_cache_headers(request.headers, body)  # x-thrifty-cache / -max-age / -namespace
         if isinstance(body, dict) and body.get("stream") is True:
             stream = await self.gateway.chat_stream(body, tenant, request_id=request_id)
             headers = {

@@ -1,0 +1,147 @@
+"""Postgres stores shared by replicas: exact entries in a table, semantic entries with pgvector.
+
+Semantic search runs inside one scope (`WHERE scope = …`, a btree index) ordered by cosine distance
+(`<=>`), so results are exact within the scope. Tables are created on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING, Any
+
+from thrifty.cache.backends import Neighbour
+from thrifty.cache.entry import Entry
+
+if TYPE_CHECKING:
+    import numpy as np
+
+EXACT = "thrifty_cache_exact"
+SEMANTIC = "thrifty_cache_semantic"
+
+
+class _Pg:
+    """One async connection opened lazily, used by one request at a time."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.conn: Any = None
+        self.lock = asyncio.Lock()
+
+    async def connection(self, setup: list[str]) -> Any:
+        if self.conn is None or self.conn.closed:
+            import psycopg
+
+            conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+            for statement in setup:
+                # another replica may create the same object at the same moment
+                with contextlib.suppress(psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
+                    await conn.execute(statement)
+            self.conn = conn
+        return self.conn
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+            self.conn = None
+
+
+async def _trim(conn: Any, table: str, max_entries: int) -> None:
+    """Drop expired rows, then the least recently used beyond the bound."""
+    await conn.execute(f"DELETE FROM {table} WHERE expires <= %s", (time.time(),))
+    await conn.execute(
+        f"DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} ORDER BY used DESC OFFSET %s)",
+        (max_entries,),
+    )
+
+
+class PostgresExactStore:
+    TRIM_EVERY = 256
+
+    def __init__(self, dsn: str, max_entries: int) -> None:
+        self.pg = _Pg(dsn)
+        self.max_entries = max_entries
+        self.puts = 0
+        self.setup = [
+            f"CREATE TABLE IF NOT EXISTS {EXACT} (key TEXT PRIMARY KEY, entry BYTEA NOT NULL, "
+            "created DOUBLE PRECISION NOT NULL, expires DOUBLE PRECISION NOT NULL, "
+            "used DOUBLE PRECISION NOT NULL)",
+            f"CREATE INDEX IF NOT EXISTS {EXACT}_used ON {EXACT}(used)",
+        ]
+
+    async def get(self, key: str) -> Entry | None:
+        async with self.pg.lock:
+            conn = await self.pg.connection(self.setup)
+            cur = await conn.execute(
+                f"UPDATE {EXACT} SET used = %s WHERE key = %s AND expires > %s RETURNING entry",
+                (time.time(), key, time.time()),
+            )
+            row = await cur.fetchone()
+        return None if row is None else Entry.from_bytes(bytes(row[0]))
+
+    async def put(self, key: str, entry: Entry, ttl_s: float) -> None:
+        now = time.time()
+        async with self.pg.lock:
+            conn = await self.pg.connection(self.setup)
+            await conn.execute(
+                f"INSERT INTO {EXACT} (key, entry, created, expires, used) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT (key) DO UPDATE SET entry = excluded.entry, created = excluded.created, "
+                "expires = excluded.expires, used = excluded.used",
+                (key, entry.to_bytes(), entry.created, now + ttl_s, now),
+            )
+            self.puts += 1
+            if self.puts % self.TRIM_EVERY == 0 or self.max_entries < self.TRIM_EVERY:
+                await _trim(conn, EXACT, self.max_entries)
+
+    async def close(self) -> None:
+        await self.pg.close()
+
+
+def _vector_literal(vector: np.ndarray) -> str:
+    return "[" + ",".join(f"{float(x):.7g}" for x in vector) + "]"
+
+
+class PostgresSemanticStore:
+    TRIM_EVERY = 256
+
+    def __init__(self, dsn: str, dim: int, max_entries: int) -> None:
+        self.pg = _Pg(dsn)
+        self.max_entries = max_entries
+        self.puts = 0
+        self.setup = [
+            "CREATE EXTENSION IF NOT EXISTS vector",
+            f"CREATE TABLE IF NOT EXISTS {SEMANTIC} (id BIGSERIAL PRIMARY KEY, scope TEXT NOT NULL, "
+            f"embedding vector({dim}) NOT NULL, entry BYTEA NOT NULL, created DOUBLE PRECISION NOT NULL, "
+            "expires DOUBLE PRECISION NOT NULL, used DOUBLE PRECISION NOT NULL)",
+            f"CREATE INDEX IF NOT EXISTS {SEMANTIC}_scope ON {SEMANTIC}(scope)",
+            f"CREATE INDEX IF NOT EXISTS {SEMANTIC}_used ON {SEMANTIC}(used)",
+        ]
+
+    async def search(self, scope: str, vector: np.ndarray, k: int, min_cosine: float) -> list[Neighbour]:
+        literal = _vector_literal(vector)
+        async with self.pg.lock:
+            conn = await self.pg.connection(self.setup)
+            cur = await conn.execute(
+                f"SELECT entry, 1 - (embedding <=> %s::vector) AS cosine FROM {SEMANTIC} "
+                "WHERE scope = %s AND expires > %s ORDER BY embedding <=> %s::vector LIMIT %s",
+                (literal, scope, time.time(), literal, k),
+            )
+            rows = await cur.fetchall()
+        return [Neighbour(Entry.from_bytes(bytes(blob)), float(c)) for blob, c in rows if c >= min_cosine]
+
+    async def add(self, scope: str, vector: np.ndarray, entry: Entry, ttl_s: float) -> None:
+        now = time.time()
+        async with self.pg.lock:
+            conn = await self.pg.connection(self.setup)
+            await conn.execute(
+                f"INSERT INTO {SEMANTIC} (scope, embedding, entry, created, expires, used) "
+                "VALUES (%s, %s::vector, %s, %s, %s, %s)",
+                (scope, _vector_literal(vector), entry.to_bytes(), entry.created, now + ttl_s, now),
+            )
+            self.puts += 1
+            if self.puts % self.TRIM_EVERY == 0 or self.max_entries < self.TRIM_EVERY:
+                await _trim(conn, SEMANTIC, self.max_entries)
+
+    async def close(self) -> None:
+        await self.pg.close()

@@ -1,0 +1,87 @@
+"""The `cache:` config section: what is cached, for how long, where, and per-model overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from thrifty.config import Section
+
+
+class CacheOverride(Section):
+    """Per-model policy (keyed by the model the client asked for); unset fields inherit."""
+
+    enabled: bool | None = None
+    ttl_s: float | None = Field(None, gt=0)
+    semantic: bool | None = None
+    allow_nondeterministic: bool | None = None
+
+
+class CacheConfig(Section):
+    enabled: bool = False
+    ttl_s: float = Field(86_400.0, gt=0)
+    """How long an answer stays servable."""
+    max_entries: int = Field(100_000, ge=1)
+    """Size bound of the SQLite/Postgres stores; least recently used entries go first."""
+    backend: Literal["sqlite", "redis", "postgres"] = "sqlite"
+    """Where exact entries live."""
+    path: str = "thrifty-cache.db"
+    """SQLite file (exact entries with backend sqlite; semantic entries unless Postgres is used)."""
+    redis_url: str | None = None
+    postgres_dsn: str | None = None
+    semantic_backend: Literal["sqlite", "postgres"] | None = None
+    """Where semantic entries live; default: postgres when `postgres_dsn` is set, else sqlite."""
+    semantic: bool = False
+    verifier: str | None = None
+    """Path of a trained verifier model; default: the one bundled with thrifty."""
+    min_cosine: float = Field(0.7, ge=-1, le=1)
+    """Neighbours below this cosine are never shown to the verifier."""
+    top_k: int = Field(4, ge=1, le=64)
+    """Nearest stored requests shown to the verifier per lookup."""
+    allow_nondeterministic: bool = False
+    """Also cache requests that set `temperature` > 0 (each asks for a fresh sample)."""
+    models: dict[str, CacheOverride] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_backends(self) -> CacheConfig:
+        if self.backend == "redis" and not self.redis_url:
+            raise ValueError("cache.backend redis needs cache.redis_url")
+        if (self.backend == "postgres" or self.semantic_backend == "postgres") and not self.postgres_dsn:
+            raise ValueError("a postgres cache backend needs cache.postgres_dsn")
+        return self
+
+    def semantic_store(self) -> Literal["sqlite", "postgres"]:
+        if self.semantic_backend is not None:
+            return self.semantic_backend
+        return "postgres" if self.postgres_dsn else "sqlite"
+
+    def policy(self, model: str) -> Policy:
+        override = self.models.get(model) or CacheOverride()
+        return Policy(
+            enabled=self.enabled if override.enabled is None else override.enabled,
+            ttl_s=self.ttl_s if override.ttl_s is None else override.ttl_s,
+            semantic=self.semantic if override.semantic is None else override.semantic,
+            allow_nondeterministic=(
+                self.allow_nondeterministic
+                if override.allow_nondeterministic is None
+                else override.allow_nondeterministic
+            ),
+        )
+
+    def any_enabled(self) -> bool:
+        return self.enabled or any(o.enabled for o in self.models.values())
+
+    def any_semantic(self) -> bool:
+        return self.semantic or any(o.semantic for o in self.models.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The effective cache policy for one requested model."""
+
+    enabled: bool
+    ttl_s: float
+    semantic: bool
+    allow_nondeterministic: bool

@@ -1,0 +1,61 @@
+"""A stored answer and its wire form (orjson bytes)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+from thrifty.types import Body, Usage
+
+
+@dataclass(slots=True)
+class Entry:
+    """A complete chat.completion body plus what a hit needs to book its saving."""
+
+    body: Body
+    usage: Usage
+    served_model: str
+    provider: str | None = None
+    created: float = field(default_factory=time.time)
+    query: str | None = None
+    """The last user turn it answered (semantic entries; shown to the verifier)."""
+
+    def age(self, now: float | None = None) -> float:
+        return (time.time() if now is None else now) - self.created
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "body": self.body,
+                "usage": asdict(self.usage),
+                "served_model": self.served_model,
+                "provider": self.provider,
+                "created": self.created,
+                "query": self.query,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes | str) -> Entry:
+        data: dict[str, Any] = orjson.loads(raw)
+        return cls(
+            body=data["body"],
+            usage=Usage(**data["usage"]),
+            served_model=data["served_model"],
+            provider=data.get("provider"),
+            created=float(data["created"]),
+            query=data.get("query"),
+        )
+
+    def fresh_body(self) -> Body:
+        """The stored answer as a new completion: new id and timestamp, the model that answered."""
+        return {
+            **self.body,
+            "id": "chatcmpl-" + uuid.uuid4().hex[:24],
+            "created": int(time.time()),
+            "model": self.served_model,
+        }

@@ -1,0 +1,131 @@
+"""Cache keys: a canonical form of everything that changes the answer, scoped by tenant and namespace.
+
+Canonicalisation removes only what cannot change the answer: key order (orjson OPT_SORT_KEYS) and
+runs of spaces/tabs inside message text (collapsed to one space; line breaks, leading indentation and
+the text's ends are kept, since they can change code or markdown). Every other request field is part
+of the key unless it is known not to affect the answer (streaming and bookkeeping fields).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from thrifty.types import Body
+
+KEY_VERSION = "v1"
+
+IGNORED_FIELDS = frozenset(
+    {"stream", "stream_options", "user", "metadata", "store", "thrifty", "service_tier", "safety_identifier"}
+)
+"""Request fields that do not change the answer."""
+
+_INLINE_SPACE = re.compile(r"(?<=\S)[ \t]{2,}(?=\S)")
+_TRAILING_SPACE = re.compile(r"[ \t]+(?=\n)")
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Whose cache: the tenant and the namespace inside it."""
+
+    tenant: str
+    namespace: str = "default"
+
+
+def normalize_text(text: str) -> str:
+    """Collapse runs of spaces/tabs between words to one space; drop spaces before line breaks."""
+    text = text.replace("\r\n", "\n")
+    return _INLINE_SPACE.sub(" ", _TRAILING_SPACE.sub("", text))
+
+
+def _normalize_content(content: Any) -> Any:
+    if isinstance(content, str):
+        return normalize_text(content)
+    if isinstance(content, list):
+        return [
+            {**part, "text": normalize_text(part["text"])}
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+            else part
+            for part in content
+        ]
+    return content
+
+
+def _normalize_message(message: dict[str, Any]) -> dict[str, Any]:
+    if "content" not in message:
+        return message
+    return {**message, "content": _normalize_content(message["content"])}
+
+
+CACHE_CONTROL_FIELDS = frozenset({"cache", "max_age", "namespace"})
+
+
+def _thrifty_hints(body: Body) -> dict[str, Any]:
+    """Thrifty-only fields that can change the answer (routing hints), minus the cache control."""
+    field = body.get("thrifty")
+    hints = (
+        {k: v for k, v in field.items() if k not in CACHE_CONTROL_FIELDS} if isinstance(field, dict) else {}
+    )
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict):
+        hints.update({k: v for k, v in metadata.items() if isinstance(k, str) and k.startswith("thrifty_")})
+    return hints
+
+
+def canonical_request(body: Body, requested_model: str) -> dict[str, Any]:
+    """The answer-changing part of a request: the requested model, normalised messages, every
+    sampling/tool/format parameter, and routing hints."""
+    out = {k: v for k, v in body.items() if k not in IGNORED_FIELDS and v is not None}
+    hints = _thrifty_hints(body)
+    if hints:
+        out["thrifty"] = hints
+    out["model"] = requested_model
+    out["messages"] = [
+        _normalize_message(m) if isinstance(m, dict) else m for m in body.get("messages") or ()
+    ]
+    return out
+
+
+def digest(value: Any) -> str:
+    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def exact_key(scope: Scope, body: Body, requested_model: str) -> str:
+    """sha256 of the canonical request, the tenant and the namespace."""
+    return digest(
+        [KEY_VERSION, "exact", scope.tenant, scope.namespace, canonical_request(body, requested_model)]
+    )
+
+
+def last_user_text(body: Body) -> str | None:
+    """Text of the final message when it is a plain-text user turn (what the semantic cache embeds)."""
+    messages = body.get("messages") or ()
+    if not messages or not isinstance(messages[-1], dict) or messages[-1].get("role") != "user":
+        return None
+    content = messages[-1].get("content")
+    if isinstance(content, str):
+        return content.strip() or None
+    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in content):
+        return " ".join(p["text"] for p in content).strip() or None
+    return None  # images, audio, files: exact matching only
+
+
+def semantic_scope(scope: Scope, body: Body, requested_model: str) -> str:
+    """Exact hash of everything but the last user turn's text: tenant, namespace, model, system prompt,
+    earlier turns, tools and parameters. Only requests with the same context are ever compared, so a
+    follow-up like "how old is he?" cannot match one asked after a different conversation."""
+    canonical = canonical_request(body, requested_model)
+    last = dict(canonical["messages"][-1])
+    last.pop("content", None)
+    canonical["messages"] = [*canonical["messages"][:-1], last]
+    return digest([KEY_VERSION, "semantic", scope.tenant, scope.namespace, canonical])
+
+
+def nondeterministic(body: Body) -> bool:
+    """The client asked for a fresh sample: an explicit temperature above zero."""
+    temperature = body.get("temperature")
+    return isinstance(temperature, int | float) and temperature > 0

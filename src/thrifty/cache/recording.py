@@ -1,0 +1,126 @@
+"""A chat stream that rebuilds the complete answer from its chunks, to cache it once it ends cleanly."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from thrifty.streaming import ChatStream
+from thrifty.types import Body, Usage
+
+OnComplete = Callable[[Body, "Usage | None"], Awaitable[None]]
+"""Called once with the rebuilt chat.completion and the stream's usage, only if it ended cleanly."""
+
+
+class _Choice:
+    def __init__(self) -> None:
+        self.role = "assistant"
+        self.content: list[str] = []
+        self.refusal: list[str] = []
+        self.tool_calls: dict[int, dict[str, Any]] = {}
+        self.finish_reason: str | None = None
+
+    def add(self, delta: dict[str, Any]) -> None:
+        if isinstance(delta.get("content"), str):
+            self.content.append(delta["content"])
+        if isinstance(delta.get("refusal"), str):
+            self.refusal.append(delta["refusal"])
+        for call in delta.get("tool_calls") or ():
+            slot = self.tool_calls.setdefault(
+                int(call.get("index", 0)),
+                {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
+            )
+            slot["id"] = call.get("id") or slot["id"]
+            fn = call.get("function") or {}
+            slot["function"]["name"] += fn.get("name") or ""
+            slot["function"]["arguments"] += fn.get("arguments") or ""
+
+    def message(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": self.role, "content": "".join(self.content) if self.content else None}
+        if self.refusal:
+            out["refusal"] = "".join(self.refusal)
+        if self.tool_calls:
+            out["tool_calls"] = [self.tool_calls[i] for i in sorted(self.tool_calls)]
+        return out
+
+
+class RecordingStream:
+    """Wraps a ChatStream (same interface); the client sees the chunks unchanged."""
+
+    def __init__(self, inner: ChatStream, on_complete: OnComplete, headers: dict[str, str]) -> None:
+        self.inner = inner
+        self.headers = {**getattr(inner, "headers", {}), **headers}
+        self._on_complete: OnComplete | None = on_complete
+        self._choices: dict[int, _Choice] = {}
+        self._head: dict[str, Any] = {}
+        self._storable = True
+
+    @property
+    def request_id(self) -> str:
+        return self.inner.request_id
+
+    @property
+    def served_model(self) -> str:
+        return self.inner.served_model
+
+    @property
+    def provider(self) -> str:
+        return self.inner.provider
+
+    @property
+    def include_usage(self) -> bool:
+        return self.inner.include_usage
+
+    @property
+    def cost_usd(self) -> float | None:
+        return self.inner.cost_usd
+
+    def __aiter__(self) -> RecordingStream:
+        return self
+
+    async def __anext__(self) -> Body:
+        try:
+            chunk = await self.inner.__anext__()
+        except StopAsyncIteration:
+            await self._complete()
+            raise
+        except BaseException:
+            self._on_complete = None
+            raise
+        self._observe(chunk)
+        return chunk
+
+    def _observe(self, chunk: Body) -> None:
+        if not self._head:
+            self._head = {k: chunk[k] for k in ("id", "created", "model", "system_fingerprint") if k in chunk}
+        for choice in chunk.get("choices") or ():
+            if choice.get("logprobs"):
+                self._storable = False  # logprobs are not rebuilt: do not cache a partial answer
+            slot = self._choices.setdefault(int(choice.get("index", 0)), _Choice())
+            slot.add(choice.get("delta") or {})
+            if choice.get("finish_reason"):
+                slot.finish_reason = choice["finish_reason"]
+
+    def body(self, usage: Usage | None) -> Body:
+        out: Body = {**self._head, "object": "chat.completion"}
+        out["choices"] = [
+            {"index": i, "message": c.message(), "finish_reason": c.finish_reason, "logprobs": None}
+            for i, c in sorted(self._choices.items())
+        ]
+        if usage is not None:
+            out["usage"] = usage.to_openai()
+        return out
+
+    async def _complete(self) -> None:
+        on_complete, self._on_complete = self._on_complete, None
+        finished = self._choices and all(c.finish_reason for c in self._choices.values())
+        if on_complete is not None and self._storable and finished:
+            usage = getattr(self.inner, "usage", None)
+            await on_complete(self.body(usage), usage)
+
+    async def aclose(self) -> None:
+        self._on_complete = None  # closed before the end: never stored
+        await self.inner.aclose()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)

@@ -1,0 +1,217 @@
+"""The cache Stage: exact lookup → semantic lookup → on a miss, the rest of the pipeline, then store.
+
+A hit answers with the stored body (fresh id and timestamp), header `x-thrifty-cache: hit-exact` or
+`hit-semantic`, and a ledger row of zero cost whose saving is what the replaced call cost. A cache
+failure (store down) never fails a request: it is logged and counted as a miss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from thrifty.cache.control import CacheControl, parse_control
+from thrifty.cache.entry import Entry
+from thrifty.cache.keys import Scope, exact_key, last_user_text, nondeterministic, semantic_scope
+from thrifty.cache.metrics import CacheMetrics
+from thrifty.cache.recording import RecordingStream
+from thrifty.pipeline import Call, Handler
+from thrifty.types import Body, ChatResult, Usage
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from thrifty.bookkeeping import Bookkeeper
+    from thrifty.cache.config import CacheConfig, Policy
+    from thrifty.cache.exact import ExactCache
+    from thrifty.cache.semantic import SemanticCache, SemanticHit
+    from thrifty.gateway import Gateway
+
+log = logging.getLogger("thrifty.cache")
+HEADER = "x-thrifty-cache"
+PROVIDER = "cache"
+
+
+@dataclass(slots=True)
+class _Probe:
+    """What one request's lookup computed, reused to store the answer on a miss."""
+
+    key: str
+    namespace: str
+    semantic_scope: str | None = None
+    query: str | None = None
+    vector: np.ndarray | None = None
+
+
+class CacheStage:
+    def __init__(
+        self,
+        config: CacheConfig,
+        books: Bookkeeper,
+        exact: ExactCache,
+        semantic: SemanticCache | None,
+        metrics: CacheMetrics,
+    ) -> None:
+        self.config = config
+        self.books = books
+        self.exact = exact
+        self.semantic = semantic
+        self.metrics = metrics
+
+    @classmethod
+    def from_gateway(cls, gateway: Gateway) -> CacheStage | None:
+        """The stage the config asks for, or None when caching is off."""
+        from thrifty.cache.backends import open_exact, open_semantic
+        from thrifty.cache.exact import ExactCache
+
+        config: CacheConfig = gateway.config.cache
+        if not config.any_enabled():
+            return None
+        semantic = None
+        if config.any_semantic():
+            from thrifty.cache.semantic import SemanticCache, load_default_verifier
+            from thrifty.embed import get_embedder
+
+            embedder = get_embedder()
+            semantic = SemanticCache(
+                open_semantic(config, embedder.dim),
+                embedder,
+                load_default_verifier(config.verifier),
+                top_k=config.top_k,
+                min_cosine=config.min_cosine,
+            )
+        registry = getattr(getattr(gateway, "metrics", None), "registry", None)
+        return cls(config, gateway.books, ExactCache(open_exact(config)), semantic, CacheMetrics(registry))
+
+    async def aclose(self) -> None:
+        await self.exact.close()
+        if self.semantic is not None:
+            await self.semantic.close()
+
+    # ---- the request path
+
+    async def handle(self, call: Call, next: Handler) -> ChatResult:
+        control = parse_control(call.original.get("thrifty"))
+        policy = self.config.policy(call.requested_model)
+        if not self._applies(call, policy, control):
+            self.metrics.lookup(control.namespace, "bypass", 0.0)
+            result = await next(call)
+            result.headers.setdefault(HEADER, "bypass")
+            return result
+        started = time.perf_counter()
+        scope = Scope(call.tenant.id, control.namespace)
+        probe = _Probe(exact_key(scope, call.original, call.requested_model), control.namespace)
+        hit = await self._lookup(call, policy, control, probe)
+        lookup_ms = (time.perf_counter() - started) * 1000
+        if hit is not None:
+            return self._answer(call, *hit, namespace=control.namespace, lookup_ms=lookup_ms)
+        if control.reads:
+            self.metrics.lookup(control.namespace, "miss", lookup_ms)
+        result = await next(call)
+        result.headers[HEADER] = "miss"
+        if control.writes and not result.cached:
+            await self._store_after(call, result, probe, policy)
+        return result
+
+    def _applies(self, call: Call, policy: Policy, control: CacheControl) -> bool:
+        if not policy.enabled or control.mode == "off":
+            return False
+        return policy.allow_nondeterministic or not nondeterministic(call.original)
+
+    async def _lookup(
+        self, call: Call, policy: Policy, control: CacheControl, probe: _Probe
+    ) -> tuple[Entry, str, SemanticHit | None] | None:
+        try:
+            if control.reads:
+                entry = await self.exact.lookup(probe.key, control.max_age)
+                if entry is not None:
+                    return entry, "hit-exact", None
+            if self.semantic is None or not policy.semantic:
+                return None
+            probe.query = last_user_text(call.original)
+            if probe.query is None:
+                return None
+            probe.semantic_scope = semantic_scope(
+                Scope(call.tenant.id, control.namespace), call.original, call.requested_model
+            )
+            probe.vector = await asyncio.to_thread(self.semantic.embed, probe.query)
+            if control.reads:
+                found = await self.semantic.lookup(
+                    probe.semantic_scope, probe.query, probe.vector, control.max_age
+                )
+                if found is not None:
+                    return found.entry, "hit-semantic", found
+        except Exception:
+            log.exception("cache lookup failed; answering from upstream")
+        return None
+
+    def _answer(
+        self,
+        call: Call,
+        entry: Entry,
+        outcome: str,
+        semantic: SemanticHit | None,
+        *,
+        namespace: str,
+        lookup_ms: float,
+    ) -> ChatResult:
+        call.meta["cache"] = outcome
+        if namespace != "default":
+            call.meta["cache_namespace"] = namespace
+        if semantic is not None:
+            call.meta["cache_cosine"] = round(semantic.cosine, 4)
+            call.meta["cache_score"] = round(semantic.score, 4)
+        lever = "cache_exact" if outcome == "hit-exact" else "cache_semantic"
+        saved = self.books.free_answer(
+            call,
+            lever=lever,
+            usage=entry.usage,
+            replaced_model=entry.served_model,
+            latency_ms=call.elapsed_ms(),
+        )
+        self.metrics.lookup(namespace, outcome, lookup_ms, saved or 0.0)
+        return ChatResult(
+            body=entry.fresh_body(),
+            request_id=call.request_id,
+            served_model=entry.served_model,
+            provider=PROVIDER,
+            cost_usd=0.0,
+            usage=entry.usage,
+            cached=True,
+            attempts=0,
+            headers={HEADER: outcome},
+        )
+
+    # ---- storing answers
+
+    async def _store_after(self, call: Call, result: ChatResult, probe: _Probe, policy: Policy) -> None:
+        """Store a complete answer now; a stream once it has ended cleanly."""
+        if result.stream is None:
+            await self._store(
+                Entry(result.body, result.usage, result.served_model, result.provider), probe, policy
+            )
+            return
+        stream = result.stream
+
+        async def on_complete(body: Body, usage: Usage | None) -> None:
+            from thrifty.dispatch import answer_text
+
+            used = usage or self.books.estimate(call.body, answer_text(body))
+            await self._store(Entry(body, used, stream.served_model, stream.provider), probe, policy)
+
+        result.stream = RecordingStream(stream, on_complete, {HEADER: "miss"})
+
+    async def _store(self, entry: Entry, probe: _Probe, policy: Policy) -> None:
+        try:
+            await self.exact.store_answer(probe.key, entry, policy.ttl_s)
+            if self.semantic is not None and probe.vector is not None and probe.semantic_scope is not None:
+                assert probe.query is not None
+                await self.semantic.store_answer(
+                    probe.semantic_scope, probe.query, probe.vector, entry, policy.ttl_s
+                )
+            self.metrics.stored(probe.namespace)
+        except Exception:
+            log.exception("storing a cache entry failed")
