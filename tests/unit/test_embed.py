@@ -30,7 +30,7 @@ def test_matches_reference_embeddings():
 
 def test_batch_order_and_padding_do_not_change_vectors():
     emb = get_embedder()
-    together = emb.embed(TEXTS + ["short", "a much longer sentence " * 40])
+    together = emb.embed([*TEXTS, "short", "a much longer sentence " * 40])
     for i, text in enumerate(TEXTS):
         np.testing.assert_allclose(together[i], emb.embed_one(text), atol=1e-5)
     assert emb.embed([]).shape == (0, 384)
