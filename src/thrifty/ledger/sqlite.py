@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,6 @@ from thrifty.types import Attempt
 log = logging.getLogger("thrifty.ledger")
 
 _INSERT = f"INSERT INTO ledger ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-_STOP = object()
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -31,13 +30,21 @@ def connect(path: str) -> sqlite3.Connection:
 
 
 class SQLiteLedger(Ledger):
+    """Requests append rows to an in-memory deque (no lock, no thread wake-up on the hot path); a writer
+    thread drains it every `flush_interval_ms` in transactions of up to `batch_size` rows. The deque is
+    bounded by `queue_size`: past it rows are dropped and counted (visible in /readyz), never blocking."""
+
     def __init__(
         self, path: str, *, batch_size: int = 512, flush_interval_ms: int = 50, queue_size: int = 100_000
     ) -> None:
         self.path = path
         self.batch_size = batch_size
         self.flush_interval = flush_interval_ms / 1000
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._capacity = queue_size
+        self._pending: deque[tuple] = deque()
+        self._waiters: deque[threading.Event] = deque()
+        self._wake = threading.Event()
+        self._stopping = False
         self._thread: threading.Thread | None = None
         self._dropped = 0
         self._lock = threading.Lock()
@@ -52,11 +59,11 @@ class SQLiteLedger(Ledger):
         return self._dropped
 
     def record(self, attempt: Attempt) -> None:
-        try:
-            self._queue.put_nowait(to_row(attempt))
-        except queue.Full:
+        if len(self._pending) >= self._capacity:
             self._dropped += 1
             log.error("ledger queue full: row dropped", extra={"request_id": attempt.request_id})
+            return
+        self._pending.append(to_row(attempt))
 
     async def start(self) -> None:
         self.start_sync()
@@ -64,42 +71,31 @@ class SQLiteLedger(Ledger):
     def start_sync(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
+                self._stopping = False
                 self._thread = threading.Thread(target=self._writer, name="thrifty-ledger", daemon=True)
                 self._thread.start()
 
     def _writer(self) -> None:
         conn = connect(self.path)
         try:
-            stop = False
-            while not stop:
-                batch, waiters, stop = self._take_batch()
-                if batch:
-                    self._write(conn, batch)
+            while True:
+                self._wake.wait(self.flush_interval)
+                self._wake.clear()
+                stopping = self._stopping
+                waiters = [self._waiters.popleft() for _ in range(len(self._waiters))]
+                self._drain(conn)
                 for event in waiters:
                     event.set()
+                if stopping and not self._pending:
+                    return
         finally:
             conn.close()
 
-    def _take_batch(self) -> tuple[list[tuple], list[threading.Event], bool]:
-        batch: list[tuple] = []
-        waiters: list[threading.Event] = []
-        try:
-            item = self._queue.get(timeout=self.flush_interval)
-        except queue.Empty:
-            return batch, waiters, False
-        while True:
-            if item is _STOP:
-                return batch, waiters, True
-            if isinstance(item, threading.Event):
-                waiters.append(item)
-                return batch, waiters, False
-            batch.append(item)
-            if len(batch) >= self.batch_size:
-                return batch, waiters, False
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return batch, waiters, False
+    def _drain(self, conn: sqlite3.Connection) -> None:
+        """Write everything pending now, in batches."""
+        while self._pending:
+            batch = [self._pending.popleft() for _ in range(min(self.batch_size, len(self._pending)))]
+            self._write(conn, batch)
 
     def _write(self, conn: sqlite3.Connection, batch: list[tuple]) -> None:
         for attempt in range(5):
@@ -116,10 +112,12 @@ class SQLiteLedger(Ledger):
         self._dropped += len(batch)
 
     def flush(self, timeout: float = 5.0) -> None:
+        """Block until every row recorded before this call is committed."""
         if self._thread is None or not self._thread.is_alive():
             return
         event = threading.Event()
-        self._queue.put(event)
+        self._waiters.append(event)
+        self._wake.set()
         event.wait(timeout)
 
     async def close(self) -> None:
@@ -127,7 +125,8 @@ class SQLiteLedger(Ledger):
 
     def close_sync(self) -> None:
         if self._thread is not None and self._thread.is_alive():
-            self._queue.put(_STOP)
+            self._stopping = True
+            self._wake.set()
             self._thread.join(timeout=30)
         self._thread = None
 
