@@ -8,8 +8,8 @@
     compression: "compression", prompt_cache: "prompt caching", batching: "batching",
   };
   const LEVER_COLORS = {
-    routing: "#34d399", cascade: "#2dd4bf", cache_exact: "#60a5fa", cache_semantic: "#818cf8",
-    compression: "#a78bfa", prompt_cache: "#f472b6", batching: "#facc15",
+    routing: "#34d399", cascade: "#2dd4bf", cache_exact: "#a78bfa", cache_semantic: "#c084fc",
+    compression: "#f472b6", prompt_cache: "#fb923c", batching: "#facc15",
   };
   const PALETTE = ["#60a5fa", "#34d399", "#fbbf24", "#a78bfa", "#f472b6", "#2dd4bf", "#f87171", "#94a3b8"];
   const state = { charts: {}, data: null, timer: null };
@@ -92,7 +92,7 @@
   }
 
   function renderWaterfall(report) {
-    const steps = report.waterfall.filter((s) => s.kind !== "lever" || Math.abs(s.usd) > 0);
+    const steps = report.waterfall.filter((s) => (s.kind !== "lever" && s.kind !== "overhead") || Math.abs(s.usd) > 0);
     let running = 0;
     const bars = [];
     const colors = [];
@@ -100,7 +100,7 @@
       if (s.kind === "start" || s.kind === "subtotal" || s.kind === "end") {
         bars.push([0, s.usd]);
         running = s.usd;
-        colors.push(s.kind === "start" ? "#94a3b8" : s.kind === "end" ? "#60a5fa" : "#475569");
+        colors.push(s.kind === "start" ? "#94a3b8" : s.kind === "end" ? "#38bdf8" : "#475569");
       } else {
         bars.push([running, running + s.usd]);
         running += s.usd;
@@ -138,7 +138,7 @@
       const d = new Date(ts * 1000);
       return data.bucket_s >= 86400 ? d.toISOString().slice(0, 10) : d.toISOString().slice(5, 16).replace("T", " ") + (data.bucket_s < 60 ? ":" + d.toISOString().slice(17, 19) : "");
     };
-    const datasets = [{ label: "actual spend", data: points.map((p) => p.actual_usd), backgroundColor: "#60a5fa", stack: "s" }];
+    const datasets = [{ label: "actual spend", data: points.map((p) => p.actual_usd), backgroundColor: "#38bdf8", stack: "s" }];
     for (const lever of LEVERS) {
       if (!points.some((p) => p["saved_" + lever] > 0)) continue;
       datasets.push({ label: "saved: " + LEVER_LABELS[lever], data: points.map((p) => p["saved_" + lever]), backgroundColor: LEVER_COLORS[lever], stack: "s" });
@@ -200,7 +200,7 @@
       data: { labels: keys, datasets: [{ label: "latency (ms)", data: keys.map((k) => latency[k + "_ms"] || 0), backgroundColor: ["#34d399", "#60a5fa", "#fbbf24", "#f87171"], borderRadius: 6 }] },
       options: baseOptions({
         plugins: { legend: { display: false }, tooltip: { callbacks: { label: (ctx) => ms(ctx.parsed.y) } } },
-        scales: { x: axis(false), y: Object.assign(axis(false), { beginAtZero: true }) },
+        scales: { x: axis(false), y: Object.assign(axis(false), { beginAtZero: true, ticks: { color: "#8b97b0", callback: (v) => ms(v) } }) },
       }),
     });
   }
