@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,9 @@ class PostgresServer:
     def __init__(self, datadir: Path) -> None:
         import pgserver
 
-        self.server = pgserver.get_server(str(datadir), cleanup_mode="stop")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset in CI
+            self.server = pgserver.get_server(str(datadir), cleanup_mode="stop")
         self._names = itertools.count()
 
     @property
