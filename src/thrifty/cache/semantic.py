@@ -7,6 +7,7 @@ but the last user turn's text, so only requests asked in the same context are ev
 from __future__ import annotations
 
 import importlib.util
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
 
     from thrifty.cache.backends import SemanticStore
     from thrifty.embed import Embedder
+
+log = logging.getLogger("thrifty.cache")
 
 
 class Verifier(Protocol):
@@ -41,7 +44,12 @@ def load_default_verifier(path: str | None) -> Verifier:
     if spec is not None and spec.origin not in (None, "namespace"):  # the package, not a bare folder
         from thrifty.cache.verify import load_verifier
 
-        return load_verifier(path)
+        if path is not None:
+            return load_verifier(path)  # a configured model must load
+        try:
+            return load_verifier(None)
+        except (OSError, ValueError) as exc:
+            log.warning("bundled cache verifier unavailable (%s); using cosine >= 0.95", exc)
     return CosineVerifier()
 
 

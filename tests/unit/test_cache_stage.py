@@ -1,0 +1,175 @@
+"""The cache stage in library mode: a real Gateway in front of the fake provider, real SQLite files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import base_config, ledger_rows
+from thrifty import config as config_mod
+from thrifty.cache.semantic import CosineVerifier
+from thrifty.cache.stage import CacheStage
+from thrifty.errors import InvalidRequest
+from thrifty.gateway import Gateway
+from thrifty.types import Tenant
+
+ALICE, BOB = Tenant(id="alice"), Tenant(id="bob")
+
+
+def gateway(fake: Any, tmp_path: Path, **cache: Any) -> Gateway:
+    config = base_config(fake)
+    config["ledger"] = {"path": str(tmp_path / "ledger.db"), "flush_interval_ms": 5}
+    config["cache"] = {"enabled": True, "path": str(tmp_path / "cache.db"), **cache}
+    return Gateway(config_mod.parse(config))
+
+
+def stage_of(gw: Gateway) -> CacheStage:
+    return next(s for s in gw.stages if isinstance(s, CacheStage))
+
+
+def ask(text: str, **params: Any) -> dict[str, Any]:
+    return {"model": "gpt-4o", "messages": [{"role": "user", "content": text}], **params}
+
+
+def upstream_calls(fake: Any) -> int:
+    return len(fake.requests("/v1/chat/completions"))
+
+
+async def test_hits_are_scoped_per_tenant(fake, tmp_path):
+    async with gateway(fake, tmp_path) as gw:
+        first = await gw.chat(ask("What is the boiling point of water?"), ALICE)
+        again = await gw.chat(ask("What is the boiling point of water?"), ALICE)
+        other = await gw.chat(ask("What is the boiling point of water?"), BOB)
+    assert first.headers["x-thrifty-cache"] == "miss" and first.cost_usd > 0
+    assert again.headers["x-thrifty-cache"] == "hit-exact" and again.cost_usd == 0 and again.cached
+    assert again.body["choices"] == first.body["choices"] and again.body["id"] != first.body["id"]
+    assert again.body["model"] == "gpt-4o" and again.provider == "cache"
+    assert other.headers["x-thrifty-cache"] == "miss"  # Bob never gets Alice's entry
+    assert upstream_calls(fake) == 2
+
+
+async def test_a_hit_is_booked_at_zero_cost_with_the_saving(fake, tmp_path):
+    async with gateway(fake, tmp_path) as gw:
+        miss = await gw.chat(ask("Name three primes."), ALICE, request_id="req_miss")
+        await gw.chat(ask("Name three primes."), ALICE, request_id="req_hit")
+    rows = {r["request_id"]: r for r in ledger_rows(tmp_path / "ledger.db", expect=2)}
+    hit = rows["req_hit"]
+    assert hit["status"] == "cache_hit" and hit["cost_usd"] == 0 and hit["final"] == 1
+    assert hit["saved_cache_exact"] == pytest.approx(miss.cost_usd, rel=1e-6)
+    assert hit["baseline_cost_usd"] == pytest.approx(miss.cost_usd, rel=1e-6)
+    assert hit["input_tokens"] == miss.usage.input_tokens and hit["output_tokens"] == miss.usage.output_tokens
+    snapshot = stage_of(gw).metrics.snapshot()["default"]
+    assert (snapshot["hit_exact"], snapshot["miss"], snapshot["stores"]) == (1, 1, 1)
+    assert snapshot["saved_usd"] == pytest.approx(miss.cost_usd, rel=1e-6)
+
+
+async def test_control_modes_max_age_and_namespaces(fake, tmp_path):
+    async with gateway(fake, tmp_path) as gw:
+        q = "Explain TCP slow start."
+        r = await gw.chat(ask(q, thrifty={"cache": "read_only"}), ALICE)
+        assert r.headers["x-thrifty-cache"] == "miss"
+        r = await gw.chat(ask(q), ALICE)
+        assert r.headers["x-thrifty-cache"] == "miss"  # read_only stored nothing
+        r = await gw.chat(ask(q, thrifty={"cache": "write_only"}), ALICE)
+        assert r.headers["x-thrifty-cache"] == "miss"  # write_only never reads
+        r = await gw.chat(ask(q, thrifty={"cache": "off"}), ALICE)
+        assert r.headers["x-thrifty-cache"] == "bypass"
+        r = await gw.chat(ask(q, thrifty={"max_age": 0}), ALICE)
+        assert r.headers["x-thrifty-cache"] == "miss"  # every entry is older than 0 s
+        r = await gw.chat(ask(q, thrifty={"max_age": 3600}), ALICE)
+        assert r.headers["x-thrifty-cache"] == "hit-exact"
+        r = await gw.chat(ask(q, thrifty={"namespace": "other"}), ALICE)
+        assert r.headers["x-thrifty-cache"] == "miss"
+    assert upstream_calls(fake) == 6
+    # the thrifty field never reached the provider
+    assert all("thrifty" not in req["body"] for req in fake.requests("/v1/chat/completions"))
+
+
+async def test_bad_control_values_are_400s(fake, tmp_path):
+    async with gateway(fake, tmp_path) as gw:
+        with pytest.raises(InvalidRequest) as exc:
+            await gw.chat(ask("hi", thrifty={"cache": "sometimes"}), ALICE)
+    assert exc.value.param == "thrifty.cache" and upstream_calls(fake) == 0
+
+
+async def test_nondeterministic_requests_are_not_cached_unless_allowed(fake, tmp_path):
+    overrides = {"gpt-4o-mini": {"allow_nondeterministic": True}}
+    async with gateway(fake, tmp_path, models=overrides) as gw:
+        for _ in range(2):
+            r = await gw.chat(ask("Write a poem.", temperature=0.9), ALICE)
+            assert r.headers["x-thrifty-cache"] == "bypass"
+        await gw.chat({**ask("Write a poem.", temperature=0.9), "model": "gpt-4o-mini"}, ALICE)
+        r = await gw.chat({**ask("Write a poem.", temperature=0.9), "model": "gpt-4o-mini"}, ALICE)
+        assert r.headers["x-thrifty-cache"] == "hit-exact"
+        r = await gw.chat(ask("Write a poem.", temperature=0), ALICE)
+        r = await gw.chat(ask("Write a poem.", temperature=0), ALICE)
+        assert r.headers["x-thrifty-cache"] == "hit-exact"
+
+
+async def test_per_model_override_disables_caching(fake, tmp_path):
+    async with gateway(fake, tmp_path, models={"gpt-4o-mini": {"enabled": False}}) as gw:
+        for _ in range(2):
+            r = await gw.chat({**ask("hello"), "model": "gpt-4o-mini"}, ALICE)
+            assert r.headers["x-thrifty-cache"] == "bypass"
+
+
+async def test_a_stream_is_stored_when_it_completes_and_replayed_to_streams(fake, tmp_path):
+    async with gateway(fake, tmp_path) as gw:
+        stream = await gw.chat_stream(ask("Stream this answer", stream=True), ALICE)
+        assert stream.headers["x-thrifty-cache"] == "miss"
+        text = "".join([c["choices"][0]["delta"].get("content") or "" async for c in stream if c["choices"]])
+        await stream.aclose()
+        hit = await gw.chat(ask("Stream this answer"), ALICE)
+        assert hit.headers["x-thrifty-cache"] == "hit-exact"
+        assert hit.body["choices"][0]["message"]["content"] == text == "echo: Stream this answer"
+        assert hit.body["choices"][0]["finish_reason"] == "stop" and hit.usage.output_tokens > 0
+
+        replay = await gw.chat_stream(ask("Stream this answer", stream=True), ALICE)
+        assert replay.headers["x-thrifty-cache"] == "hit-exact"
+        chunks = [c async for c in replay]
+        assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == text
+        assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert upstream_calls(fake) == 1
+
+
+async def test_a_stream_cut_midway_is_not_stored(fake, tmp_path):
+    fake.script({"drop": "mid_stream", "content": "a long answer that will be cut"})
+    async with gateway(fake, tmp_path) as gw:
+        stream = await gw.chat_stream(ask("cut me", stream=True), ALICE)
+        with pytest.raises(Exception):  # noqa: B017 - the upstream cut surfaces as an error
+            async for _ in stream:
+                pass
+        await stream.aclose()
+        r = await gw.chat(ask("cut me"), ALICE)
+        assert r.headers["x-thrifty-cache"] == "miss"
+
+
+async def test_follow_up_turns_never_hit_across_conversations(fake, tmp_path):
+    def conversation(person: str, last: str) -> dict[str, Any]:
+        return {
+            "model": "gpt-4o",
+            "messages": [
+                {"role": "user", "content": f"Who is {person}?"},
+                {"role": "assistant", "content": f"{person} is a well-known public figure."},
+                {"role": "user", "content": last},
+            ],
+        }
+
+    async with gateway(fake, tmp_path, semantic=True) as gw:
+        stage_of(gw).semantic.verifier = CosineVerifier(0.5)  # permissive: only the scope protects
+        await gw.chat(conversation("Barack Obama", "how old is he?"), ALICE)
+        people = ["Tom Hanks", "Elon Musk", "Lionel Messi", "Keanu Reeves", "Joe Biden", "Roger Federer"]
+        follow_ups = ["how old is he?", "How old is he?", "what is his age?"]
+        for i, person in enumerate(people):  # each asked once, after a different first turn
+            r = await gw.chat(conversation(person, follow_ups[i % 3]), ALICE)
+            assert r.headers["x-thrifty-cache"] == "miss", person
+        # the same conversation does hit semantically: the scope, not a dead cache, kept them apart
+        same = await gw.chat(conversation("Barack Obama", "How old is he"), ALICE)
+        assert same.headers["x-thrifty-cache"] == "hit-semantic"
+        bob = await gw.chat(conversation("Barack Obama", "How old is he"), BOB)
+        assert bob.headers["x-thrifty-cache"] == "miss"
+    rows = ledger_rows(tmp_path / "ledger.db", expect=9)
+    semantic_rows = [r for r in rows if r["status"] == "cache_hit"]
+    assert len(semantic_rows) == 1 and semantic_rows[0]["saved_cache_semantic"] > 0
