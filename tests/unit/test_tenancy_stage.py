@@ -134,3 +134,16 @@ async def test_revoked_key_is_refused_in_library_mode(fake, tmp_path):
             await gw.chat(_body(), tenant)
         # the master key and callers without a key are not limited by the stage
         assert (await gw.chat(_body(), Tenant())).body["choices"]
+
+
+async def test_in_process_budgets_survive_a_restart_through_the_ledger(fake, tmp_path):
+    async with _gateway(fake, tmp_path) as gw:
+        tenancy, tenant = await _key(gw, budgets=Budgets(daily_usd=1.0, total_usd=2.0))
+        paid = [(await gw.chat(_body(i), tenant)).cost_usd for i in range(3)]
+        gw.ledger.flush()
+    async with _gateway(fake, tmp_path) as again:
+        tenancy = tenancy_of(again)
+        await tenancy.start()
+        usage = await tenancy.budgets.usage(tenant.key_id, windows(Budgets(daily_usd=1.0, total_usd=2.0)))
+        assert usage["daily"] == pytest.approx(sum(paid)) and usage["total"] == pytest.approx(sum(paid))
+        assert sum(paid) > 0

@@ -89,7 +89,7 @@ class BudgetBackend(ABC):
 
 class MemoryBudgets(BudgetBackend):
     """Counters in this process. Safe under asyncio concurrency: each operation runs without awaiting.
-    Counters start at zero when the process starts; use Redis to keep them across restarts."""
+    At start they are loaded from the ledger (`load`), so a restart forgets nothing that was booked."""
 
     name = "budgets(memory)"
 
@@ -124,6 +124,13 @@ class MemoryBudgets(BudgetBackend):
 
     async def release(self, key_id: str, reservation_id: str) -> None:
         self._reservations.get(key_id, {}).pop(reservation_id, None)
+
+    def load(self, spent: dict[str, dict[str, float]], now: float | None = None) -> None:
+        """Start from what the ledger says each key spent: {key_id: {"daily"|"monthly"|"total": usd}}."""
+        current = {w.name: w.bucket for w in windows(Budgets(1, 1, 1), now)}
+        for key_id, sums in spent.items():
+            for name, usd in sums.items():
+                self._spent[(key_id, name, current[name])] = float(usd or 0.0)
 
     async def usage(self, key_id: str, wins: list[Window]) -> dict[str, float]:
         out = {win.name: self._spent.get((key_id, win.name, win.bucket), 0.0) for win in wins}

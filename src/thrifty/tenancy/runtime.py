@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,13 @@ if TYPE_CHECKING:
     from thrifty.gateway import Gateway
 
 log = logging.getLogger("thrifty.tenancy")
+
+_SPEND_SQL = (
+    "SELECT key_id, COALESCE(SUM(cost_usd), 0) AS total, "
+    "COALESCE(SUM(CASE WHEN ts >= ? THEN cost_usd ELSE 0 END), 0) AS monthly, "
+    "COALESCE(SUM(CASE WHEN ts >= ? THEN cost_usd ELSE 0 END), 0) AS daily "
+    "FROM ledger WHERE key_id IS NOT NULL GROUP BY key_id"
+)
 
 
 def enabled(config: Config) -> bool:
@@ -77,13 +86,38 @@ class Tenancy:
             settings, self.directory, self.budgets, self.limiter, gateway.table, gateway.tokens
         )
         self.stage.owner = self
+        self.ledger = gateway.ledger
+        self._started = False
+        self._start_lock = asyncio.Lock()
 
     async def start(self) -> None:
-        """Open the key store; an unreachable store is logged (and shown by /readyz), not fatal."""
+        """Open the key store and load in-process budget counters from the ledger (once).
+        An unreachable store is logged (and shown by /readyz), not fatal."""
+        if self._started:
+            return
+        async with self._start_lock:
+            if self._started:
+                return
+            self._started = True
+            try:
+                await self.store.start()
+            except Exception as exc:
+                log.error("key store unreachable at start: %s", type(exc).__name__)
+            if isinstance(self.budgets, MemoryBudgets):
+                await self._load_spend()
+
+    async def _load_spend(self) -> None:
+        now = time.time()
+        day = now - now % 86400
+        month = datetime.fromtimestamp(now, UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         try:
-            await self.store.start()
+            rows = await asyncio.to_thread(self.ledger.query, _SPEND_SQL, [month.timestamp(), day])
         except Exception as exc:
-            log.error("key store unreachable at start: %s", type(exc).__name__)
+            log.warning("budgets start at zero: the ledger could not be read (%s)", type(exc).__name__)
+            return
+        spent = {r["key_id"]: {n: r[n] for n in ("daily", "monthly", "total")} for r in rows}
+        assert isinstance(self.budgets, MemoryBudgets)
+        self.budgets.load(spent, now)
 
     async def aclose(self) -> None:
         await self.store.aclose()

@@ -86,6 +86,8 @@ class LimitsStage:
         key = await self._key(call)
         if key is None or not (key.budgets.any() or key.rate_limits.any()):
             return await next(call)
+        if self.owner is not None:
+            await self.owner.start()  # library mode: nobody else starts it (no-op once done)
         estimate = self.estimate(call)
         states = await self._rate_limit(key, estimate)
         headers = rate_headers(states)
