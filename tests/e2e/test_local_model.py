@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -216,3 +218,20 @@ def test_no_keys_serves_the_bundled_model_as_default(tmp_path: Path):
         assert row["status"] == "ok" and row["cost_usd"] == 0.0
     finally:
         gp.stop()
+
+
+def test_local_tier_benchmark_runs():
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "local_tier.py"), "--requests", "1", "--max-tokens", "4"],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=root,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert any(line.startswith("direct ") for line in lines) and any(
+        line.startswith("gateway ") for line in lines
+    )
+    assert "gateway overhead: p50 ratio" in out.stdout
