@@ -42,10 +42,17 @@ class Bookkeeper:
         )
 
     def baseline_price(self, call: Call) -> Price | None:
-        return self.baseline or self.table.price(call.requested_model)
+        # A virtual model (routing) has no price of its own: its plan names the baseline model.
+        return self.baseline or self.table.price(call.meta.get("baseline_model") or call.requested_model)
 
     def original_input_tokens(self, call: Call, usage: Usage) -> int:
-        return usage.input_tokens if call.original_input_tokens is None else call.original_input_tokens
+        if call.original_input_tokens is None:
+            return usage.input_tokens
+        sent = call.meta.get("compressed_input_tokens")  # local count of the compressed prompt
+        if sent and usage.input_tokens and not usage.estimated:
+            # put the local count on the provider's tokenizer scale, so only compression is booked
+            return round(call.original_input_tokens * usage.input_tokens / sent)
+        return call.original_input_tokens
 
     def ok(
         self,
@@ -60,15 +67,19 @@ class Bookkeeper:
     ) -> float:
         """Book the answer the client gets (the final row); return its cost."""
         price = deployment.price or self.table.price(served_model)
+        # the chat baseline model says nothing about what an embedding call would have cost
+        baseline = self.baseline_price(call) if kind == "chat" else self.table.price(call.requested_model)
         money = bill(
             usage,
             price,
-            self.baseline_price(call) or price,
+            baseline or price,
             original_input_tokens=self.original_input_tokens(call, usage),
             batch=batch,
         )
         if call.lever == "cascade":
             money.savings.cascade, money.savings.routing = money.savings.routing, 0.0
+        if call.meta.get("_thrifty_hold_booking"):  # a cascade tier awaiting its gate books itself
+            return money.cost
         self.record(
             Attempt(
                 request_id=call.request_id,
@@ -157,6 +168,40 @@ class Bookkeeper:
                 latency_ms=latency_ms,
                 stream=call.stream,
                 route=call.route,
+            )
+        )
+        return cost
+
+    def compression(
+        self,
+        call: Call,
+        served_model: str,
+        deployment: Deployment,
+        usage: Usage,
+        *,
+        latency_ms: float,
+        meta: dict | None = None,
+    ) -> float:
+        """Book a model call made to compress a prompt (a memoised summary): its cost, no baseline;
+        the savings it earns are booked on the requests that use it."""
+        cost = call_cost(usage, deployment.price or self.table.price(served_model))
+        self.record(
+            Attempt(
+                request_id=call.request_id,
+                attempt=call.attempts.next(),
+                tenant_id=call.tenant.id,
+                key_id=call.tenant.key_id,
+                requested_model=call.requested_model,
+                served_model=served_model,
+                provider=deployment.provider.name,
+                deployment=deployment.key,
+                status="ok",
+                http_status=200,
+                usage=usage,
+                cost_usd=cost,
+                latency_ms=latency_ms,
+                kind="compression",
+                meta=meta or {},
             )
         )
         return cost
