@@ -38,7 +38,9 @@ def test_local_only_fields_are_refused_on_other_providers():
     with pytest.raises(ConfigError) as info:
         parse({"providers": {"oa": {"type": "openai", "n_ctx": 4096}}})
     ((path, message),) = info.value.errors
-    assert path == "providers.oa" and "n_ctx only apply to providers of type local" in message
+    assert path == "providers.oa" and message.endswith(
+        "settings for type local only, on a provider of type openai: n_ctx"
+    )
 
 
 def test_start_false_needs_a_base_url_and_start_true_refuses_one(tmp_path: Path):

@@ -79,7 +79,9 @@ def check_config(conf: ProviderConfig) -> None:
     if conf.type != "local":
         misplaced = [f for f in _LOCAL_FIELDS if f in conf.model_fields_set]
         if misplaced:
-            raise ValueError(f"{', '.join(misplaced)} only apply to providers of type local")
+            raise ValueError(
+                f"settings for type local only, on a provider of type {conf.type}: {', '.join(misplaced)}"
+            )
         return
     if not conf.start:
         if not conf.base_url:
@@ -101,10 +103,10 @@ def check_config(conf: ProviderConfig) -> None:
 def local_prices(config: Config) -> dict[str, dict[str, Any]]:
     """Catalog entries for locally served models.
 
-    Each local provider's model name is priced at its `cost_per_1m_tokens`; under its family when the
+    Each local provider's model name is priced at its `cost_per_1m_tokens`: under its family when the
     provider has `auto_models` (that is how the model table finds it), else under `local:<provider>`,
-    a family no provider serves automatically. Configured
-    models deployed only on local providers and naming no price of their own are priced the same way.
+    a family no provider serves automatically. Configured models deployed only on local providers and
+    naming no price of their own are priced the same way.
     """
     prices: dict[str, dict[str, Any]] = {}
     owners: dict[str, str] = {}
@@ -117,15 +119,8 @@ def local_prices(config: Config) -> dict[str, dict[str, Any]]:
             continue
         family = conf.family or LOCAL_FAMILY
         if family in owners:  # the model table gives an auto_models provider every model of its family
-            raise ConfigError(
-                [
-                    (
-                        f"providers.{name}.family",
-                        f"family {family!r} is already used by local "
-                        f"provider {owners[family]!r}: give each local provider its own family",
-                    )
-                ]
-            )
+            message = f"local provider {owners[family]!r} already serves family {family!r}: give each its own"
+            raise ConfigError([(f"providers.{name}.family", message)])
         owners[family] = name
         prices[served] = {"provider": family, "input": rate, "output": rate}
     for model, mconf in config.models.items():
