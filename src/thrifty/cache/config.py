@@ -36,6 +36,8 @@ class CacheConfig(Section):
     semantic: bool = False
     verifier: str | None = None
     """Path of a trained verifier model; default: the one bundled with thrifty."""
+    verifier_cosine: float | None = Field(None, ge=-1, le=1)
+    """Use a plain cosine threshold instead of the learned verifier (ablations, tests)."""
     min_cosine: float = Field(0.7, ge=-1, le=1)
     """Neighbours below this cosine are never shown to the verifier."""
     top_k: int = Field(4, ge=1, le=64)

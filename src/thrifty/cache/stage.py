@@ -72,14 +72,18 @@ class CacheStage:
             return None
         semantic = None
         if config.any_semantic():
-            from thrifty.cache.semantic import SemanticCache, load_default_verifier
+            from thrifty.cache.semantic import CosineVerifier, SemanticCache, load_default_verifier
             from thrifty.embed import get_embedder
 
             embedder = get_embedder()
             semantic = SemanticCache(
                 open_semantic(config, embedder.dim),
                 embedder,
-                load_default_verifier(config.verifier),
+                (
+                    CosineVerifier(config.verifier_cosine)
+                    if config.verifier_cosine is not None
+                    else load_default_verifier(config.verifier)
+                ),
                 top_k=config.top_k,
                 min_cosine=config.min_cosine,
             )
