@@ -167,5 +167,13 @@ from thrifty import route_cli  # noqa: E402
 
 main.add_command(route_cli.route)
 
+from thrifty import cache_cli  # noqa: E402
+
+main.add_command(cache_cli.cache_group)
+
+from thrifty import compress_cli  # noqa: E402
+
+main.add_command(compress_cli.compress_group)
+
 if __name__ == "__main__":
     main()

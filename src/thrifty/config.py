@@ -28,6 +28,8 @@ class Section(BaseModel):
 
 # Feature sections subclass Section, so they are imported once it exists.
 from thrifty.cache.config import CacheConfig  # noqa: E402
+from thrifty.compress.settings import CompressionConfig  # noqa: E402
+from thrifty.routing.config import RoutingConfig  # noqa: E402
 from thrifty.tenancy.settings import TenancyConfig  # noqa: E402
 
 
@@ -138,6 +140,8 @@ class Config(Section):
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     tenancy: TenancyConfig = Field(default_factory=TenancyConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    compression: CompressionConfig = Field(default_factory=CompressionConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     baseline_model: str | None = None
     """Model the baseline cost is priced at; default: the model the client asked for."""
     log_prompts: bool = False

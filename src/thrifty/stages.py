@@ -26,4 +26,14 @@ def build_stages(gateway: Gateway) -> list[Stage]:
     cache = CacheStage.from_gateway(gateway)  # exact → semantic cache; stores answers on the way back
     if cache is not None:
         stages.append(cache)
+    from thrifty.compress.stage import build_stage as compress_stage
+
+    compress = compress_stage(gateway)  # normalise / extract / memoised summary of the prompt
+    if compress is not None:
+        stages.append(compress)
+    from thrifty.routing.build import build_stage as plan_stage
+
+    plan = plan_stage(gateway)  # plan: virtual models → route or cascade
+    if plan is not None:
+        stages.append(plan)
     return stages

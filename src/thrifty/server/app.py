@@ -18,6 +18,7 @@ from thrifty.cache.control import fold_headers as fold_cache_headers
 from thrifty.errors import ThriftyError
 from thrifty.gateway import Gateway
 from thrifty.logging_setup import AccessLog
+from thrifty.routing.hints import fold_headers
 from thrifty.server import errors
 from thrifty.server.admin import admin_routes
 from thrifty.server.body import read_json
@@ -71,6 +72,7 @@ class Api:
         request_id = request.state.request_id = _request_id(request)
         tenant = await self._tenant(request)
         body = await read_json(request, self.max_body)
+        body = fold_headers(request.headers, body)  # x-thrifty-route-task / -quality-target
         body = fold_cache_headers(request.headers, body)  # x-thrifty-cache / -max-age / -namespace
         if isinstance(body, dict) and body.get("stream") is True:
             stream = await self.gateway.chat_stream(body, tenant, request_id=request_id)

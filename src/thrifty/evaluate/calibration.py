@@ -1,0 +1,132 @@
+"""`thrifty route calibrate`: choose λ (router) or the gate threshold (cascade) on folds 0–3 for a
+target, report what it achieves on fold 4. See routing/calibrate.py for the method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from thrifty.evaluate.metrics import Reference, _breakpoints
+from thrifty.routing.calibrate import Target, describe, pick, report, router_runner
+from thrifty.routing.data import OutcomeSet, load_outcomes
+from thrifty.routing.embedcache import EmbeddingCache
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from thrifty.routing.learned import LearnedModel
+
+
+def _oof_router(model: LearnedModel, data: OutcomeSet, emb: np.ndarray) -> np.ndarray:
+    """Out-of-fold predictions with the full model's hyper-parameters."""
+    import numpy as np
+
+    from thrifty.evaluate.route import router_probs
+    from thrifty.routing.features import Featurizer
+    from thrifty.routing.learned import LearnedModel as Model
+    from thrifty.routing.train import _fit_all
+
+    x = Featurizer().combine(emb, data.prompts)
+    out = np.zeros(data.scores.shape)
+    l2 = float(model.meta.get("l2", 4.0))
+    for fold in np.unique(data.folds):
+        held = data.folds == fold
+        sub = Model(
+            models=list(data.models),
+            weights=_fit_all(x[~held], data.scores[~held], l2),
+            est_cost=model.est_cost,
+            blend=model.blend,
+            knn_k=model.knn_k,
+            knn_keys=emb[~held] if model.blend < 1 else None,
+            knn_scores=data.scores[~held] if model.blend < 1 else None,
+        )
+        out[held] = router_probs(sub, data.subset(held), emb[held])
+    return out
+
+
+def calibrate_router(path: str | Path, target: Target, cache: EmbeddingCache | None = None) -> dict[str, Any]:
+    import numpy as np
+
+    from thrifty.evaluate.route import router_costs, router_probs
+    from thrifty.routing.train import train
+
+    cache = cache or EmbeddingCache()
+    data = load_outcomes(path)
+    cal, test = data.split()
+    cal_emb = cache.embed(cal.prompts)
+    model, _ = train(cal, cal_emb)
+    est = router_costs(model, cal)
+    oof = _oof_router(model, cal, cal_emb)
+    ref_cal = Reference.of(cal.scores, cal.costs)
+    knobs = np.unique(np.concatenate([[0.0], _breakpoints(oof, est, limit=600)]))
+    chosen = pick(knobs.tolist(), router_runner(oof, est, cal.scores, cal.costs, ref_cal), target, ref_cal)
+    held = None
+    if chosen is not None:
+        ref_test = Reference.of(test.scores, test.costs)
+        probs = router_probs(model, test, cache.embed(test.prompts))
+        p, strong = router_runner(probs, est, test.scores, test.costs, ref_test)(chosen[0])
+        held = describe(p, ref_test, strong)
+    return {"data": Path(path).name, "kind": "router", **report(target, "lambda", chosen, held)}
+
+
+def calibrate_cascade(
+    path: str | Path, target: Target, *, embed: bool = True, cache: EmbeddingCache | None = None
+) -> dict[str, Any]:
+    import numpy as np
+
+    from thrifty.evaluate.cascade import (
+        answered_tiers,
+        gate_features,
+        replay,
+        score_gate,
+        tier_order,
+        train_gate,
+    )
+    from thrifty.routing.logistic import fit, predict
+
+    cache = cache or EmbeddingCache()
+    data = load_outcomes(path)
+    cal, test = data.split()
+    tiers = answered_tiers(data, tier_order(cal))
+    cal_emb = cache.embed(cal.prompts) if embed else None
+    model, l2 = train_gate(cal, cal_emb, tiers)
+    xs = gate_features(cal, tiers, cal_emb, cal.models)
+    oof = np.zeros((len(cal), len(xs)))
+    for fold in np.unique(cal.folds):
+        held = cal.folds == fold
+        for k, x in enumerate(xs):
+            others = np.vstack([xx[~held] for xx in xs])
+            ys = np.concatenate([cal.scores[~held, t] for t in tiers[:-1]])
+            oof[held, k] = predict(x[held], fit(others, ys, l2))
+    ref_cal = Reference.of(cal.scores, cal.costs)
+    strong_tier = tiers[-1]
+
+    def runner(scores: np.ndarray, subset: OutcomeSet, ref: Reference):
+        def run(threshold: float):
+            p = replay(scores, threshold, tiers, subset, ref)
+            return p, _final_share(scores, threshold)
+
+        return run
+
+    knobs = np.unique(np.concatenate([np.quantile(oof, np.linspace(0, 1, 400)), [np.inf]])).tolist()
+    chosen = pick(knobs, runner(oof, cal, ref_cal), target, ref_cal)
+    held_out = None
+    if chosen is not None:
+        ref_test = Reference.of(test.scores, test.costs)
+        scores = score_gate(model, test, tiers, cache.embed(test.prompts) if model.use_embedding else None)
+        p, strong = runner(scores, test, ref_test)(chosen[0])
+        held_out = describe(p, ref_test, strong)
+    del strong_tier
+    return {
+        "data": Path(path).name,
+        "kind": "cascade",
+        "tiers": [data.models[t] for t in tiers],
+        **report(target, "threshold", chosen, held_out),
+    }
+
+
+def _final_share(scores: np.ndarray, threshold: float) -> float:
+    """Share of requests that reach the last tier (every earlier gate said no)."""
+    import numpy as np
+
+    return float(np.mean(np.all(scores < threshold, axis=1)))

@@ -1,0 +1,88 @@
+"""Human-readable output of `thrifty route eval` / `calibrate` (the same figures `--json` prints)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from thrifty.evaluate.curves import fmt_share
+
+
+def _pct(value: float | None) -> str:
+    return "   n/a" if value is None else f"{100 * value:5.1f} %"
+
+
+def _figures(name: str, s: dict[str, Any]) -> None:
+    click.echo(
+        f"  {name:28} APGR {s['apgr']:.3f}  CPT(50%) {fmt_share(s['cpt50'])}"
+        f"  CPT(80%) {fmt_share(s['cpt80'])}"
+        f"  | cost axis: APGR {s['apgr_cost']:.3f}  CPT(80%) {fmt_share(s['cpt80_cost'])}"
+    )
+
+
+def _baselines(b: dict[str, Any]) -> None:
+    click.echo("baselines (fold 4):")
+    _figures("random router", b["random"])
+    for key in ("cheapest", "best_single", "oracle"):
+        p = b[key]
+        click.echo(
+            f"  {p['policy']:28} quality {p['quality']:.3f}  cost {_pct(p['cost_share_of_strong'])} of strong"
+            f"  (${p['cost_usd']:.4f})  PGR {p['pgr']:.2f}"
+        )
+
+
+def _curve(rows: list[dict[str, Any]], axis: str) -> None:
+    click.echo(
+        f"cost/quality curve ({axis} axis): "
+        + "  ".join(f"{100 * r[axis + '_share']:.0f}%→{r['quality']:.3f}" for r in rows)
+    )
+
+
+def print_router(r: dict[str, Any]) -> None:
+    click.echo(
+        f"{r['data']}: train {r['rows']['train']} rows (folds 0–3), test {r['rows']['test']} rows (fold 4)"
+    )
+    click.echo(f"weak = {r['weak']}, strong = {r['strong']}")
+    s = r["router"]
+    click.echo("router:")
+    _figures("learned", s)
+    click.echo(f"  cost at 95 % of strong quality: {_pct(s['cost_at_95_share'])} of always-strong cost")
+    _curve(s["curve_calls"], "calls")
+    _curve(s["curve_cost"], "cost")
+    _baselines(r["baselines"])
+
+
+def print_cascade(r: dict[str, Any]) -> None:
+    click.echo(
+        f"{r['data']}: cascade {' → '.join(r['tiers'])}; train {r['rows']['train']}, test {r['rows']['test']}"
+    )
+    g = r["learned_gate"]
+    click.echo("learned gate:")
+    _figures("learned gate", g)
+    click.echo(f"  cost at 95 % of strong quality: {_pct(g['cost_at_95_share'])} of always-strong cost")
+    _curve(g["curve_cost"], "cost")
+    for key in ("seed_gate", "heuristic_format_gate"):
+        p = r[key]
+        click.echo(
+            f"  {key:28} quality {_pct(p['quality_share_of_strong'])} of strong at "
+            f"{_pct(p['cost_share_of_strong'])} of its cost; escalated {_pct(p['escalated'])}"
+        )
+    _baselines(r["baselines"])
+
+
+def print_calibration(r: dict[str, Any]) -> None:
+    click.echo(f"{r['data']} ({r['kind']}): target {r['target']}")
+    if not r.get("calibration"):
+        click.echo("  no setting meets the target on the calibration split (folds 0–3)")
+        return
+    knob = "lambda" if "lambda" in r else "threshold"
+    click.echo(f"  chosen {knob} = {r[knob]:.6g}")
+    for split in ("calibration", "held_out"):
+        p = r[split]
+        click.echo(
+            f"  {split:12} quality {_pct(p['quality_share_of_strong'])} of strong, cost "
+            f"{_pct(p['cost_share_of_strong'])} of strong, "
+            f"{_pct(p['strong_share'])} of calls to the strong tier"
+        )
+    click.echo(f"  target met on held-out fold 4: {r['met_on_held_out']}")

@@ -1,0 +1,86 @@
+"""`thrifty route eval`: train a learned router on folds 0–3, replay fold 4, compare with baselines.
+
+Everything comes from recorded outcomes (no provider calls): a routing decision "costs" what the
+chosen model's recorded call cost and "scores" what it scored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from thrifty.evaluate.baselines import baselines
+from thrifty.evaluate.curves import table
+from thrifty.evaluate.metrics import Curve, Reference, sweep
+from thrifty.routing.data import OutcomeSet, load_outcomes
+from thrifty.routing.embedcache import EmbeddingCache
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from thrifty.routing.learned import LearnedModel
+
+
+def embed_prompts(data: OutcomeSet, cache: EmbeddingCache) -> np.ndarray:
+    return cache.embed(data.prompts)
+
+
+def router_probs(model: LearnedModel, data: OutcomeSet, embeddings: np.ndarray) -> np.ndarray:
+    """(n, m) predictions in the data's model order (the router may list models in another order)."""
+    import numpy as np
+
+    from thrifty.routing.features import Featurizer
+
+    x = Featurizer().combine(embeddings, data.prompts)
+    probs = model.predict(embeddings, x)
+    missing = [m for m in data.models if m not in model.models]
+    if missing:
+        raise ValueError(f"the router was not trained on models {missing}")
+    order = [model.models.index(m) for m in data.models]
+    return np.asarray(probs[:, order])
+
+
+def router_costs(model: LearnedModel, data: OutcomeSet) -> np.ndarray:
+    import numpy as np
+
+    return np.asarray([model.est_cost[model.models.index(m)] for m in data.models])
+
+
+def curve_report(curve: Curve) -> dict[str, Any]:
+    return {**curve.summary(), "curve_calls": table(curve, "calls"), "curve_cost": table(curve, "cost")}
+
+
+def evaluate_router(
+    path: str | Path,
+    *,
+    router: str | Path | None = None,
+    cache: EmbeddingCache | None = None,
+) -> dict[str, Any]:
+    """Train on folds 0–3 (or load `router`), report on fold 4. Returns a JSON-able dict."""
+    from thrifty.routing.learned import LearnedModel
+    from thrifty.routing.train import train
+
+    cache = cache or EmbeddingCache()
+    data = load_outcomes(path)
+    train_set, test_set = data.split()
+    if len(test_set) == 0 or len(train_set) == 0:
+        raise ValueError("the data needs rows in folds 0–3 (train) and fold 4 (test)")
+    trained: dict[str, Any] = {}
+    if router is None:
+        model, report = train(train_set, embed_prompts(train_set, cache), meta={"data": Path(path).name})
+        trained = {"l2": report.l2, "blend": report.blend, "cv_apgr_cost": report.cv_apgr}
+    else:
+        model = LearnedModel.load(router)
+        trained = {"router_file": str(router), **{k: model.meta.get(k) for k in ("data", "rows", "l2")}}
+    probs = router_probs(model, test_set, embed_prompts(test_set, cache))
+    ref = Reference.of(test_set.scores, test_set.costs)
+    curve = sweep(probs, router_costs(model, test_set), test_set.scores, test_set.costs, ref)
+    return {
+        "data": Path(path).name,
+        "models": data.models,
+        "rows": {"train": len(train_set), "test": len(test_set)},
+        "weak": data.models[ref.weak],
+        "strong": data.models[ref.strong],
+        "router": {"kind": "learned", "training": trained, **curve_report(curve)},
+        "baselines": baselines(test_set.scores, test_set.costs, data.models, ref),
+    }

@@ -1,0 +1,151 @@
+"""`thrifty route …`: train, evaluate and calibrate routers and cascade gates on recorded outcomes."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _emit(result: dict[str, Any], as_json: bool, printer: Any) -> None:
+    if as_json:
+        import orjson
+
+        click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode())
+    else:
+        printer(result)
+
+
+@click.group("route")
+def route() -> None:
+    """Routers and cascades: train, eval, calibrate (offline, on recorded outcomes)."""
+
+
+@route.command("train")
+@click.option("--data", "data_path", required=True, help="Outcome JSONL (see docs/routing.md).")
+@click.option("--out", "out_path", required=True, help="Router file to write (.npz).")
+@click.option("--all-folds", is_flag=True, help="Train on every row (default: folds 0–3 only).")
+def train_cmd(data_path: str, out_path: str, all_folds: bool) -> None:
+    """Train a learned router (per-model P(good | prompt))."""
+    from thrifty.routing.data import OutcomeDataError, load_outcomes
+    from thrifty.routing.embedcache import EmbeddingCache
+    from thrifty.routing.train import train
+
+    try:
+        data = load_outcomes(data_path)
+    except OutcomeDataError as exc:
+        _fail(str(exc))
+    rows = data if all_folds else data.split()[0]
+    model, report = train(
+        rows, EmbeddingCache().embed(rows.prompts), meta={"data": data_path.rsplit("/", 1)[-1]}
+    )
+    path = model.save(out_path)
+    click.echo(
+        f"trained on {len(rows)} rows, models {model.models}; l2={report.l2:g} blend={report.blend:g} "
+        f"cross-validated APGR(cost)={report.cv_apgr:.3f} → {path}"
+    )
+
+
+@route.command("train-gate")
+@click.option("--data", "data_path", required=True)
+@click.option("--out", "out_path", required=True)
+@click.option("--no-embedding", is_flag=True, help="Answer + lexical features only (smaller, faster).")
+def train_gate_cmd(data_path: str, out_path: str, no_embedding: bool) -> None:
+    """Train a learned cascade gate on recorded responses (folds 0–3)."""
+    from thrifty.evaluate.cascade import answered_tiers, tier_order, train_gate
+    from thrifty.routing.data import OutcomeDataError, load_outcomes
+    from thrifty.routing.embedcache import EmbeddingCache
+
+    try:
+        cal = load_outcomes(data_path).split()[0]
+        tiers = answered_tiers(cal, tier_order(cal))
+    except (OutcomeDataError, ValueError) as exc:
+        _fail(str(exc))
+    emb = None if no_embedding else EmbeddingCache().embed(cal.prompts)
+    model, l2 = train_gate(cal, emb, tiers)
+    path = model.save(out_path)
+    click.echo(f"gate trained on {model.meta['rows']} answers, l2={l2:g} → {path}")
+
+
+@route.command("eval")
+@click.option("--data", "data_path", required=True)
+@click.option("--router", "router_path", default=None, help="Evaluate this router file instead of training.")
+@click.option("--cascade", is_flag=True, help="Evaluate a gated cascade (needs recorded responses).")
+@click.option("--gate", "gate_path", default=None, help="Cascade: evaluate this gate file.")
+@click.option("--no-embedding", is_flag=True, help="Cascade: train the gate without prompt embeddings.")
+@click.option("--json", "as_json", is_flag=True)
+def eval_cmd(
+    data_path: str,
+    router_path: str | None,
+    cascade: bool,
+    gate_path: str | None,
+    no_embedding: bool,
+    as_json: bool,
+) -> None:
+    """Replay fold 4 (after training on folds 0–3): curve, APGR, CPT, cost at 95 %, baselines."""
+    from thrifty.evaluate import printing
+    from thrifty.routing.data import OutcomeDataError
+    from thrifty.routing.learned import RouterFileError
+
+    try:
+        if cascade:
+            from thrifty.evaluate.cascade import evaluate_cascade
+
+            result = evaluate_cascade(data_path, gate_file=gate_path, embed=not no_embedding)
+            _emit(result, as_json, printing.print_cascade)
+        else:
+            from thrifty.evaluate.route import evaluate_router
+
+            result = evaluate_router(data_path, router=router_path)
+            _emit(result, as_json, printing.print_router)
+    except (OutcomeDataError, RouterFileError, ValueError) as exc:
+        _fail(str(exc))
+
+
+@route.command("calibrate")
+@click.option("--data", "data_path", required=True)
+@click.option("--target", required=True, help="quality:0.95 (≥ 95 % of strong quality) or strong:0.3.")
+@click.option("--cascade", is_flag=True, help="Calibrate the cascade gate threshold instead of router λ.")
+@click.option("--json", "as_json", is_flag=True)
+def calibrate_cmd(data_path: str, target: str, cascade: bool, as_json: bool) -> None:
+    """Pick λ / the gate threshold on folds 0–3 for a target; report what it achieved on fold 4."""
+    from thrifty.evaluate import printing
+    from thrifty.evaluate.calibration import calibrate_cascade, calibrate_router
+    from thrifty.routing.calibrate import Target
+    from thrifty.routing.data import OutcomeDataError
+
+    try:
+        goal = Target.parse(target)
+        result = calibrate_cascade(data_path, goal) if cascade else calibrate_router(data_path, goal)
+    except (OutcomeDataError, ValueError) as exc:
+        _fail(str(exc))
+    _emit(result, as_json, printing.print_calibration)
+
+
+@route.command("classify")
+@click.option("--data", "data_path", required=True)
+@click.option("--expect", "expect", multiple=True, help="data task=classifier task, e.g. gsm8k=math.")
+def classify_cmd(data_path: str, expect: tuple[str, ...]) -> None:
+    """Rules classifier accuracy on a labelled outcome file (labels from its `task` field)."""
+    from collections import Counter
+
+    from thrifty.routing.classifier import TaskClassifier
+    from thrifty.routing.data import OutcomeDataError, load_outcomes
+    from thrifty.routing.signals import Signals
+
+    try:
+        data = load_outcomes(data_path)
+    except OutcomeDataError as exc:
+        _fail(str(exc))
+    mapping = dict(e.split("=", 1) for e in expect)
+    classifier = TaskClassifier()
+    guesses = [classifier.classify(Signals.of_prompt(p)).task for p in data.prompts]
+    labels = [mapping.get(t, t) for t in data.tasks]
+    right = sum(g == t for g, t in zip(guesses, labels, strict=True))
+    click.echo(f"accuracy {right / len(labels):.3f} on {len(labels)} prompts; predicted: {Counter(guesses)}")
