@@ -166,3 +166,17 @@ def test_env_only_defaults_then_ledger_tail_and_graceful_shutdown(tmp_path, fake
     assert r.returncode == 0 and "gpt-4o-mini" in r.stdout
     r = thrifty("ledger", "tail", "-n", "2", "--json", cwd=tmp_path)
     assert len(r.stdout.strip().splitlines()) == 2
+
+
+def test_serve_with_several_workers_shares_one_ledger(gateway_factory, fake):
+    gw = gateway_factory(args=["--workers", "2"])
+    client = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
+    ids = []
+    for i in range(20):
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": f"w{i}"}]
+        )
+        assert raw.parse().choices[0].message.content == f"echo: w{i}"
+        ids.append(raw.headers["x-request-id"])
+    rows = ledger_rows(gw.ledger_path, expect=20)
+    assert set(ids) <= {r["request_id"] for r in rows}
