@@ -23,12 +23,23 @@ def test_exact_scope_returns_best_first():
     assert index.search("other", rows[7], 3) == []
 
 
+def test_a_scope_is_searched_exactly_while_its_graph_builds():
+    rows = unit_rows(300, 32, 3)
+    index = VectorIndex(32, ann_threshold=100)
+    for i, row in enumerate(rows):
+        index.add("big", i, row)
+        assert index.search("big", row, 1)[0][0] == i  # every vector is findable right after its add
+    index.wait(60)
+    assert isinstance(index.scopes["big"], HnswScope) and len(index) == 300
+
+
 def test_large_scope_moves_to_hnsw_and_keeps_recall():
     rows = unit_rows(600, 32, 2)
     index = VectorIndex(32, ann_threshold=200)
     for i, row in enumerate(rows):
         index.add("big", i, row)
     index.add("small", 10_000, rows[0])
+    index.wait(60)
     assert isinstance(index.scopes["big"], HnswScope) and isinstance(index.scopes["small"], ExactScope)
     assert len(index) == 601
     hits = sum(index.search("big", rows[i], 1)[0][0] == i for i in range(0, 600, 7))

@@ -2,11 +2,13 @@
 
 A scope (tenant + namespace + model + context fingerprint) usually holds few entries: it is searched
 exactly with one numpy matrix product. A scope that grows past `ANN_THRESHOLD` entries moves to an HNSW
-graph (usearch; see benchmarks/cache_ann.py for the measurement against hnswlib, faiss and numpy).
+graph (faiss-cpu `IndexHNSWFlat`; benchmarks/cache_ann.py measures it against usearch, hnswlib and
+exact numpy: faiss had the fastest queries, and unlike hnswlib it installs as a manylinux wheel).
 """
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -59,54 +61,90 @@ class ExactScope:
 
 
 class HnswScope:
-    """A usearch HNSW graph (inner product on unit vectors = cosine)."""
+    """A faiss HNSW graph (inner product on unit vectors = cosine), keyed by row id."""
 
     def __init__(self, dim: int) -> None:
-        from usearch.index import Index
+        import faiss
 
-        self.index = Index(ndim=dim, metric="ip", dtype="f32", connectivity=16, expansion_add=128,
-                           expansion_search=64)  # fmt: skip
+        graph = faiss.IndexHNSWFlat(dim, 16, faiss.METRIC_INNER_PRODUCT)
+        graph.hnsw.efConstruction = 128
+        graph.hnsw.efSearch = 64
+        self.graph = graph  # keep a reference: the id map does not own it
+        self.index = faiss.IndexIDMap(graph)
 
     def add(self, key: int, vector: np.ndarray) -> None:
-        self.index.add(key, vector, threads=1)
+        import numpy as np
+
+        self.add_many(np.array([key], dtype=np.int64), vector.reshape(1, -1))
 
     def add_many(self, keys: np.ndarray, vectors: np.ndarray) -> None:
-        self.index.add(keys, vectors, threads=1)
+        import numpy as np
+
+        if len(keys):
+            self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), keys.astype(np.int64))
 
     def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        found = self.index.search(vector, k, threads=1)
-        return [(int(key), 1.0 - float(dist)) for key, dist in zip(found.keys, found.distances, strict=True)]
+        import numpy as np
+
+        scores, keys = self.index.search(np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1), k)
+        return [(int(key), float(score)) for key, score in zip(keys[0], scores[0], strict=True) if key >= 0]
 
     def __len__(self) -> int:
-        return len(self.index)
+        return int(self.index.ntotal)
 
 
 class VectorIndex:
-    """Scope → its own index; exact below `ann_threshold` entries, HNSW above."""
+    """Scope → its own index; exact below `ann_threshold` entries, HNSW above. The graph of a scope
+    that crosses the threshold is built in a background thread; the scope is searched exactly until
+    it is ready, so no request waits for a build."""
 
     def __init__(self, dim: int, ann_threshold: int = ANN_THRESHOLD) -> None:
         self.dim = dim
         self.ann_threshold = ann_threshold
         self.scopes: dict[str, _Search] = {}
+        self.lock = threading.Lock()
+        self.builds: dict[str, threading.Thread] = {}
 
     def add(self, scope: str, key: int, vector: np.ndarray) -> None:
-        index = self.scopes.get(scope)
-        if index is None:
-            index = self.scopes[scope] = ExactScope(self.dim)
-        if isinstance(index, ExactScope) and len(index) >= self.ann_threshold:
-            index = self.scopes[scope] = self._promote(index)
-        index.add(key, vector)
+        with self.lock:
+            index = self.scopes.get(scope)
+            if index is None:
+                index = self.scopes[scope] = ExactScope(self.dim)
+            index.add(key, vector)
+            if (
+                isinstance(index, ExactScope)
+                and len(index) >= self.ann_threshold
+                and scope not in self.builds
+            ):
+                build = threading.Thread(target=self._promote, args=(scope, len(index)), daemon=True)
+                self.builds[scope] = build
+                build.start()
 
-    def _promote(self, exact: ExactScope) -> HnswScope:
+    def _promote(self, scope: str, upto: int) -> None:
+        with self.lock:
+            exact = self.scopes[scope]
+            assert isinstance(exact, ExactScope)
+            keys, matrix = exact.keys[:upto].copy(), exact.matrix[:upto].copy()
         graph = HnswScope(self.dim)
-        graph.add_many(exact.keys[: exact.size], exact.matrix[: exact.size])
-        return graph
+        graph.add_many(keys, matrix)  # the slow part, outside the lock (faiss releases the GIL)
+        with self.lock:
+            exact = self.scopes[scope]
+            assert isinstance(exact, ExactScope)
+            graph.add_many(exact.keys[upto : exact.size], exact.matrix[upto : exact.size])
+            self.scopes[scope] = graph
+            del self.builds[scope]
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for graph builds in progress (tests, benchmarks)."""
+        for build in list(self.builds.values()):
+            build.join(timeout)
 
     def search(self, scope: str, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        index = self.scopes.get(scope)
-        if index is None or len(index) == 0:
-            return []
-        return index.search(vector, k)
+        with self.lock:
+            index = self.scopes.get(scope)
+            if index is None or len(index) == 0:
+                return []
+            return index.search(vector, k)
 
     def __len__(self) -> int:
         return sum(len(i) for i in self.scopes.values())

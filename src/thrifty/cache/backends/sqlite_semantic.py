@@ -52,7 +52,8 @@ class SqliteSemanticStore:
 
     async def search(self, scope: str, vector: np.ndarray, k: int, min_cosine: float) -> list[Neighbour]:
         self.catch_up()
-        found = [(i, c) for i, c in self.index.search(scope, vector, k) if c >= min_cosine]
+        # ask for more than k: the index may still hold rows that expired or were evicted
+        found = [(i, c) for i, c in self.index.search(scope, vector, 2 * k) if c >= min_cosine]
         if not found:
             return []
         cosines = dict(found)
@@ -63,7 +64,7 @@ class SqliteSemanticStore:
                 (*cosines, time.time()),
             ).fetchall()
         out = [Neighbour(Entry.from_bytes(blob), cosines[row_id]) for row_id, blob in rows]
-        return sorted(out, key=lambda n: -n.cosine)
+        return sorted(out, key=lambda n: -n.cosine)[:k]
 
     async def add(self, scope: str, vector: np.ndarray, entry: Entry, ttl_s: float) -> None:
         import numpy as np
