@@ -1,0 +1,285 @@
+"""Extractive compression: keep the context units most relevant to the question, to a token budget.
+
+Only the `Context` pieces that `thrifty.compress.segment` finds inside user messages are touched;
+system/developer messages, instructions, markup and the question itself are never changed. Each user
+message is compressed against its own question, so its output depends on itself alone (prefix rule).
+
+Relevance of a unit (sentence, list item, code block, table) =
+  BM25(unit, question)            normalised to [0, 1] over the context
++ `section` × BM25(its passage)   the passage as a whole is about the question
++ `first` if it opens its passage (it usually names the passage's subject)
++ `embed` × cosine(unit, question) with local MiniLM embeddings (optional; memoised by content)
+then smoothed with `neighbor` × the best adjacent unit of the same paragraph (answers that span two
+sentences). Units are picked greedily by relevance − `redundancy` × (max term-overlap cosine with what
+is already picked) — MMR — while they fit the budget (a passage's marker/heading is charged with its
+first unit), and are put back in their original order. The result never exceeds the budget.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from thrifty.compress.base import Budget, CompressionReport, Message, TokenCache, map_text, with_messages
+from thrifty.compress.lexical import BM25, Lexicon
+from thrifty.compress.segment import Context, Segmented, Unit, segment
+from thrifty.types import Body
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from thrifty.compress.embedcache import EmbeddingCache
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    section: float = 0.5
+    first: float = 0.1
+    neighbor: float = 0.3
+    embed: float = 0.6
+    redundancy: float = 0.2
+
+
+@dataclass(slots=True)
+class Extraction:
+    text: str
+    """The whole message text, contexts cut."""
+    context_before: int
+    context_after: int
+    original_context: str = ""
+    kept_context: str = ""
+
+
+class Extractor:
+    """The extractive compressor (off by default; a ratio and/or token budget per route)."""
+
+    name = "extractive"
+
+    def __init__(
+        self,
+        tokens: TokenCache,
+        *,
+        embeddings: EmbeddingCache | None = None,
+        weights: Weights | None = None,
+        min_context_tokens: int = 200,
+        memo_size: int = 1024,
+    ) -> None:
+        self.tokens = tokens
+        self.lexicon = Lexicon()
+        self.embeddings = embeddings
+        self.weights = weights or Weights()
+        self.min_context_tokens = min_context_tokens
+        self._memo: OrderedDict[tuple[str, Budget], Extraction] = OrderedDict()
+        self.memo_size = memo_size
+
+    # ---- one text
+
+    def extract(self, text: str, budget: Budget) -> Extraction:
+        """`text` with its contexts cut to the budget (memoised by text and budget)."""
+        key = (text, budget)
+        hit = self._memo.get(key)
+        if hit is not None:
+            self._memo.move_to_end(key)
+            return hit
+        result = self._extract(text, budget)
+        self._memo[key] = result
+        if len(self._memo) > self.memo_size:
+            self._memo.popitem(last=False)
+        return result
+
+    def _extract(self, text: str, budget: Budget) -> Extraction:
+        seg = segment(text)
+        contexts = seg.contexts
+        originals = [_context_text(c) for c in contexts]
+        original = "\n\n".join(originals)
+        before = sum(self.tokens.text(t) for t in originals)
+        target = budget.target(before)
+        units = [u for c in contexts for u in c.units]
+        if not units or target is None or before <= target or before < self.min_context_tokens:
+            return Extraction(text, before, before, original, original)
+        keep, rel = self._select(seg, units, target)
+        out, kept = self._assemble(seg, keep)
+        after = sum(self.tokens.text(t) for t in kept)
+        while after > target and keep:
+            keep.discard(min(keep, key=lambda i: rel[i]))
+            out, kept = self._assemble(seg, keep)
+            after = sum(self.tokens.text(t) for t in kept)
+        return Extraction(out, before, after, original, "\n\n".join(t for t in kept if t))
+
+    # ---- relevance and selection
+
+    def relevance(self, seg: Segmented, units: list[Unit], unit_terms: list[list[str]]) -> list[float]:
+        w = self.weights
+        query = self.lexicon.terms(seg.question)
+        scores = _unit_scale(BM25(unit_terms).scores(query))
+        sections: dict[int, list[str]] = {}
+        for u, t in zip(units, unit_terms, strict=True):
+            sections.setdefault(u.section, []).extend(t)
+        section_ids = list(sections)
+        section_rel = dict(
+            zip(section_ids, _unit_scale(BM25([sections[s] for s in section_ids]).scores(query)), strict=True)
+        )
+        rel = [
+            s + w.section * section_rel[u.section] + (w.first if u.first else 0.0)
+            for s, u in zip(scores, units, strict=True)
+        ]
+        if self.embeddings is not None and w.embed:
+            cos = self._cosines(seg.question, units)
+            rel = [r + w.embed * c for r, c in zip(rel, cos, strict=True)]
+        return _smooth(rel, units, w.neighbor)
+
+    def _cosines(self, question: str, units: list[Unit]) -> list[float]:
+        assert self.embeddings is not None
+        vecs = self.embeddings.vectors([u.text.strip() for u in units] + [question.strip()])
+        cos = vecs[:-1] @ vecs[-1]
+        top = float(cos.max()) if len(cos) else 0.0
+        return [max(float(c), 0.0) / top if top > 0 else 0.0 for c in cos]
+
+    def _select(self, seg: Segmented, units: list[Unit], target: int) -> tuple[set[int], list[float]]:
+        import numpy as np
+
+        unit_terms = [self.lexicon.terms(u.text) for u in units]
+        relevance = self.relevance(seg, units, unit_terms)
+        rel = np.asarray(relevance, dtype=np.float64)
+        cost = np.asarray([self.tokens.text(u.text) for u in units], dtype=np.float64)
+        overhead = self._overheads(seg, units)
+        sim = _Overlap(unit_terms) if self.weights.redundancy else None
+        alive = np.asarray([not u.heading for u in units])
+        max_sim = np.zeros(len(units))
+        keep: set[int] = set()
+        paid: set[tuple[str, int]] = set()
+        used = 0.0
+        while alive.any():
+            score = np.where(alive, rel - self.weights.redundancy * max_sim, -np.inf)
+            i = int(score.argmax())
+            alive[i] = False
+            extra = sum(t for k, t in overhead[i] if k not in paid)
+            if used + cost[i] + extra > target:
+                continue
+            used += cost[i] + extra
+            paid.update(k for k, _ in overhead[i])
+            keep.add(i)
+            if sim is not None:
+                np.maximum(max_sim, sim.row(i), out=max_sim)
+        return keep, relevance
+
+    def _overheads(self, seg: Segmented, units: list[Unit]) -> list[list[tuple[tuple[str, int], int]]]:
+        """Per unit: the once-per-passage costs its selection brings (marker/tags, section heading)."""
+        headings = {u.section: i for i, u in enumerate(units) if u.heading}
+        owner: list[int] = []
+        for n, ctx in enumerate(seg.contexts):
+            owner.extend([n] * len(ctx.units))
+        markup = [self.tokens.text(c.head + c.tail) + 1 for c in seg.contexts]
+        out = []
+        for i, u in enumerate(units):
+            items = [(("ctx", owner[i]), markup[owner[i]])]
+            if u.section in headings and headings[u.section] != i:
+                h = headings[u.section]
+                items.append((("head", h), self.tokens.text(units[h].text)))
+            out.append(items)
+        return out
+
+    # ---- output
+
+    def _assemble(self, seg: Segmented, keep: set[int]) -> tuple[str, list[str]]:
+        """The message with only the kept units, and the text of each context as output."""
+        parts: list[str] = []
+        contexts: list[str] = []
+        index = 0
+        for piece in seg.pieces:
+            if isinstance(piece, str):
+                parts.append(piece)
+                continue
+            chosen = {i - index for i in keep if index <= i < index + len(piece.units)}
+            text = _context_out(piece, chosen)
+            index += len(piece.units)
+            contexts.append(text)
+            parts.append(text)
+        return "".join(parts), contexts
+
+    # ---- messages
+
+    def run(self, body: Body, budget: Budget) -> tuple[Body, CompressionReport]:
+        messages: list[Message] = body.get("messages") or []
+        stats = {"context_before": 0, "context_after": 0}
+
+        def shrink(text: str) -> str:
+            result = self.extract(text, budget)
+            stats["context_before"] += result.context_before
+            stats["context_after"] += result.context_after
+            return result.text
+
+        out = [map_text(m, shrink) if m.get("role") == "user" else m for m in messages]
+        before = self.tokens.messages(messages)
+        if all(a is b for a, b in zip(out, messages, strict=True)):
+            return body, CompressionReport(self.name, before, before, stats)
+        return with_messages(body, out), CompressionReport(
+            self.name, before, self.tokens.messages(out), stats
+        )
+
+    async def compress(self, body: Body, budget: Budget) -> tuple[Body, CompressionReport]:
+        return self.run(body, budget)
+
+
+def _context_text(ctx: Context) -> str:
+    return ctx.head + ctx.lead + "".join(u.text for u in ctx.units) + ctx.trail + ctx.tail
+
+
+def _context_out(ctx: Context, keep: set[int]) -> str:
+    """A context with only the kept units (and headings of sections that keep something)."""
+    if not keep:
+        return ""
+    kept_sections = {ctx.units[i].section for i in keep}
+    groups: dict[int, list[str]] = {}
+    for i, u in enumerate(ctx.units):
+        if i in keep or (u.heading and u.section in kept_sections):
+            groups.setdefault(u.group, []).append(u.text)
+    body = "\n\n".join("".join(texts).rstrip() for texts in groups.values())
+    return ctx.head + ctx.lead + body + ctx.trail + ctx.tail
+
+
+def _unit_scale(values: list[float]) -> list[float]:
+    top = max(values, default=0.0)
+    return [v / top for v in values] if top > 0 else [0.0] * len(values)
+
+
+def _smooth(rel: list[float], units: list[Unit], weight: float) -> list[float]:
+    if not weight:
+        return rel
+    out = list(rel)
+    for i, u in enumerate(units):
+        best = 0.0
+        if i > 0 and units[i - 1].group == u.group:
+            best = rel[i - 1]
+        if i + 1 < len(units) and units[i + 1].group == u.group:
+            best = max(best, rel[i + 1])
+        out[i] += weight * best
+    return out
+
+
+class _Overlap:
+    """Cosine between units' term sets, one selected unit at a time (terms hashed into `buckets`
+    columns; boolean ops only, so no BLAS threads are woken for a few milliseconds of work)."""
+
+    def __init__(self, unit_terms: list[list[str]], buckets: int = 512) -> None:
+        import numpy as np
+
+        vocab: dict[str, int] = {}
+        rows: list[int] = []
+        cols: list[int] = []
+        for r, ts in enumerate(unit_terms):
+            for t in ts:
+                rows.append(r)
+                cols.append(vocab.setdefault(t, len(vocab)) % buckets)
+        self.matrix = np.zeros((len(unit_terms), buckets), dtype=bool)
+        self.matrix[rows, cols] = True
+        self.sizes = np.maximum(self.matrix.sum(axis=1), 1).astype(np.float64)
+
+    def row(self, i: int) -> np.ndarray:
+        import numpy as np
+
+        shared = (self.matrix & self.matrix[i]).sum(axis=1)
+        out: Any = shared / np.sqrt(self.sizes * self.sizes[i])
+        out[i] = 0.0
+        return out

@@ -1,0 +1,96 @@
+"""Lexical relevance: terms (lower-cased words minus stopwords, lightly stemmed) and BM25.
+
+Units are the "documents" of BM25 and IDF is computed over the units of the one context being
+compressed, so no corpus statistics are needed. Scoring only visits the query's terms.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+
+_WORD = re.compile(r"[^\W_]+")
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each few for from further had has have
+    having he her here hers herself him himself his how i if in into is it its itself just me more most my
+    myself no nor not now of off on once only or other our ours ourselves out over own same she should so
+    some such than that the their theirs them themselves then there these they this those through to too
+    under until up very was we were what when where which while who whom why will with would you your
+    yours yourself yourselves also may might must shall one two many much us according based use used using
+    question answer following given""".split()  # noqa: SIM905
+)
+
+
+def stem(word: str) -> str:
+    """A light suffix stripper (plural and a few verb endings): enough for lexical overlap."""
+    if len(word) <= 3 or word.isdigit():
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("sses", "ss", "us", "is")):
+        return word
+    if word.endswith("s"):
+        return word[:-1]
+    if word.endswith("ing") and len(word) > 5:
+        return word[:-3]
+    if word.endswith("ed") and len(word) > 4:
+        return word[:-2]
+    return word
+
+
+def terms(text: str) -> list[str]:
+    return [stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+
+
+_UNSEEN = object()
+
+
+class Lexicon:
+    """`terms` with a per-instance memo of word → term (None for a stopword)."""
+
+    def __init__(self, size: int = 200_000) -> None:
+        self.size = size
+        self._memo: dict[str, str | None] = {}
+
+    def terms(self, text: str) -> list[str]:
+        memo = self._memo
+        out: list[str] = []
+        for word in _WORD.findall(text.lower()):
+            term = memo.get(word, _UNSEEN)
+            if term is _UNSEEN:
+                term = None if word in STOPWORDS else stem(word)
+                if len(memo) < self.size:
+                    memo[word] = term
+            if term is not None:
+                out.append(term)  # type: ignore[arg-type]
+        return out
+
+
+class BM25:
+    """Okapi BM25 over a list of term lists (k1 = 1.2, b = 0.75)."""
+
+    def __init__(self, docs: list[list[str]], k1: float = 1.2, b: float = 0.75) -> None:
+        self.counts = [Counter(d) for d in docs]
+        self.lengths = [len(d) for d in docs]
+        self.avg = (sum(self.lengths) / len(docs)) if docs else 0.0
+        self.k1 = k1
+        self.b = b
+
+    def idf(self, term: str) -> float:
+        n = len(self.counts)
+        df = sum(1 for c in self.counts if term in c)
+        return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+    def scores(self, query: list[str]) -> list[float]:
+        out = [0.0] * len(self.counts)
+        avg = self.avg or 1.0
+        for term in set(query):
+            idf = self.idf(term)
+            for i, counts in enumerate(self.counts):
+                tf = counts.get(term)
+                if tf:
+                    norm = self.k1 * (1 - self.b + self.b * self.lengths[i] / avg)
+                    out[i] += idf * tf * (self.k1 + 1) / (tf + norm)
+        return out

@@ -1,0 +1,171 @@
+"""Lossless normalisation: fewer tokens, same meaning.
+
+What it does, block by block (blocks as `thrifty.compress.blocks` splits them):
+
+- prose paragraphs: runs of spaces inside a line become one space (never inside quotes or backticks),
+  trailing spaces go; runs of blank lines become one blank line;
+- JSON: a valid JSON object/array that starts a line (in prose, in an indented block, in a fenced
+  block holding only JSON, or as a whole tool result) loses the whitespace outside its strings — the
+  text is not re-serialised, so key order, duplicate keys and number spellings stay exactly as written;
+- tables: padding inside cells collapses, `|-------|` separators shrink to `|---|`;
+- exact duplicate blocks (at least `dedupe_min_chars` long) after their first occurrence — in the same
+  message or an earlier one — are dropped.
+
+What it never does: touch a fenced code block (other than one holding only valid JSON), re-space any
+paragraph that looks like code (an indented line, a tab, a line starting like `def`/`class`/`import`
+or ending in `{`, `;`, `(`, `[`), or change the blank lines next to such a paragraph — so Python
+indentation and whitespace inside strings survive. Each message's output depends only on itself and
+the messages before it (dedupe keeps the first occurrence), so prefixes stay byte-identical.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from thrifty.compress.base import Budget, CompressionReport, Message, TokenCache, map_text, with_messages
+from thrifty.compress.blocks import Block, join_blocks, split_blocks
+from thrifty.types import Body
+
+_JSON_START = re.compile(r"^[ \t]*([\[{])", re.MULTILINE)
+_JSON_WS = re.compile(r'("(?:[^"\\\n]|\\.)*")|\s+')
+_SPACE_RUN = re.compile(r"""("[^"\n]*"|'[^'\n]*'|`[^`\n]*`)|(?<=\S) {2,}(?=\S)""")
+_TRAILING = re.compile(r"[ \t]+(?=\r?\n|$)")
+_TABLE_RULE = re.compile(r"-{4,}")
+_DECODER = json.JSONDecoder()
+
+
+def minify_json(text: str) -> str:
+    """Valid JSON text without the whitespace outside its strings."""
+    return _JSON_WS.sub(lambda m: m.group(1) or "", text)
+
+
+def compact_json_spans(text: str) -> str:
+    """Minify every valid JSON object/array in `text` that starts a line and ends one."""
+    out: list[str] = []
+    pos = 0
+    for match in _JSON_START.finditer(text):
+        start = match.start(1)
+        if start < pos:
+            continue
+        try:
+            value, end = _DECODER.raw_decode(text, start)
+        except ValueError:
+            continue
+        rest = text[end : text.find("\n", end) if "\n" in text[end:] else len(text)]
+        if not isinstance(value, dict | list) or not value or rest.strip():
+            continue
+        out.append(text[pos:start])
+        out.append(minify_json(text[start:end]))
+        pos = end
+    if not out:
+        return text
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _respace(text: str) -> str:
+    text = _TRAILING.sub("", text)
+    return _SPACE_RUN.sub(lambda m: m.group(1) or " ", text)
+
+
+def _normalize_table(text: str) -> str:
+    lines = []
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\r\n")
+        ending = line[len(body) :]
+        indent = body[: len(body) - len(body.lstrip(" "))]
+        cells = re.sub(r" {2,}", " ", body.strip())
+        if set(cells) <= set("|-: "):
+            cells = _TABLE_RULE.sub("---", cells)
+        lines.append(indent + cells + ending)
+    return "".join(lines)
+
+
+def _fence_json(block: Block) -> str:
+    lines = block.text.splitlines(keepends=True)
+    if len(lines) < 3 or block.info.lower() not in ("", "json"):
+        return block.text
+    inner = "".join(lines[1:-1])
+    try:
+        value = json.loads(inner)
+    except ValueError:
+        return block.text
+    if not isinstance(value, dict | list):
+        return block.text
+    return lines[0] + minify_json(inner.strip()) + "\n" + lines[-1]
+
+
+class Normalizer:
+    """The lossless compressor (on by default)."""
+
+    name = "normalize"
+
+    def __init__(self, tokens: TokenCache, *, dedupe_min_chars: int = 64) -> None:
+        self.tokens = tokens
+        self.dedupe_min_chars = dedupe_min_chars
+
+    def _block(self, block: Block) -> str:
+        if block.kind == "fence":
+            return _fence_json(block)
+        if block.kind == "table":
+            return _normalize_table(block.text)
+        if block.kind == "para":
+            text = compact_json_spans(block.text)
+            return text if Block("para", text).verbatim else _respace(text)
+        return block.text
+
+    def normalize_text(self, text: str, seen: set[str]) -> str:
+        """Normalised `text`; `seen` holds the blocks of earlier text (for dedupe) and is updated."""
+        blocks = split_blocks(text)
+        kept: list[Block] = []
+        for block in blocks:
+            if block.kind == "gap":
+                kept.append(block)
+                continue
+            new = Block(block.kind, self._block(block), block.info)
+            key = new.text.strip()
+            if not new.verbatim and len(key) >= self.dedupe_min_chars:
+                if key in seen:
+                    continue
+                seen.add(key)
+            kept.append(new)
+        return join_blocks(_tidy_gaps(kept))
+
+    def run(self, body: Body) -> tuple[Body, CompressionReport]:
+        messages: list[Message] = body.get("messages") or []
+        seen: set[str] = set()
+        out = [map_text(m, lambda t: self.normalize_text(t, seen)) for m in messages]
+        before = self.tokens.messages(messages)
+        if all(a is b for a, b in zip(out, messages, strict=True)):
+            return body, CompressionReport(self.name, before, before)
+        after = self.tokens.messages(out)
+        return with_messages(body, out), CompressionReport(self.name, before, after)
+
+    async def compress(self, body: Body, budget: Budget) -> tuple[Body, CompressionReport]:
+        return self.run(body)
+
+
+def _tidy_gaps(blocks: list[Block]) -> list[Block]:
+    """Drop leading/trailing/doubled gaps; shrink gaps between prose blocks to one blank line."""
+    out: list[Block] = []
+    for block in blocks:
+        if block.kind == "gap" and (not out or out[-1].kind == "gap"):
+            continue
+        out.append(block)
+    while out and out[-1].kind == "gap":
+        out.pop()
+    for i, block in enumerate(out):
+        if block.kind != "gap":
+            continue
+        prev, nxt = out[i - 1], out[i + 1]
+        if not _unfenced_code(prev) and not _unfenced_code(nxt):
+            out[i] = Block("gap", "\n")
+    if out and out[-1].kind != "fence" and not out[-1].verbatim:
+        out[-1] = Block(out[-1].kind, out[-1].text.rstrip("\n"), out[-1].info)
+    return out
+
+
+def _unfenced_code(block: Block) -> bool:
+    """Blank lines next to unfenced code may sit inside a multi-line string: they are kept."""
+    return block.kind == "para" and block.verbatim

@@ -1,0 +1,237 @@
+"""Finds the context inside a user message and cuts it into units that extraction may keep or drop.
+
+A message is read as a sequence of pieces: text kept verbatim (instructions, the question, markup) and
+`Context` pieces (passages) made of units. Three ways to mark context, tried in this order:
+
+1. **XML-style tags** — `<document>`, `<doc>`, `<context>`, `<passage>`, `<source>`, `<article>`,
+   `<search_result(s)>`, `<result>`, `<snippet>`, `<chunk>`, `<excerpt>`, `<reference>` (any
+   attributes, any case). The innermost tagged spans are contexts; tags and everything outside stay.
+2. **Marker lines** — a line starting with `Document 1:`, `Passage:`, `Source [2] -`, `Context:`,
+   `[3]`, `## Document 4` and the like opens a context section that runs to the next marker or to a
+   question line (`Question:`, `Query:`, `Q:`, `Task:`). A short rest of the marker line (≤ 12 words,
+   more lines below) is the section's title and stays with the marker. With no question line, the last
+   block of the last section is taken as the question.
+3. **Implicit** — a message of three or more blank-line-separated blocks: the last block is the
+   question, the first one stays too when it ends with `:` (a lead-in such as "Read this:"), the
+   blocks between are context.
+
+Inside a context: fenced code blocks and tables are one unit each (never split); a list paragraph
+gives one unit per item; prose gives one unit per sentence; a markdown heading line is a heading unit
+kept only when something of its section is kept. The question (the question line's section, else the
+last verbatim piece) is what relevance is measured against.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from thrifty.compress.blocks import split_blocks
+from thrifty.compress.sentences import split_sentences
+
+_TAGS = (
+    r"documents?|docs?|context|passages?|sources?|articles?|search_results?|results?|snippets?|chunks?|"
+    r"excerpts?|references?"
+)
+_OPEN = re.compile(rf"<({_TAGS})(?:\s[^<>]*)?>", re.IGNORECASE)
+_MARKER = re.compile(
+    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\[\d{1,3}\][ \t]*[:.\-–—]?|"
+    r"(?:documents?|docs?|passages?|sources?|context|articles?|excerpts?|chunks?|snippets?|"
+    r"references?|search results?)(?:[ \t]*(?:#?\d{1,3}|\[\d{1,3}\]|\(\d{1,3}\)))?[ \t]*"
+    r"(?:\([^)\n]{0,80}\))?[ \t]*(?:[:\-–—]|$))",
+    re.IGNORECASE | re.MULTILINE,
+)
+_QUESTION = re.compile(
+    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:question|query|q|user question|user query|task)[ \t]*\d{0,3}[ \t]*"
+    r"[:?\-–—]",
+    re.IGNORECASE | re.MULTILINE,
+)
+_ANY_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
+_HEADING = re.compile(r"^#{1,6}[ \t]+\S")
+_TITLE_WORDS = 12
+
+
+@dataclass(slots=True)
+class Unit:
+    text: str
+    """Exact text, with the whitespace that followed it."""
+    group: int
+    """Paragraph/block number: kept units of one group are joined directly, groups by a blank line."""
+    section: int
+    """Passage or sub-section the unit belongs to (for section relevance and headings)."""
+    heading: bool = False
+    first: bool = False
+    """First content unit of its section (often names the section's subject)."""
+
+
+@dataclass(slots=True)
+class Context:
+    head: str
+    """Markup kept in front of the content when any unit is kept (opening tag, marker line)."""
+    units: list[Unit]
+    tail: str = ""
+    lead: str = ""
+    """Whitespace the content started with (kept around the kept units, like head and tail)."""
+    trail: str = ""
+
+
+@dataclass(slots=True)
+class Segmented:
+    pieces: list[str | Context]
+    question: str
+
+    @property
+    def contexts(self) -> list[Context]:
+        return [p for p in self.pieces if isinstance(p, Context)]
+
+
+@dataclass(slots=True)
+class _Numbers:
+    group: int = 0
+    section: int = 0
+
+
+@dataclass(slots=True)
+class _Builder:
+    numbers: _Numbers = field(default_factory=_Numbers)
+
+    def context(self, head: str, body: str, tail: str = "") -> Context:
+        core = body.strip()
+        if not core:
+            return Context(head, [], tail, body, "")
+        start = body.index(core[0])
+        lead, trail = body[:start], body[start + len(core) :]
+        return Context(head, self.units(core), tail, lead, trail)
+
+    def units(self, body: str) -> list[Unit]:
+        """Cut one context body into units (sentences, list items, whole code blocks and tables)."""
+        n = self.numbers
+        n.section += 1
+        out: list[Unit] = []
+        first = True
+        for block in split_blocks(body):
+            if block.kind == "gap":
+                continue
+            n.group += 1
+            if block.kind == "para" and _HEADING.match(block.text) and "\n" not in block.text.rstrip():
+                n.section += 1
+                out.append(Unit(block.text, n.group, n.section, heading=True))
+                first = True
+                continue
+            pieces = [block.text] if block.kind != "para" else split_sentences(block.text)
+            for piece in pieces:
+                out.append(Unit(piece, n.group, n.section, first=first))
+                first = False
+        return out
+
+
+def segment(text: str) -> Segmented:
+    """Split a user message into verbatim pieces and contexts (see the module docstring)."""
+    builder = _Builder()
+    leaves = _xml_leaves(text, 0, len(text))
+    if leaves:
+        return _from_tags(text, leaves, builder)
+    markers = list(_MARKER.finditer(text))
+    if markers:
+        return _from_markers(text, markers, builder)
+    return _implicit(text, builder)
+
+
+def _xml_leaves(text: str, start: int, end: int) -> list[tuple[int, int, int, int]]:
+    """(open start, content start, content end, close end) of the innermost known tags."""
+    out: list[tuple[int, int, int, int]] = []
+    pos = start
+    while True:
+        opening = _OPEN.search(text, pos, end)
+        if opening is None:
+            return out
+        close = re.compile(rf"</{re.escape(opening.group(1))}\s*>", re.IGNORECASE)
+        closing = close.search(text, opening.end(), end)
+        if closing is None:
+            pos = opening.end()
+            continue
+        inner = _xml_leaves(text, opening.end(), closing.start())
+        out.extend(inner or [(opening.start(), opening.end(), closing.start(), closing.end())])
+        pos = closing.end()
+
+
+def _from_tags(text: str, leaves: list[tuple[int, int, int, int]], builder: _Builder) -> Segmented:
+    pieces: list[str | Context] = []
+    pos = 0
+    for open_start, content_start, content_end, close_end in leaves:
+        pieces.append(text[pos:open_start])
+        pieces.append(
+            builder.context(
+                text[open_start:content_start],
+                text[content_start:content_end],
+                text[content_end:close_end],
+            )
+        )
+        pos = close_end
+    pieces.append(text[pos:])
+    kept = _ANY_TAG.sub("", "".join(p for p in pieces if isinstance(p, str)))
+    return Segmented([p for p in pieces if p != ""], _question(kept))
+
+
+def _from_markers(text: str, markers: list[re.Match[str]], builder: _Builder) -> Segmented:
+    questions = list(_QUESTION.finditer(text))
+    bounds = sorted(
+        [(m.start(), "context", m) for m in markers] + [(q.start(), "question", q) for q in questions]
+    )
+    pieces: list[str | Context] = [text[: bounds[0][0]]]
+    for i, (start, kind, match) in enumerate(bounds):
+        end = bounds[i + 1][0] if i + 1 < len(bounds) else len(text)
+        if kind == "question":
+            pieces.append(text[start:end])
+            continue
+        head_end = _head_end(text, match, end)
+        body = text[head_end:end]
+        trailing = ""
+        if not questions and i == len(bounds) - 1:
+            body, trailing = _split_last_block(body)
+        pieces.append(builder.context(text[start:head_end], body))
+        if trailing:
+            pieces.append(trailing)
+    question = "".join(text[q.start() :] for q in questions[-1:]) or _question(
+        "".join(p for p in pieces[1:] if isinstance(p, str))
+    )
+    return Segmented([p for p in pieces if p != ""], question)
+
+
+def _head_end(text: str, marker: re.Match[str], end: int) -> int:
+    """End of a marker's head: the whole marker line when its rest is a short title, else the marker."""
+    newline = text.find("\n", marker.end(), end)
+    if newline == -1:
+        return marker.end()
+    rest = text[marker.end() : newline]
+    has_more = bool(text[newline:end].strip())
+    return newline + 1 if has_more and len(rest.split()) <= _TITLE_WORDS else marker.end()
+
+
+def _split_last_block(body: str) -> tuple[str, str]:
+    blocks = [b for b in split_blocks(body) if b.kind != "gap"]
+    if len(blocks) < 2:
+        return body, ""
+    cut = body.rfind(blocks[-1].text)
+    return body[:cut], body[cut:]
+
+
+def _implicit(text: str, builder: _Builder) -> Segmented:
+    blocks = split_blocks(text)
+    content = [i for i, b in enumerate(blocks) if b.kind != "gap"]
+    if len(content) < 3:
+        return Segmented([text], text)
+    first, last = content[0], content[-1]
+    start = first + 1 if blocks[first].text.rstrip().endswith(":") else first
+    before = "".join(b.text for b in blocks[:start])
+    body = "".join(b.text for b in blocks[start:last])
+    after = "".join(b.text for b in blocks[last:])
+    return Segmented([p for p in (before, builder.context("", body), after) if p != ""], after)
+
+
+def _question(kept: str) -> str:
+    found = list(_QUESTION.finditer(kept))
+    if found:
+        return kept[found[-1].start() :]
+    blocks = [b.text for b in split_blocks(kept) if b.kind != "gap"]
+    return blocks[-1] if blocks else kept
