@@ -41,7 +41,9 @@ def test_no_stage_when_tenancy_is_off(fake, tmp_path):
     data = base_config(fake)
     data["ledger"] = {"path": str(tmp_path / "ledger.db")}
     gw = Gateway(config_mod.parse(data, env={}))
-    assert gw.stages == [] and tenancy_of(gw) is None
+    from thrifty.tenancy.stage import LimitsStage
+
+    assert not any(isinstance(s, LimitsStage) for s in gw.stages) and tenancy_of(gw) is None
 
 
 async def test_budget_holds_under_100_concurrent_requests(fake, tmp_path):
@@ -147,3 +149,21 @@ async def test_in_process_budgets_survive_a_restart_through_the_ledger(fake, tmp
         usage = await tenancy.budgets.usage(tenant.key_id, windows(Budgets(daily_usd=1.0, total_usd=2.0)))
         assert usage["daily"] == pytest.approx(sum(paid)) and usage["total"] == pytest.approx(sum(paid))
         assert sum(paid) > 0
+
+
+async def test_worst_case_of_a_model_without_price_uses_the_dearest_served_model(fake, tmp_path):
+    from thrifty.pipeline import Call
+
+    async with _gateway(fake, tmp_path) as gw:
+        stage = tenancy_of(gw).stage
+
+        def worst(model: str) -> float:
+            body = {**_body(), "model": model}
+            return stage.estimate(Call(body=body, original=body, tenant=Tenant(), request_id="r",
+                                       stream=False)).worst_usd  # fmt: skip
+
+        served = [gw.table.price(m) for m in gw.table.names()]
+        assert worst("virtual-auto") >= max(worst(m) for m in gw.table.names()) > 0
+        assert worst("gpt-4o-mini") < worst("gpt-4o") and all(p is not None for p in served)
+        # a model with fallbacks reserves for its dearest fallback: flaky (priced as gpt-4o) → claude
+        assert worst("flaky") == pytest.approx(max(worst("gpt-4o"), worst("claude-sonnet-4-5")))

@@ -80,6 +80,7 @@ class LimitsStage:
         self.table = table
         self.tokens = tokens
         self.owner: Any = None
+        self._dearest_rates: tuple[float, float] | None = None
         """The `Tenancy` that built this stage (the server finds keys and health through it)."""
 
     async def handle(self, call: Call, next: Handler) -> ChatResult:
@@ -135,13 +136,26 @@ class LimitsStage:
         choices = body.get("n")
         if isinstance(choices, int) and choices > 1:
             output *= choices
-        worst = 0.0
-        for model in [call.model, *self.table.fallbacks(call.model)]:
-            price = self.table.price(model)
-            if price is not None:
-                out_rate = max(price.output, price.reasoning_rate)
-                worst = max(worst, (prompt * price.input + output * out_rate) / _PER)
+        rates = [self._rates(m) for m in [call.model, *self.table.fallbacks(call.model)]]
+        known = [r for r in rates if r is not None]
+        if not known:  # a virtual model (router, cascade): any served model may answer
+            known = [self._dearest()]
+        worst = max((prompt * rate_in + output * rate_out) / _PER for rate_in, rate_out in known)
         return Estimate(tokens=prompt + output, worst_usd=worst)
+
+    def _rates(self, model: str) -> tuple[float, float] | None:
+        price = self.table.price(model)
+        return None if price is None else (price.input, max(price.output, price.reasoning_rate))
+
+    def _dearest(self) -> tuple[float, float]:
+        """The highest input and output rates of every model this gateway serves."""
+        if self._dearest_rates is None:
+            rates = [r for r in map(self._rates, self.table.names()) if r is not None]
+            self._dearest_rates = (
+                max((r[0] for r in rates), default=0.0),
+                max((r[1] for r in rates), default=0.0),
+            )
+        return self._dearest_rates
 
     # ---- rate limits
 
