@@ -71,3 +71,8 @@ class Ledger(ABC):
     @abstractmethod
     def dropped(self) -> int:
         """Rows dropped because the write queue was full (should stay 0)."""
+
+    @property
+    def health(self) -> str:
+        """"ok", or what is wrong with the ledger (shown in /readyz)."""
+        return "ok" if self.dropped == 0 else f"dropped {self.dropped}"

@@ -17,4 +17,15 @@ def open_ledger(config: LedgerConfig) -> Ledger:
             flush_interval_ms=config.flush_interval_ms,
             queue_size=config.queue_size,
         )
+    if config.backend == "postgres":
+        if not config.dsn:
+            raise ConfigError([("ledger.dsn", "the postgres ledger needs a dsn (postgresql://…)")])
+        from thrifty.ledger.postgres import PostgresLedger
+
+        return PostgresLedger(
+            config.dsn,
+            batch_size=config.batch_size,
+            flush_interval_ms=config.flush_interval_ms,
+            queue_size=config.queue_size,
+        )
     raise ConfigError([("ledger.backend", f"backend {config.backend!r} is not available in this build")])
