@@ -106,7 +106,7 @@ class Api:
     async def readyz(self, request: Request) -> Response:
         checks = {
             "providers": "ok" if self.gateway.providers else "none configured",
-            "ledger": "ok" if self.gateway.ledger.dropped == 0 else f"dropped {self.gateway.ledger.dropped}",
+            "ledger": self.gateway.ledger.health,
             "breakers": self.gateway.breaker.states(),
         }
         ready = checks["providers"] == "ok"
