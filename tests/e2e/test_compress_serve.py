@@ -1,0 +1,110 @@
+"""Compression through `thrifty serve` in front of the fake provider, with the official openai SDK."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import base_config, ledger_rows
+from thrifty.pricing.catalog import Catalog
+from thrifty.pricing.tokens import TokenCounter
+
+pytestmark = pytest.mark.e2e
+COUNTER = TokenCounter()
+GPT4O = Catalog.bundled().get("gpt-4o")
+FACT = "The Harrow Point lighthouse was first lit on 14 March 1894 by keeper Elias Brandt."
+QUESTION = "Question: When was the Harrow Point lighthouse first lit?"
+
+
+def rag_prompt() -> str:
+    docs = []
+    for i in range(8):
+        sentences = [
+            f"Harbour note {i}.{k}: the cranes on pier {k} were repainted in a grey colour." for k in range(6)
+        ]
+        if i == 5:
+            sentences.insert(2, FACT)
+        docs.append(f"Document {i + 1}: Harbour log {i + 1}\n" + " ".join(sentences))
+    record = json.dumps({"port": "Harrow", "piers": [1, 2, 3], "open": True}, indent=4)
+    return "Answer from the documents.\n\n" + "\n\n".join(docs) + f"\n\n{QUESTION}\n\nPort record:\n{record}"
+
+
+def config(fake, compression):
+    data = base_config(fake)
+    data["compression"] = compression
+    return data
+
+
+def test_upstream_gets_the_compressed_prompt_and_the_ledger_books_the_saving(gateway_factory, fake):
+    gw = gateway_factory(
+        config(fake, {"extractive": {"enabled": True, "ratio": 0.4, "min_context_tokens": 50}})
+    )
+    client = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
+    prompt = rag_prompt()
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=[{"role": "user", "content": prompt}]
+    )
+    completion = raw.parse()
+    before, after = (int(x) for x in raw.headers["x-thrifty-compressed-tokens"].split("->"))
+    assert before == COUNTER.count_messages([{"role": "user", "content": prompt}]) and after < 0.6 * before
+
+    sent = fake.requests("/v1/chat/completions")[-1]["body"]["messages"][0]["content"]
+    assert FACT in sent and QUESTION in sent and sent.startswith("Answer from the documents.")
+    assert '{"port":"Harrow","piers":[1,2,3],"open":true}' in sent  # normalised, after the question
+    assert COUNTER.count_messages([{"role": "user", "content": sent}]) == after
+    assert completion.usage.prompt_tokens < 0.6 * before  # what the provider billed
+
+    row = next(
+        r for r in ledger_rows(gw.ledger_path, expect=1) if r["request_id"] == raw.headers["x-request-id"]
+    )
+    billed = completion.usage.prompt_tokens
+    original = round(before * billed / after)
+    assert row["input_tokens"] == billed
+    assert row["saved_compression"] == pytest.approx((original - billed) * GPT4O.input / 1e6, rel=1e-6)
+    assert row["baseline_cost_usd"] == pytest.approx(row["cost_usd"] + row["saved_compression"], rel=1e-6)
+    meta = json.loads(row["meta"])
+    assert meta["compression"]["tokens_before"] == before and meta["compression"]["extractive"] > 0
+
+
+def test_streamed_requests_are_compressed_too(gateway_factory, fake):
+    gw = gateway_factory(
+        config(fake, {"extractive": {"enabled": True, "ratio": 0.4, "min_context_tokens": 50}})
+    )
+    client = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
+    chunks = list(client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": rag_prompt()}], stream=True,
+        stream_options={"include_usage": True},
+    ))  # fmt: skip
+    assert chunks[-1].usage.prompt_tokens < 0.6 * COUNTER.count_text(rag_prompt())
+    sent = fake.requests("/v1/chat/completions")[-1]["body"]["messages"][0]["content"]
+    assert FACT in sent and len(sent) < 0.6 * len(rag_prompt())
+    rows = ledger_rows(gw.ledger_path, expect=1)
+    assert rows[-1]["stream"] == 1 and rows[-1]["saved_compression"] > 0
+
+
+def test_memoised_system_prompt_summary_over_http(gateway_factory, fake):
+    system = "You are the Harrow harbour assistant.\n\n" + "\n\n".join(
+        f"Rule {i}. Report crane {i} maintenance windows in UTC and never guess schedules you do not know."
+        for i in range(60)
+    )
+    summary = "Harrow harbour assistant: give crane maintenance windows in UTC; never guess."
+    fake.script({"content": summary}, model="gpt-4o-mini")
+    compression = {"summarize": {"enabled": True, "min_tokens": 300, "target_tokens": 60}}
+    gw = gateway_factory(config(fake, compression))  # summary model: the cheapest configured one
+    for i in range(3):
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": f"Crane {i}?"}]
+        r = httpx.post(
+            gw.base_url + "/chat/completions", json={"model": "gpt-4o", "messages": messages}, timeout=30
+        )
+        assert r.status_code == 200, r.text
+    upstream = [q["body"] for q in fake.requests("/v1/chat/completions")]
+    assert [b["model"] for b in upstream] == ["gpt-4o-mini", "gpt-4o", "gpt-4o", "gpt-4o"]
+    assert {b["messages"][0]["content"] for b in upstream[1:]} == {summary}
+    rows = ledger_rows(gw.ledger_path, expect=4)
+    paid = [r for r in rows if r["kind"] == "compression"]
+    assert len(paid) == 1 and paid[0]["cost_usd"] > 0 and paid[0]["served_model"] == "gpt-4o-mini"
+    earned = sum(r["saved_compression"] for r in rows if r["final"])
+    assert earned > 3 * paid[0]["cost_usd"]
