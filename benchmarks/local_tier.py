@@ -124,7 +124,8 @@ async def main() -> None:
     try:
         direct = await supervisor.wait_ready(300) + "/v1"
         with tempfile.TemporaryDirectory() as tmp:
-            gateway, via = start_gateway(direct, Path(tmp))
+            # blocking work runs in threads: the supervisor's health checks live on this event loop
+            gateway, via = await asyncio.to_thread(start_gateway, direct, Path(tmp))
             print(
                 f"model: {conf.model_path or 'bundled SmolLM2-135M-Instruct Q4_1'}; "
                 f"{args.requests} requests per path, max_tokens={args.max_tokens}, cpus={os.cpu_count()}"

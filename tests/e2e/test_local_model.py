@@ -7,6 +7,7 @@ killed model server back.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -37,6 +38,20 @@ ASK = [{"role": "user", "content": "What is the capital of France?"}]
 SLOW = {"connect": 10, "first_byte": 240, "total": 300}
 
 
+HAS_CASCADE = importlib.util.find_spec("thrifty.routing.cascade") is not None
+# the local tier first; its gate asks for more text than 32 tokens can hold, so it always escalates
+CASCADE_ROUTING = {
+    "virtual_models": {
+        "thrifty/local-first": {
+            "cascade": {
+                "tiers": [BUNDLED_MODEL, "gpt-4o-mini"],
+                "gates": [{"type": "heuristic", "min_chars": 100_000}],
+            }
+        }
+    }
+}
+
+
 def local_config(fake: FakeProvider, tmp: Path) -> dict[str, Any]:
     broken = tmp / "broken.gguf"
     broken.write_text("not a model")
@@ -62,6 +77,7 @@ def local_config(fake: FakeProvider, tmp: Path) -> dict[str, Any]:
         },
         "retry": {"max_retries": 2, "backoff_base_s": 0.05, "backoff_max_s": 0.2},
         "breaker": {"failure_threshold": 50, "cooldown_s": 1.0},
+        **({"routing": CASCADE_ROUTING} if HAS_CASCADE else {}),
     }
 
 
@@ -170,6 +186,25 @@ def test_falls_back_when_the_supervised_server_cannot_start(local_gateway):
         )
         assert completion.choices[0].message.content == f"echo: broken {i}"
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.skipif(not HAS_CASCADE, reason="the cascade stage (thrifty.routing.cascade) has not landed")
+def test_cascade_escalates_from_the_local_tier_to_the_api_tier_on_a_gate_failure(local_gateway):
+    raw = client(local_gateway).chat.completions.with_raw_response.create(
+        model="thrifty/local-first", messages=[{"role": "user", "content": "escalate me"}], max_tokens=16
+    )
+    assert raw.parse().choices[0].message.content == "echo: escalate me"  # the API tier answered
+    assert raw.headers["x-thrifty-route"] == "cascade:tier2"
+    request_id = raw.headers["x-request-id"]
+    final = row_for(local_gateway, request_id)
+    assert (
+        final["status"] == "ok" and final["provider"] == "fakeai" and final["served_model"] == "gpt-4o-mini"
+    )
+    rows = [r for r in ledger_rows(local_gateway.ledger_path) if r["request_id"] == request_id]
+    (rejected,) = [r for r in rows if r["status"] == "rejected"]
+    assert rejected["provider"] == "llama" and rejected["served_model"] == BUNDLED_MODEL
+    assert "heuristic" in rejected["error"] and rejected["output_tokens"] > 0
+    assert rejected["cost_usd"] == 0.0  # the local tier's try was free
 
 
 def test_supervisor_restarts_a_killed_model_server(local_gateway):

@@ -114,15 +114,18 @@ async def test_unhealthy_child_is_never_ready():
 
 async def test_liveness_failures_restart_a_hung_child():
     # the child answers the readiness path, then a liveness path it never serves: it counts as hung
-    sup = ChildSupervisor("http", spec(http_server, live_path="/missing", health_failures=2))
+    sup = ChildSupervisor(
+        "http", spec(http_server, live_path="/missing", health_failures=2, unhealthy_after_s=0.6)
+    )
     try:
         await sup.wait_ready(20)
-        first = sup.pid
+        first, ready_at = sup.pid, time.monotonic()
         for _ in range(300):
             if sup.restarts >= 1:
                 break
             await asyncio.sleep(0.02)
         assert sup.restarts >= 1 and "health checks" in (sup.last_error or "")
         assert not alive(first)
+        assert time.monotonic() - ready_at >= 0.6  # not before it was silent that long
     finally:
         await sup.stop()

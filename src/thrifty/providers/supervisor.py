@@ -2,10 +2,10 @@
 
 The child listens on a loopback port the supervisor picks. A monitor task (on the event loop of the
 first `start()`) spawns the child, polls `GET {ready_path}` until it answers, then watches both the
-process (an exit is seen at once) and its liveness (`health_failures` failed `GET {live_path}` probes in
-a row count as a crash). After a crash the child is restarted; one that crashed young or never came
-up waits an exponential backoff first. On Linux the child gets SIGTERM if the supervising thread
-dies, so a killed gateway leaves no orphan model server behind.
+process (an exit is seen at once) and its liveness (`health_failures` failed `GET {live_path}` probes
+in a row, spanning at least `unhealthy_after_s`, count as a crash). After a crash the child is
+restarted; one that crashed young or never came up waits an exponential backoff first. On Linux the
+child gets SIGTERM if the supervising thread dies, so a killed gateway leaves no orphan server behind.
 """
 
 from __future__ import annotations
@@ -44,8 +44,11 @@ class ChildSpec:
     ready_timeout_s: float = 180.0
     """How long a starting child may take to answer its first health probe."""
     health_interval_s: float = 2.0
-    health_timeout_s: float = 5.0
+    health_timeout_s: float = 10.0
     health_failures: int = 3
+    unhealthy_after_s: float = 30.0
+    """A running child is declared hung only after `health_failures` failed probes in a row AND this
+    long without a good one: a model server starved of CPU for a moment is not killed mid-answer."""
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
     stable_after_s: float = 30.0
@@ -243,14 +246,18 @@ class ChildSupervisor:
         """Raise ChildUnavailable when the child exits or fails `health_failures` probes in a row."""
         proc = self._proc
         assert proc is not None
-        misses = 0
+        misses, last_ok = 0, time.monotonic()
         while True:
             try:
                 await asyncio.wait_for(asyncio.shield(proc.wait()), self.spec.health_interval_s)
             except TimeoutError:
-                misses = 0 if await self._probe(self.spec.live_path) else misses + 1
-                if misses >= self.spec.health_failures:
-                    raise ChildUnavailable(f"failed {misses} health checks") from None
+                if await self._probe(self.spec.live_path):
+                    misses, last_ok = 0, time.monotonic()
+                    continue
+                misses += 1
+                silent = time.monotonic() - last_ok
+                if misses >= self.spec.health_failures and silent >= self.spec.unhealthy_after_s:
+                    raise ChildUnavailable(f"failed {misses} health checks over {silent:.0f}s") from None
                 continue
             raise ChildUnavailable(f"exited with code {proc.returncode}")
 
