@@ -29,6 +29,7 @@ class Section(BaseModel):
 # Feature sections subclass Section, so they are imported once it exists.
 from thrifty.cache.config import CacheConfig  # noqa: E402
 from thrifty.compress.settings import CompressionConfig  # noqa: E402
+from thrifty.promptcache.settings import PromptCacheConfig  # noqa: E402
 from thrifty.routing.config import RoutingConfig  # noqa: E402
 from thrifty.tenancy.settings import TenancyConfig  # noqa: E402
 
@@ -141,6 +142,7 @@ class Config(Section):
     tenancy: TenancyConfig = Field(default_factory=TenancyConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     compression: CompressionConfig = Field(default_factory=CompressionConfig)
+    prompt_cache: PromptCacheConfig = Field(default_factory=PromptCacheConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     baseline_model: str | None = None
     """Model the baseline cost is priced at; default: the model the client asked for."""

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 def build_stages(gateway: Gateway) -> list[Stage]:
     stages: list[Stage] = []
+    from thrifty.promptcache.setup import install as prompt_cache
+
+    prompt_cache(gateway)  # provider prompt caching: sticky deployments, Anthropic breakpoints (no stage)
     from thrifty.tenancy.runtime import build_stage as limits_stage
 
     limits = limits_stage(gateway)  # outermost: rate limits and budget reservations per key

@@ -8,7 +8,7 @@ so `embeddings` keeps the base class refusal.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 
 import aiohttp
@@ -30,6 +30,16 @@ ANTHROPIC_VERSION = "2023-06-01"
 
 class AnthropicProvider(Provider):
     """Calls POST {base_url}/v1/messages and translates both ways."""
+
+    cache_breakpoints: Callable[[Body], Body] | None = None
+    """Adds prompt-cache breakpoints to a translated request (set from `prompt_cache:` config)."""
+
+    def use_prompt_cache(self, breakpoints: Callable[[Body], Body] | None) -> None:
+        self.cache_breakpoints = breakpoints
+
+    def _request(self, body: Body, model: str, *, stream: bool = False) -> Body:
+        payload = to_anthropic_request(body, model, stream=stream)
+        return payload if self.cache_breakpoints is None else self.cache_breakpoints(payload)
 
     def _url(self) -> str:
         base = (self.config.base_url or DEFAULT_BASE_URL).rstrip("/")
@@ -56,13 +66,13 @@ class AnthropicProvider(Provider):
         return response
 
     async def chat(self, body: Body, model: str) -> Reply:
-        response = await self._send(to_anthropic_request(body, model))
+        response = await self._send(self._request(body, model))
         data = loads_json(await read_body(response), "message")
         reply = to_openai_response(data, int(time.time()))
         return Reply(body=reply, usage=usage_from_anthropic(data.get("usage")))
 
     async def stream(self, body: Body, model: str) -> AsyncIterator[Body]:
-        response = await self._send(to_anthropic_request(body, model, stream=True))
+        response = await self._send(self._request(body, model, stream=True))
         translator = StreamTranslator(int(time.time()))
         async with aclosing(sse_events(response)) as events:
             async for event, data in events:

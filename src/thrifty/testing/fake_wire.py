@@ -165,7 +165,9 @@ def build_answer(body: JSON, behaviour: Behaviour, tok: Tokenizer) -> Answer:
 
     content: str | None = behaviour.get("content")
     if content is None and not tool_calls:
-        content = ECHO_PREFIX + last_text[:ECHO_CHARS]
+        from thrifty.testing.fake_batch import batched_answer  # a thrifty micro-batch prompt
+
+        content = batched_answer(last_text) or ECHO_PREFIX + last_text[:ECHO_CHARS]
     tokens = tok.encode(content) if content else []
     finish = "tool_calls" if tool_calls else "stop"
     limit = body.get("max_completion_tokens", body.get("max_tokens"))

@@ -1,0 +1,1 @@
+"""Request batching: live micro-batches (coalesce) and provider batch APIs (jobs)."""

@@ -1,0 +1,1 @@
+"""Provider prompt caching: stable prefixes, automatic Anthropic breakpoints, sticky routing."""
