@@ -23,11 +23,12 @@ SYSTEM = "You are the support agent of the Acme hardware store. Be precise and k
     f"Policy {i}: items of category {i} may be returned within {i % 30 + 1} days with a receipt."
     for i in range(120)
 )  # ~2,000 tokens
+ID_SCHEMA = {"type": "object", "properties": {"id": {"type": "string"}}}
 TOOLS = [
     {"type": "function", "function": {"name": "lookup_order", "description": "Find an order by id.",
-                                      "parameters": {"type": "object", "properties": {"id": {"type": "string"}}}}},
+                                      "parameters": ID_SCHEMA}},
     {"type": "function", "function": {"name": "refund", "description": "Refund an order.",
-                                      "parameters": {"type": "object", "properties": {"id": {"type": "string"}}}}},
+                                      "parameters": ID_SCHEMA}},
 ]  # fmt: skip
 
 
