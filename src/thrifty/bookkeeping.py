@@ -9,7 +9,7 @@ from thrifty.ledger.base import Ledger
 from thrifty.pipeline import Call
 from thrifty.pricing.account import bill
 from thrifty.pricing.catalog import Price
-from thrifty.pricing.cost import call_cost
+from thrifty.pricing.cost import call_cost, list_cost
 from thrifty.pricing.tokens import TokenCounter
 from thrifty.providers.table import Deployment, ModelTable
 from thrifty.types import Attempt, Body, Savings, Usage
@@ -105,6 +105,52 @@ class Bookkeeper:
             )
         )
         return money.cost
+
+    def batched(
+        self,
+        call: Call,
+        served_model: str,
+        deployment: Deployment,
+        share: Usage,
+        alone: Usage,
+        *,
+        latency_ms: float,
+    ) -> float:
+        """Book one item of a live micro-batch: `share` is its part of the batched call's usage,
+        `alone` what it would have used sent by itself. batching = alone − share at list price;
+        the rest is split as for a call sent alone. Returns the item's cost."""
+        price = deployment.price or self.table.price(served_model)
+        original = self.original_input_tokens(call, alone)
+        money = bill(alone, price, self.baseline_price(call) or price, original_input_tokens=original)
+        cost = call_cost(share, price)
+        share_list = list_cost(share.input_tokens, share.output_tokens, price)
+        money.savings.batching = list_cost(alone.input_tokens, alone.output_tokens, price) - share_list
+        money.savings.prompt_cache = share_list - cost
+        if call.lever == "cascade":
+            money.savings.cascade, money.savings.routing = money.savings.routing, 0.0
+        self.record(
+            Attempt(
+                request_id=call.request_id,
+                attempt=call.attempts.next(),
+                tenant_id=call.tenant.id,
+                key_id=call.tenant.key_id,
+                requested_model=call.requested_model,
+                served_model=served_model,
+                provider=deployment.provider.name,
+                deployment=deployment.key,
+                status="ok",
+                http_status=200,
+                usage=share,
+                cost_usd=cost,
+                baseline_cost_usd=money.baseline,
+                savings=money.savings,
+                latency_ms=latency_ms,
+                final=True,
+                route=call.route,
+                meta=call.meta,
+            )
+        )
+        return cost
 
     def error(
         self,

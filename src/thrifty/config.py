@@ -27,6 +27,7 @@ class Section(BaseModel):
 
 
 # Feature sections subclass Section, so they are imported once it exists.
+from thrifty.batching.settings import BatchingConfig  # noqa: E402
 from thrifty.cache.config import CacheConfig  # noqa: E402
 from thrifty.compress.settings import CompressionConfig  # noqa: E402
 from thrifty.promptcache.settings import PromptCacheConfig  # noqa: E402
@@ -143,6 +144,7 @@ class Config(Section):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     compression: CompressionConfig = Field(default_factory=CompressionConfig)
     prompt_cache: PromptCacheConfig = Field(default_factory=PromptCacheConfig)
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     baseline_model: str | None = None
     """Model the baseline cost is priced at; default: the model the client asked for."""

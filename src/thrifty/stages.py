@@ -39,4 +39,9 @@ def build_stages(gateway: Gateway) -> list[Stage]:
     plan = plan_stage(gateway)  # plan: virtual models → route or cascade
     if plan is not None:
         stages.append(plan)
+    from thrifty.batching.coalesce import build_stage as batcher_stage
+
+    batcher = batcher_stage(gateway)  # live micro-batches of concurrent small requests (opt-in)
+    if batcher is not None:
+        stages.append(batcher)
     return stages
