@@ -4,13 +4,18 @@ A *behaviour* is a plain dict describing how the fake answers one request (see `
 Scripted behaviours are consumed FIFO by matching requests; the default behaviour applies when the
 queue holds nothing for the request's model. Scripted fields are laid over the default ones, so a
 default ``latency_ms`` still applies to a scripted error.
+
+Random faults: a behaviour with ``fail_rate`` (0..1) turns that share of requests, at random, into one
+of ``FAULTS`` (5xx, 429, a dropped connection, or a stall of ``fail_timeout_ms`` meant to outlast the
+client's read timeout); ``fail_seed`` makes the draw repeatable. ``ScriptState.faults`` counts them.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -32,8 +37,20 @@ BEHAVIOUR_FIELDS: frozenset[str] = frozenset(
         "usage",
         "chunk_delay_ms",
         "logprob",
+        "fail_rate",
+        "fail_timeout_ms",
+        "fail_seed",
     }
 )
+FAULTS: dict[str, Behaviour] = {
+    "http_500": {"status": 500},
+    "http_503": {"status": 503},
+    "http_429": {"status": 429, "retry_after": "0"},
+    "drop_connect": {"drop": "connect"},
+    "drop_mid_body": {"drop": "mid_body"},
+    "timeout": {},  # latency_ms = fail_timeout_ms
+}
+DEFAULT_FAIL_TIMEOUT_MS = 3000
 DROP_MODES: frozenset[str] = frozenset({"connect", "mid_stream", "mid_body"})
 USAGE_KEYS: frozenset[str] = frozenset(
     {"prompt_tokens", "completion_tokens", "input_tokens", "output_tokens"}
@@ -59,7 +76,13 @@ def validate_behaviour(behaviour: Mapping[str, Any]) -> Behaviour:
     if unknown:
         raise BehaviourError(f"unknown behaviour field(s): {', '.join(sorted(unknown))}")
     out = dict(behaviour)
-    for name in ("latency_ms", "chunk_delay_ms"):
+    rate = out.get("fail_rate")
+    bad_type = isinstance(rate, bool) or not isinstance(rate, int | float)
+    if rate is not None and (bad_type or not 0 <= rate <= 1):
+        raise BehaviourError("fail_rate must be a number between 0 and 1")
+    if out.get("fail_seed") is not None:
+        _check_number("fail_seed", out["fail_seed"], integer=True)
+    for name in ("latency_ms", "chunk_delay_ms", "fail_timeout_ms"):
         if out.get(name) is not None:
             _check_number(name, out[name])
     for name in ("status", "cached_tokens", "cache_write_tokens"):
@@ -100,6 +123,9 @@ class ScriptState:
         self._default: Behaviour = dict(self._initial_default)
         self._queue: list[tuple[str | None, Behaviour]] = []
         self._log: deque[dict[str, Any]] = deque(maxlen=max_log)
+        self._rng = random.Random(self._default.get("fail_seed"))
+        self.faults: Counter[str] = Counter()
+        """Random faults injected so far (by FAULTS name)."""
 
     def script(self, behaviours: Iterable[Mapping[str, Any]], model: str | None = None) -> int:
         """Append behaviours to the FIFO queue; return the queue length."""
@@ -113,6 +139,8 @@ class ScriptState:
         checked = validate_behaviour(behaviour)
         with self._lock:
             self._default = checked
+            if checked.get("fail_seed") is not None:
+                self._rng.seed(checked["fail_seed"])
 
     def reset(self) -> None:
         """Clear the queue and the request log; restore the default given at construction."""
@@ -120,15 +148,30 @@ class ScriptState:
             self._queue.clear()
             self._default = dict(self._initial_default)
             self._log.clear()
+            self.faults.clear()
 
     def next_behaviour(self, model: str | None) -> Behaviour:
         """Pop the first queued behaviour matching ``model`` laid over the default one."""
         with self._lock:
+            chosen = dict(self._default)
             for i, (want, behaviour) in enumerate(self._queue):
                 if want is None or want == model:
                     del self._queue[i]
-                    return {**self._default, **behaviour}
-            return dict(self._default)
+                    chosen = {**self._default, **behaviour}
+                    break
+            return self._maybe_fail(chosen)
+
+    def _maybe_fail(self, behaviour: Behaviour) -> Behaviour:
+        """With probability ``fail_rate``, the behaviour of a random fault (lock held)."""
+        rate = behaviour.get("fail_rate") or 0
+        if not rate or self._rng.random() >= rate:
+            return behaviour
+        name = self._rng.choice(sorted(FAULTS))
+        self.faults[name] += 1
+        fault = dict(FAULTS[name])
+        if name == "timeout":
+            fault["latency_ms"] = behaviour.get("fail_timeout_ms") or DEFAULT_FAIL_TIMEOUT_MS
+        return {**behaviour, **fault}
 
     def pending(self) -> int:
         with self._lock:
