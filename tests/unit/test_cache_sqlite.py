@@ -143,3 +143,16 @@ async def test_semantic_entries_expire_and_respect_min_cosine(tmp_path: Path):
     assert await store.search("s", far, k=4, min_cosine=0.0) == []
     time.sleep(0.3)
     assert await store.search("s", unit(1), k=4, min_cosine=0.0) == []
+
+
+async def test_semantic_store_keeps_its_size_bound(tmp_path: Path):
+    store = SqliteSemanticStore(str(tmp_path / "c.db"), dim=8, max_entries=20)
+    for i in range(50):
+        await store.add("s", unit(i), entry(f"answer {i}", f"q{i}"), ttl_s=60)
+    assert len(store) <= 20
+    assert (
+        sqlite3.connect(tmp_path / "c.db").execute("SELECT count(*) FROM cache_semantic").fetchone()[0] <= 20
+    )
+    newest = await store.search("s", unit(49), k=1, min_cosine=0.5)
+    assert [text_of(n.entry) for n in newest] == ["answer 49"]
+    assert await store.search("s", unit(0), k=1, min_cosine=0.99) == []  # evicted: never served
