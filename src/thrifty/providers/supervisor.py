@@ -49,7 +49,7 @@ class ChildSpec:
     unhealthy_after_s: float = 30.0
     """A running child is declared hung only after `health_failures` failed probes in a row AND this
     long without a good one: a model server starved of CPU for a moment is not killed mid-answer."""
-    backoff_base_s: float = 0.5
+    backoff_base_s: float = 2.0
     backoff_max_s: float = 30.0
     stable_after_s: float = 30.0
     """A child that served this long before crashing is restarted at once and resets the backoff."""
