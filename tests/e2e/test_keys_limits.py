@@ -59,14 +59,17 @@ async def fire(urls: list[str], key: str, n: int) -> list[httpx.Response]:
         return await asyncio.gather(*(one(i) for i in range(n)))
 
 
-def spend_until_nearly_gone(url: str, key: str, budget: float, worst: float) -> None:
-    """Sequential requests (each costing about its worst case) until less than 1.5 worst cases are left."""
-    spent = 0.0
+def spend_until_nearly_gone(url: str, key: str, budget: float, worst: float) -> int:
+    """Sequential requests (each costing about its worst case) until less than 1.5 worst cases are left;
+    returns how many were sent."""
+    spent, sent = 0.0, 0
     while budget - spent > 1.5 * worst:
         body = {"model": "gpt-4o", "max_tokens": MAX_TOKENS, "messages": messages(0)}
         r = httpx.post(url + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"}, json=body)
         assert r.status_code == 200, r.text
         spent += float(r.headers["x-thrifty-cost-usd"])
+        sent += 1
+    return sent
 
 
 def check_budget_race(

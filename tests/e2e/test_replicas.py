@@ -1,4 +1,4 @@
-"""Two `thrifty serve` replicas sharing one Postgres (keys) and one Redis (budgets, rate limits)."""
+"""Two `thrifty serve` replicas sharing one Postgres (keys, ledger) and one Redis (budgets, rate limits)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import base_config, ledger_rows
+from tests.conftest import base_config
 from tests.e2e.test_keys_limits import (
     ADMIN,
     MASTER,
@@ -19,6 +19,8 @@ from tests.e2e.test_keys_limits import (
     spend_until_nearly_gone,
     worst_case,
 )
+from thrifty.config import LedgerConfig
+from thrifty.ledger.open import open_ledger
 
 pytestmark = pytest.mark.e2e
 CACHE_TTL = 0.5
@@ -35,7 +37,7 @@ def replicas(gateway_factory, fake, tmp_path, redis_url, postgres_dsn):
     def config(name: str) -> dict:
         data = base_config(fake)
         data["server"] = {"master_key": MASTER}
-        data["ledger"] = {"path": str(tmp_path / f"ledger-{name}.db")}
+        data["ledger"] = {"backend": "postgres", "dsn": postgres_dsn}
         data["tenancy"] = {
             "state": {"redis_url": redis_url, "postgres_dsn": postgres_dsn},
             "keys": {"cache_ttl_s": CACHE_TTL},
@@ -83,19 +85,18 @@ def test_keys_limits_and_revocation_are_shared(replicas):
         time.sleep(0.1)
 
 
-def test_budget_holds_across_two_replicas(replicas, fake):
+def test_budget_holds_across_two_replicas(replicas, fake, postgres_dsn):
     a, b = replicas
     fake.set_default(latency_ms=300, usage={"completion_tokens": MAX_TOKENS})
     budget, worst = 0.004, worst_case()
     key = httpx.post(a.url + "/admin/keys", headers=ADMIN,
                      json={"tenant": "t", "budgets": {"total_usd": budget}}).json()  # fmt: skip
-    spend_until_nearly_gone(b.url, key["key"], budget, worst)
+    sequential = spend_until_nearly_gone(b.url, key["key"], budget, worst)
     responses = asyncio.run(fire([a.url, b.url], key["key"], 100))
-    served_by = {
-        r.headers["x-thrifty-request-id"][:0] + str(r.url.port) for r in responses if r.status_code == 200
-    }
-    time.sleep(0.3)  # ledger writers batch
-    rows = [r for gw in (a, b) for r in ledger_rows(gw.ledger_path) if r["key_id"] == key["id"]]
+    served_by = {r.url.port for r in responses if r.status_code == 200}
+    answered = sequential + sum(r.status_code == 200 for r in responses)
+    rows = shared_rows(postgres_dsn, key["id"], answered)
+    assert sum(r["final"] for r in rows) == answered  # both replicas' rows in the one ledger
     check_budget_race(responses, sum(r["cost_usd"] for r in rows), budget, worst)
     refusals = {r.url.port for r in responses if r.status_code == 429}
     assert refusals == {a.port, b.port}  # both replicas refused: they saw the same budget
@@ -106,27 +107,21 @@ def test_budget_holds_across_two_replicas(replicas, fake):
     assert usage[0]["total"] == pytest.approx(sum(r["cost_usd"] for r in rows))
 
 
-def test_ledger_is_shared_through_postgres(gateway_factory, fake, tmp_path, postgres_dsn):
-    from thrifty.config import LedgerConfig
-    from thrifty.errors import ConfigError
-    from thrifty.ledger.open import open_ledger
-
-    try:
-        open_ledger(LedgerConfig(backend="postgres", dsn=postgres_dsn))
-    except ConfigError:
-        pytest.skip("the Postgres ledger backend is not in this build yet")
-    ledger = {"backend": "postgres", "dsn": postgres_dsn}
-    gws = []
-    for _ in range(2):
-        data = base_config(fake)
-        data["server"] = {"master_key": MASTER}
-        data["ledger"] = ledger
-        data["tenancy"] = {"state": {"postgres_dsn": postgres_dsn}}
-        gws.append(gateway_factory(data))
-    for i, gw in enumerate(gws):
-        assert chat(gw.url, MASTER, i).status_code == 200
-    reader = open_ledger(LedgerConfig(backend="postgres", dsn=postgres_dsn))
-    deadline = time.monotonic() + 5
-    while len(reader.rows()) < 2:
-        assert time.monotonic() < deadline, "ledger rows of both replicas did not reach Postgres"
+def shared_rows(dsn: str, key_id: str, expect: int, timeout: float = 10.0) -> list[dict]:
+    """This key's rows in the shared Postgres ledger, waiting for at least `expect` final ones."""
+    reader = open_ledger(LedgerConfig(backend="postgres", dsn=dsn))
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = [r for r in reader.rows() if r["key_id"] == key_id]
+        if sum(r["final"] for r in rows) >= expect or time.monotonic() > deadline:
+            return rows
         time.sleep(0.1)
+
+
+def test_ledger_rows_of_both_replicas_land_in_one_ledger(replicas, postgres_dsn):
+    a, b = replicas
+    key = httpx.post(a.url + "/admin/keys", headers=ADMIN, json={"tenant": "ledger-team"}).json()
+    ids = {chat(gw.url, key["key"], i).headers["x-request-id"] for i, gw in enumerate((a, b, a, b))}
+    rows = shared_rows(postgres_dsn, key["id"], 4)
+    assert {r["request_id"] for r in rows if r["final"]} == ids
+    assert {r["tenant_id"] for r in rows} == {"ledger-team"}
