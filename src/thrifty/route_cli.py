@@ -31,7 +31,8 @@ def route() -> None:
 @click.option("--data", "data_path", required=True, help="Outcome JSONL (see docs/routing.md).")
 @click.option("--out", "out_path", required=True, help="Router file to write (.npz).")
 @click.option("--all-folds", is_flag=True, help="Train on every row (default: folds 0–3 only).")
-def train_cmd(data_path: str, out_path: str, all_folds: bool) -> None:
+@click.option("--no-embedding", is_flag=True, help="Lexical features and token priors only.")
+def train_cmd(data_path: str, out_path: str, all_folds: bool, no_embedding: bool) -> None:
     """Train a learned router (per-model P(good | prompt))."""
     from thrifty.routing.data import OutcomeDataError, load_outcomes
     from thrifty.routing.embedcache import EmbeddingCache
@@ -42,9 +43,8 @@ def train_cmd(data_path: str, out_path: str, all_folds: bool) -> None:
     except OutcomeDataError as exc:
         _fail(str(exc))
     rows = data if all_folds else data.split()[0]
-    model, report = train(
-        rows, EmbeddingCache().embed(rows.prompts), meta={"data": data_path.rsplit("/", 1)[-1]}
-    )
+    emb = None if no_embedding else EmbeddingCache().embed(rows.prompts)
+    model, report = train(rows, emb, meta={"data": data_path.rsplit("/", 1)[-1]})
     path = model.save(out_path)
     click.echo(
         f"trained on {len(rows)} rows, models {model.models}; l2={report.l2:g} blend={report.blend:g} "
@@ -78,7 +78,7 @@ def train_gate_cmd(data_path: str, out_path: str, no_embedding: bool) -> None:
 @click.option("--router", "router_path", default=None, help="Evaluate this router file instead of training.")
 @click.option("--cascade", is_flag=True, help="Evaluate a gated cascade (needs recorded responses).")
 @click.option("--gate", "gate_path", default=None, help="Cascade: evaluate this gate file.")
-@click.option("--no-embedding", is_flag=True, help="Cascade: train the gate without prompt embeddings.")
+@click.option("--no-embedding", is_flag=True, help="Train without prompt embeddings.")
 @click.option("--json", "as_json", is_flag=True)
 def eval_cmd(
     data_path: str,
@@ -102,7 +102,7 @@ def eval_cmd(
         else:
             from thrifty.evaluate.route import evaluate_router
 
-            result = evaluate_router(data_path, router=router_path)
+            result = evaluate_router(data_path, router=router_path, embed=not no_embedding)
             _emit(result, as_json, printing.print_router)
     except (OutcomeDataError, RouterFileError, ValueError) as exc:
         _fail(str(exc))
@@ -112,8 +112,9 @@ def eval_cmd(
 @click.option("--data", "data_path", required=True)
 @click.option("--target", required=True, help="quality:0.95 (≥ 95 % of strong quality) or strong:0.3.")
 @click.option("--cascade", is_flag=True, help="Calibrate the cascade gate threshold instead of router λ.")
+@click.option("--no-embedding", is_flag=True, help="Train without prompt embeddings.")
 @click.option("--json", "as_json", is_flag=True)
-def calibrate_cmd(data_path: str, target: str, cascade: bool, as_json: bool) -> None:
+def calibrate_cmd(data_path: str, target: str, cascade: bool, no_embedding: bool, as_json: bool) -> None:
     """Pick λ / the gate threshold on folds 0–3 for a target; report what it achieved on fold 4."""
     from thrifty.evaluate import printing
     from thrifty.evaluate.calibration import calibrate_cascade, calibrate_router
@@ -122,7 +123,12 @@ def calibrate_cmd(data_path: str, target: str, cascade: bool, as_json: bool) -> 
 
     try:
         goal = Target.parse(target)
-        result = calibrate_cascade(data_path, goal) if cascade else calibrate_router(data_path, goal)
+        embed = not no_embedding
+        result = (
+            calibrate_cascade(data_path, goal, embed=embed)
+            if cascade
+            else calibrate_router(data_path, goal, embed=embed)
+        )
     except (OutcomeDataError, ValueError) as exc:
         _fail(str(exc))
     _emit(result, as_json, printing.print_calibration)

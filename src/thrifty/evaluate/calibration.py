@@ -17,34 +17,28 @@ if TYPE_CHECKING:
     from thrifty.routing.learned import LearnedModel
 
 
-def _oof_router(model: LearnedModel, data: OutcomeSet, emb: np.ndarray) -> np.ndarray:
-    """Out-of-fold predictions with the full model's hyper-parameters."""
+def _oof_router(model: LearnedModel, data: OutcomeSet, emb: np.ndarray | None) -> np.ndarray:
+    """Out-of-fold predictions, each fold from a router trained on the others with the full
+    model's hyper-parameters."""
     import numpy as np
 
     from thrifty.evaluate.route import router_probs
-    from thrifty.routing.features import Featurizer
-    from thrifty.routing.learned import LearnedModel as Model
-    from thrifty.routing.train import _fit_all
+    from thrifty.routing.train import train
 
-    x = Featurizer().combine(emb, data.prompts)
     out = np.zeros(data.scores.shape)
     l2 = float(model.meta.get("l2", 4.0))
     for fold in np.unique(data.folds):
         held = data.folds == fold
-        sub = Model(
-            models=list(data.models),
-            weights=_fit_all(x[~held], data.scores[~held], l2),
-            est_cost=model.est_cost,
-            blend=model.blend,
-            knn_k=model.knn_k,
-            knn_keys=emb[~held] if model.blend < 1 else None,
-            knn_scores=data.scores[~held] if model.blend < 1 else None,
+        sub, _ = train(
+            data.subset(~held), None if emb is None else emb[~held], l2_grid=(l2,), blend_grid=(model.blend,)
         )
-        out[held] = router_probs(sub, data.subset(held), emb[held])
+        out[held] = router_probs(sub, data.subset(held), None if emb is None else emb[held])
     return out
 
 
-def calibrate_router(path: str | Path, target: Target, cache: EmbeddingCache | None = None) -> dict[str, Any]:
+def calibrate_router(
+    path: str | Path, target: Target, *, embed: bool = True, cache: EmbeddingCache | None = None
+) -> dict[str, Any]:
     import numpy as np
 
     from thrifty.evaluate.route import router_costs, router_probs
@@ -53,7 +47,7 @@ def calibrate_router(path: str | Path, target: Target, cache: EmbeddingCache | N
     cache = cache or EmbeddingCache()
     data = load_outcomes(path)
     cal, test = data.split()
-    cal_emb = cache.embed(cal.prompts)
+    cal_emb = cache.embed(cal.prompts) if embed else None
     model, _ = train(cal, cal_emb)
     est = router_costs(model, cal)
     oof = _oof_router(model, cal, cal_emb)
@@ -63,7 +57,7 @@ def calibrate_router(path: str | Path, target: Target, cache: EmbeddingCache | N
     held = None
     if chosen is not None:
         ref_test = Reference.of(test.scores, test.costs)
-        probs = router_probs(model, test, cache.embed(test.prompts))
+        probs = router_probs(model, test, cache.embed(test.prompts) if embed else None)
         p, strong = router_runner(probs, est, test.scores, test.costs, ref_test)(chosen[0])
         held = describe(p, ref_test, strong)
     return {"data": Path(path).name, "kind": "router", **report(target, "lambda", chosen, held)}
@@ -99,7 +93,6 @@ def calibrate_cascade(
             ys = np.concatenate([cal.scores[~held, t] for t in tiers[:-1]])
             oof[held, k] = predict(x[held], fit(others, ys, l2))
     ref_cal = Reference.of(cal.scores, cal.costs)
-    strong_tier = tiers[-1]
 
     def runner(scores: np.ndarray, subset: OutcomeSet, ref: Reference):
         def run(threshold: float):
@@ -116,7 +109,6 @@ def calibrate_cascade(
         scores = score_gate(model, test, tiers, cache.embed(test.prompts) if model.use_embedding else None)
         p, strong = runner(scores, test, ref_test)(chosen[0])
         held_out = describe(p, ref_test, strong)
-    del strong_tier
     return {
         "data": Path(path).name,
         "kind": "cascade",

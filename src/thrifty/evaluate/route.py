@@ -21,18 +21,15 @@ if TYPE_CHECKING:
     from thrifty.routing.learned import LearnedModel
 
 
-def embed_prompts(data: OutcomeSet, cache: EmbeddingCache) -> np.ndarray:
-    return cache.embed(data.prompts)
+def embed_prompts(data: OutcomeSet, cache: EmbeddingCache, use: bool = True) -> np.ndarray | None:
+    return cache.embed(data.prompts) if use else None
 
 
-def router_probs(model: LearnedModel, data: OutcomeSet, embeddings: np.ndarray) -> np.ndarray:
+def router_probs(model: LearnedModel, data: OutcomeSet, embeddings: np.ndarray | None) -> np.ndarray:
     """(n, m) predictions in the data's model order (the router may list models in another order)."""
     import numpy as np
 
-    from thrifty.routing.features import Featurizer
-
-    x = Featurizer().combine(embeddings, data.prompts)
-    probs = model.predict(embeddings, x)
+    probs = model.predict(data.prompts, embeddings)
     missing = [m for m in data.models if m not in model.models]
     if missing:
         raise ValueError(f"the router was not trained on models {missing}")
@@ -54,6 +51,7 @@ def evaluate_router(
     path: str | Path,
     *,
     router: str | Path | None = None,
+    embed: bool = True,
     cache: EmbeddingCache | None = None,
 ) -> dict[str, Any]:
     """Train on folds 0–3 (or load `router`), report on fold 4. Returns a JSON-able dict."""
@@ -67,12 +65,13 @@ def evaluate_router(
         raise ValueError("the data needs rows in folds 0–3 (train) and fold 4 (test)")
     trained: dict[str, Any] = {}
     if router is None:
-        model, report = train(train_set, embed_prompts(train_set, cache), meta={"data": Path(path).name})
+        emb = embed_prompts(train_set, cache, embed)
+        model, report = train(train_set, emb, meta={"data": Path(path).name})
         trained = {"l2": report.l2, "blend": report.blend, "cv_apgr_cost": report.cv_apgr}
     else:
         model = LearnedModel.load(router)
         trained = {"router_file": str(router), **{k: model.meta.get(k) for k in ("data", "rows", "l2")}}
-    probs = router_probs(model, test_set, embed_prompts(test_set, cache))
+    probs = router_probs(model, test_set, embed_prompts(test_set, cache, model.use_embedding))
     ref = Reference.of(test_set.scores, test_set.costs)
     curve = sweep(probs, router_costs(model, test_set), test_set.scores, test_set.costs, ref)
     return {
@@ -81,6 +80,11 @@ def evaluate_router(
         "rows": {"train": len(train_set), "test": len(test_set)},
         "weak": data.models[ref.weak],
         "strong": data.models[ref.strong],
-        "router": {"kind": "learned", "training": trained, **curve_report(curve)},
+        "router": {
+            "kind": "learned",
+            "embedding": model.use_embedding,
+            "training": trained,
+            **curve_report(curve),
+        },
         "baselines": baselines(test_set.scores, test_set.costs, data.models, ref),
     }

@@ -75,8 +75,15 @@ class Featurizer:
             len(texts), self.lexical_dim
         )
 
-    def combine(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+    def combine(
+        self, embeddings: np.ndarray | None, texts: Sequence[str], priors: np.ndarray | None = None
+    ) -> np.ndarray:
+        """[embedding (if given) | lexical | token priors (if given) | 1]."""
         import numpy as np
 
-        ones = np.ones((len(texts), 1), dtype=np.float32)
-        return np.hstack([embeddings.astype(np.float32), self.lexical_matrix(texts), ones])
+        parts = [] if embeddings is None else [embeddings.astype(np.float32)]
+        parts.append(self.lexical_matrix(texts))
+        if priors is not None:
+            parts.append(priors.astype(np.float32))
+        parts.append(np.ones((len(texts), 1), dtype=np.float32))
+        return np.hstack(parts)

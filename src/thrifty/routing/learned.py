@@ -7,6 +7,7 @@ with a kNN estimate over the training prompts. Saved as one `.npz` file (numpy o
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
     from thrifty.embed import Embedder
 
-FORMAT = "thrifty-learned-router/1"
+FORMAT = "thrifty-learned-router/2"
 
 
 class RouterFileError(ValueError):
@@ -40,15 +41,26 @@ class LearnedModel:
     knn_k: int = 0
     knn_keys: np.ndarray | None = None
     knn_scores: np.ndarray | None = None
+    prior_table: np.ndarray | None = None
+    """(buckets, m) token priors (token_prior.py), or None."""
+    use_embedding: bool = True
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def predict(self, embeddings: np.ndarray, features: np.ndarray) -> np.ndarray:
+    def features(self, texts: Sequence[str], embeddings: np.ndarray | None) -> np.ndarray:
+        from thrifty.routing import token_prior
+
+        priors = None if self.prior_table is None else token_prior.features(texts, self.prior_table)
+        return Featurizer().combine(embeddings if self.use_embedding else None, texts, priors)
+
+    def predict(self, texts: Sequence[str], embeddings: np.ndarray | None) -> np.ndarray:
         """(n, m) predicted quality per prompt and model."""
         from thrifty.routing.knn import knn_quality
         from thrifty.routing.logistic import sigmoid
 
-        probs = sigmoid(features.astype("float64") @ self.weights.T.astype("float64"))
-        if self.blend < 1.0 and self.knn_keys is not None and self.knn_scores is not None:
+        x = self.features(texts, embeddings)
+        probs = sigmoid(x.astype("float64") @ self.weights.T.astype("float64"))
+        usable = embeddings is not None and self.knn_keys is not None and self.knn_scores is not None
+        if self.blend < 1.0 and usable:
             near = knn_quality(embeddings, self.knn_keys, self.knn_scores.astype("float64"), self.knn_k)
             probs = self.blend * probs + (1.0 - self.blend) * near
         return probs
@@ -65,11 +77,14 @@ class LearnedModel:
             "est_cost": self.est_cost.astype(np.float64),
             "blend": np.array(self.blend),
             "knn_k": np.array(self.knn_k),
+            "use_embedding": np.array(self.use_embedding),
             "meta": np.array(json.dumps({**self.meta, "lexical": list(LEXICAL_NAMES)})),
         }
         if self.blend < 1.0 and self.knn_keys is not None and self.knn_scores is not None:
             arrays["knn_keys"] = self.knn_keys.astype(np.float16)
             arrays["knn_scores"] = self.knn_scores.astype(np.float16)
+        if self.prior_table is not None:
+            arrays["prior_table"] = self.prior_table.astype(np.float16)
         with path.open("wb") as fh:
             np.savez_compressed(fh, **arrays)
         return path
@@ -95,6 +110,8 @@ class LearnedModel:
             knn_k=int(data["knn_k"]),
             knn_keys=data.get("knn_keys"),
             knn_scores=data.get("knn_scores"),
+            prior_table=data.get("prior_table"),
+            use_embedding=bool(data["use_embedding"]),
             meta=meta,
         )
 
@@ -104,7 +121,6 @@ class LearnedRouter:
 
     def __init__(self, model: LearnedModel, embedder: Embedder | None = None) -> None:
         self.model = model
-        self.featurizer = Featurizer()
         self._embedder = embedder
 
     @classmethod
@@ -125,6 +141,5 @@ class LearnedRouter:
 
     def quality(self, signals: Signals) -> list[float]:
         text = signals.text
-        emb = self.embedder.embed([text])
-        feats = self.featurizer.combine(emb, [text])
-        return [float(v) for v in self.model.predict(emb, feats)[0]]
+        emb = self.embedder.embed([text]) if self.model.use_embedding else None
+        return [float(v) for v in self.model.predict([text], emb)[0]]

@@ -1,0 +1,86 @@
+"""Router selection policies, request hints, calibration targets, routing config validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from thrifty.errors import ConfigError, InvalidRequest
+from thrifty.routing import select
+from thrifty.routing.calibrate import Target
+from thrifty.routing.hints import fold_headers, read_hints, strip
+
+QUALITY = [0.55, 0.80, 0.93]
+COST = [0.001, 0.01, 0.05]
+
+
+def test_cheapest_meeting_target():
+    assert select.cheapest_meeting(QUALITY, COST, 0.5) == 0
+    assert select.cheapest_meeting(QUALITY, COST, 0.75) == 1
+    assert select.cheapest_meeting(QUALITY, COST, 0.9) == 2
+    assert select.cheapest_meeting(QUALITY, COST, 0.99) == 2  # none meets it: the best
+
+
+def test_best_under_cost_cap():
+    assert select.best_under_cap(QUALITY, COST, 0.02) == 1
+    assert select.best_under_cap(QUALITY, COST, 1.0) == 2
+    assert select.best_under_cap(QUALITY, COST, 0.0001) == 0  # nothing affordable: the cheapest
+
+
+def test_tradeoff():
+    assert select.tradeoff(QUALITY, COST, 0.0) == 2
+    assert select.tradeoff(QUALITY, COST, 10.0) == 1  # 0.80-0.1 > 0.93-0.5, > 0.55-0.01
+    assert select.tradeoff(QUALITY, COST, 1000.0) == 0
+
+
+def test_hints_from_body_metadata_and_headers():
+    body = {"model": "thrifty/auto", "messages": [], "metadata": {"thrifty_task": "code", "user": "u1"}}
+    assert read_hints(body).task == "code"
+    folded = fold_headers({"x-thrifty-quality-target": "0.9", "x-thrifty-route-task": "math"}, body)
+    hints = read_hints(folded)
+    assert hints.task == "code" and hints.quality_target == 0.9  # metadata beats the header
+    clean = strip(folded)
+    assert "thrifty" not in clean and clean["metadata"] == {"user": "u1"}
+    assert strip({"model": "x", "metadata": {"thrifty_task": "code"}}) == {"model": "x"}
+    same = {"model": "x"}
+    assert strip(same) is same
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"thrifty": "code"},
+        {"thrifty": {"quality_target": 2}},
+        {"thrifty": {"quality_target": "high"}},
+        {"thrifty": {"task": 3}},
+    ],
+)
+def test_bad_hints_are_invalid_requests(bad):
+    with pytest.raises(InvalidRequest):
+        read_hints({"model": "m", **bad})
+
+
+def test_target_parse():
+    assert Target.parse("quality:0.95") == Target("quality", 0.95)
+    assert Target.parse("strong:30%") == Target("strong", 0.3)
+    for bad in ("quality", "cost:0.3", "quality:0", "strong:x"):
+        with pytest.raises(ValueError):
+            Target.parse(bad)
+
+
+def test_routing_config_validation():
+    from thrifty import config as config_mod
+
+    with pytest.raises(ConfigError) as exc:
+        config_mod.parse({"routing": {"virtual_models": {"v": {"rules": {"table": {"code": "a"}}}}}}, env={})
+    assert "default" in str(exc.value.errors)
+    with pytest.raises(ConfigError):
+        config_mod.parse({"routing": {"virtual_models": {"v": {}}}}, env={})
+    with pytest.raises(ConfigError):
+        config_mod.parse(
+            {
+                "routing": {
+                    "virtual_models": {"v": {"cascade": {"tiers": ["a", "b"], "gates": [{"type": "judge"}]}}}
+                }
+            },
+            env={},
+        )
