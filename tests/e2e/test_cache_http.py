@@ -166,3 +166,26 @@ def test_virtual_keys_of_two_tenants_never_share_entries(gateway_factory, fake, 
     misses = ("thrifty_cache_namespace_lookups_total", (("namespace", "default"), ("result", "miss")))
     assert samples[hits] == 1 and samples[misses] == 2
     assert samples[("thrifty_cache_namespace_saved_usd_total", (("namespace", "default"),))] > 0
+
+
+def test_concurrent_writers_in_several_workers_share_one_sqlite_cache(gateway_factory, fake, tmp_path):
+    import asyncio
+
+    gw = gateway_factory(cached_config(fake, tmp_path), args=["--workers", "2"])
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=gw.base_url, timeout=60) as http:
+            bodies = [
+                {"model": "gpt-4o", "messages": [{"role": "user", "content": f"concurrent {i % 10}"}]}
+                for i in range(60)
+            ]
+            return await asyncio.gather(*[http.post("/chat/completions", json=b) for b in bodies])
+
+    first = asyncio.run(burst())
+    assert [r.status_code for r in first] == [200] * 60
+    again = asyncio.run(burst())
+    assert {r.headers["x-thrifty-cache"] for r in again} == {"hit-exact"}
+    assert all(
+        r.json()["choices"][0]["message"]["content"] == f"echo: concurrent {i % 10}"
+        for i, r in enumerate(again)
+    )
