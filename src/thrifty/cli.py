@@ -175,5 +175,9 @@ from thrifty import compress_cli  # noqa: E402
 
 main.add_command(compress_cli.compress_group)
 
+from thrifty import batch_cli  # noqa: E402
+
+main.add_command(batch_cli.batch_group)
+
 if __name__ == "__main__":
     main()

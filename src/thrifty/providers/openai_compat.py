@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -10,6 +11,9 @@ from thrifty.errors import UpstreamError
 from thrifty.providers.base import Provider, Reply, error_from_status, loads_json
 from thrifty.providers.http import read_body, sse_events
 from thrifty.types import Body, Usage
+
+if TYPE_CHECKING:
+    from thrifty.providers.openai_batch import OpenAIBatchClient
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -63,6 +67,12 @@ class OpenAICompatProvider(Provider):
             yield chunk
         if not finished:
             raise UpstreamError(f"{self.name} stream ended without [DONE]")
+
+    def batch_api(self) -> OpenAIBatchClient:
+        """The provider's OpenAI Files + Batch API (used by thrifty.batching.jobs)."""
+        from thrifty.providers.openai_batch import OpenAIBatchClient
+
+        return OpenAIBatchClient(self)
 
     async def embeddings(self, body: Body, model: str) -> Body:
         data = loads_json(await self._post("/embeddings", {**body, "model": model}), "embeddings")

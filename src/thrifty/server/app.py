@@ -21,9 +21,11 @@ from thrifty.logging_setup import AccessLog
 from thrifty.routing.hints import fold_headers
 from thrifty.server import errors
 from thrifty.server.admin import admin_routes
+from thrifty.server.batch_api import BatchApi
 from thrifty.server.body import read_json
 from thrifty.server.dashboard.routes import dashboard_routes
 from thrifty.server.metrics_route import metrics_routes
+from thrifty.server.openapi import openapi_routes
 from thrifty.server.responses import json_response
 from thrifty.server.sse import sse_body
 from thrifty.tenancy.auth import Authenticator
@@ -133,15 +135,18 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 def create_app(gateway: Gateway) -> Starlette:
     api = Api(gateway)
+    batches = BatchApi(gateway, api._tenant)  # /v1/files + /v1/batches and their job runner
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
         if api.tenancy is not None:
             await api.tenancy.start()
+        await batches.start()
         try:
             yield
         finally:
+            await batches.aclose()
             if api.tenancy is not None:
                 await api.tenancy.aclose()
             await gateway.aclose()
@@ -156,8 +161,10 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/readyz", api.readyz, methods=["GET"]),
         *admin_routes(gateway),
+        *batches.routes(),
         *metrics_routes(gateway),
         *dashboard_routes(gateway),
+        *openapi_routes(gateway),
     ]
     app = Starlette(
         routes=routes,

@@ -1,0 +1,170 @@
+"""Batch jobs and their files in SQLite (next to the ledger by default), in the OpenAI shapes.
+
+A file row holds its bytes; a batch row holds the OpenAI Batch object's fields plus what thrifty
+needs to run it (`upstream`: the provider batch it was forwarded to, `owner`: the process running it).
+Everything is scoped by tenant: a tenant never sees another tenant's files or batches.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS batch_files (
+    id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, purpose TEXT NOT NULL, filename TEXT NOT NULL,
+    bytes INTEGER NOT NULL, created_at INTEGER NOT NULL, data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, key_id TEXT, status TEXT NOT NULL, owner TEXT,
+    created_at INTEGER NOT NULL, body TEXT NOT NULL, upstream TEXT
+);
+CREATE INDEX IF NOT EXISTS batches_tenant ON batches (tenant_id, created_at);
+"""
+ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
+FINAL = ("completed", "failed", "expired", "cancelled")
+
+
+def new_id(prefix: str) -> str:
+    return prefix + uuid.uuid4().hex[:24]
+
+
+def file_object(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "object": "file",
+        "bytes": row["bytes"],
+        "created_at": row["created_at"],
+        "filename": row["filename"],
+        "purpose": row["purpose"],
+        "status": "processed",
+        "status_details": None,
+    }
+
+
+class BatchStore:
+    """Thread-safe access to one SQLite file of batch files and jobs."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r) for r in self._conn.execute(sql, params)]
+
+    def _run(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        with self._lock:
+            return self._conn.execute(sql, params).rowcount
+
+    # ------------------------------------------------------------------ files
+
+    def add_file(self, tenant: str, data: bytes, filename: str, purpose: str) -> dict[str, Any]:
+        row = {
+            "id": new_id("file-"),
+            "tenant_id": tenant,
+            "purpose": purpose,
+            "filename": filename,
+            "bytes": len(data),
+            "created_at": int(time.time()),
+            "data": data,
+        }
+        self._run(
+            "INSERT INTO batch_files VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (row["id"], tenant, purpose, filename, len(data), row["created_at"], data),
+        )
+        return file_object(row)
+
+    def file(self, tenant: str, file_id: str) -> dict[str, Any] | None:
+        rows = self._all(
+            "SELECT id, purpose, filename, bytes, created_at FROM batch_files WHERE id = ? AND tenant_id = ?",
+            (file_id, tenant),
+        )
+        return file_object(rows[0]) if rows else None
+
+    def files(self, tenant: str, purpose: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT id, purpose, filename, bytes, created_at FROM batch_files WHERE tenant_id = ?"
+        params: tuple[Any, ...] = (tenant,)
+        if purpose:
+            sql, params = sql + " AND purpose = ?", (tenant, purpose)
+        return [file_object(r) for r in self._all(sql + " ORDER BY created_at DESC", params)]
+
+    def content(self, tenant: str, file_id: str) -> bytes | None:
+        rows = self._all("SELECT data FROM batch_files WHERE id = ? AND tenant_id = ?", (file_id, tenant))
+        return bytes(rows[0]["data"]) if rows else None
+
+    def delete_file(self, tenant: str, file_id: str) -> bool:
+        return self._run("DELETE FROM batch_files WHERE id = ? AND tenant_id = ?", (file_id, tenant)) > 0
+
+    # ------------------------------------------------------------------ batches
+
+    def add_batch(self, tenant: str, key_id: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        self._run(
+            "INSERT INTO batches (id, tenant_id, key_id, status, created_at, body) VALUES (?, ?, ?, ?, ?, ?)",
+            (body["id"], tenant, key_id, body["status"], body["created_at"], orjson.dumps(body).decode()),
+        )
+        return body
+
+    def batch(self, batch_id: str, tenant: str | None = None) -> dict[str, Any] | None:
+        sql, params = "SELECT body FROM batches WHERE id = ?", (batch_id,)
+        if tenant is not None:
+            sql, params = sql + " AND tenant_id = ?", (batch_id, tenant)
+        rows = self._all(sql, params)
+        return orjson.loads(rows[0]["body"]) if rows else None
+
+    def batches(self, tenant: str, limit: int = 20, after: str | None = None) -> list[dict[str, Any]]:
+        rows = self._all(
+            "SELECT id, body FROM batches WHERE tenant_id = ? ORDER BY created_at DESC, id DESC", (tenant,)
+        )
+        ids = [r["id"] for r in rows]
+        start = ids.index(after) + 1 if after in ids else 0
+        return [orjson.loads(r["body"]) for r in rows[start : start + limit]]
+
+    def save(self, body: dict[str, Any]) -> None:
+        self._run(
+            "UPDATE batches SET status = ?, body = ? WHERE id = ?",
+            (body["status"], orjson.dumps(body).decode(), body["id"]),
+        )
+
+    def tenant_of(self, batch_id: str) -> tuple[str, str | None]:
+        (row,) = self._all("SELECT tenant_id, key_id FROM batches WHERE id = ?", (batch_id,))
+        return row["tenant_id"], row["key_id"]
+
+    def upstream(self, batch_id: str) -> dict[str, Any] | None:
+        rows = self._all("SELECT upstream FROM batches WHERE id = ?", (batch_id,))
+        return orjson.loads(rows[0]["upstream"]) if rows and rows[0]["upstream"] else None
+
+    def set_upstream(self, batch_id: str, upstream: dict[str, Any]) -> None:
+        self._run("UPDATE batches SET upstream = ? WHERE id = ?", (orjson.dumps(upstream).decode(), batch_id))
+
+    def claim(self, owner: str) -> list[str]:
+        """Active batches nobody runs yet (or this owner runs), now owned by `owner`."""
+        marks = ",".join("?" * len(ACTIVE))
+        with self._lock:
+            self._conn.execute(
+                f"UPDATE batches SET owner = ? WHERE owner IS NULL AND status IN ({marks})", (owner, *ACTIVE)
+            )
+            rows = self._conn.execute(
+                f"SELECT id FROM batches WHERE owner = ? AND status IN ({marks}) ORDER BY created_at",
+                (owner, *ACTIVE),
+            ).fetchall()
+        return [r["id"] for r in rows]
+
+    def release(self, owner: str) -> None:
+        """Hand this owner's unfinished batches to the next process that starts (on shutdown)."""
+        self._run("UPDATE batches SET owner = NULL WHERE owner = ?", (owner,))

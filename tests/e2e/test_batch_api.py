@@ -1,0 +1,189 @@
+"""Provider batch APIs through `thrifty serve`: the official openai SDK's Files + Batches workflow,
+forwarded to the fake provider's batch API (booked at batch prices) or run through the gateway when
+the provider has none; plus the `thrifty batch` CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from tests.conftest import base_config, ledger_rows
+from thrifty.pricing.catalog import Catalog
+
+pytestmark = pytest.mark.e2e
+CATALOG = Catalog.bundled()
+
+
+def jsonl(model: str, questions: list[str]) -> bytes:
+    return b"".join(
+        orjson.dumps(
+            {
+                "custom_id": f"q-{i}",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {"model": model, "messages": [{"role": "user", "content": q}]},
+            }
+        )
+        + b"\n"
+        for i, q in enumerate(questions)
+    )
+
+
+def config(fake, **jobs) -> dict:
+    data = base_config(fake)
+    data["batching"] = {"jobs": {"poll_interval_s": 0.05, **jobs}}
+    return data
+
+
+def sdk(gw) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
+
+
+def wait_done(client: openai.OpenAI, batch_id: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        batch = client.batches.retrieve(batch_id)
+        if not seen or seen[-1] != batch.status:
+            seen.append(batch.status)
+        if batch.status in ("completed", "failed", "expired", "cancelled"):
+            return batch, seen
+        time.sleep(0.05)
+    raise AssertionError(f"batch {batch_id} still {seen}")
+
+
+def output(client: openai.OpenAI, file_id: str) -> dict[str, dict]:
+    lines = [orjson.loads(x) for x in client.files.content(file_id).content.splitlines() if x.strip()]
+    return {line["custom_id"]: line for line in lines}
+
+
+def test_sdk_batch_lifecycle_forwarded_to_the_provider_at_batch_prices(gateway_factory, fake):
+    gw = gateway_factory(config(fake))
+    client = sdk(gw)
+    questions = ["What is a batch?", "Why is it cheaper?", "When do I get results?"]
+    uploaded = client.files.create(file=("in.jsonl", jsonl("gpt-4o-mini", questions)), purpose="batch")
+    assert uploaded.purpose == "batch" and uploaded.bytes > 0
+    assert client.files.retrieve(uploaded.id).id == uploaded.id
+    batch = client.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h",
+        metadata={"job": "nightly"},
+    )  # fmt: skip
+    assert batch.status == "validating" and batch.metadata == {"job": "nightly"}
+    done, statuses = wait_done(client, batch.id)
+    assert done.status == "completed" and statuses[-1] == "completed"
+    assert done.request_counts.total == 3 and done.request_counts.completed == 3
+    answers = output(client, done.output_file_id)
+    assert sorted(answers) == ["q-0", "q-1", "q-2"]
+    for i, q in enumerate(questions):
+        body = answers[f"q-{i}"]["response"]["body"]
+        assert answers[f"q-{i}"]["response"]["status_code"] == 200
+        assert body["choices"][0]["message"]["content"] == f"echo: {q}"
+        assert body["model"] == "gpt-4o-mini"
+    assert batch.id in [b.id for b in client.batches.list(limit=10).data]
+    # forwarded: the fake provider got a file upload and a batch, no chat completions
+    assert len(fake.requests("/v1/files")) == 1 and len(fake.requests("/v1/batches")) == 1
+    assert fake.requests("/v1/chat/completions") == []
+    rows = ledger_rows(gw.ledger_path, expect=3)
+    assert len(rows) == 3
+    price = CATALOG.get("gpt-4o-mini")
+    for row in rows:
+        full = (row["input_tokens"] * price.input + row["output_tokens"] * price.output) / 1e6
+        assert row["cost_usd"] == pytest.approx(full * price.batch)
+        assert row["saved_batching"] == pytest.approx(full * (1 - price.batch))
+        assert row["baseline_cost_usd"] == pytest.approx(full)
+        assert orjson.loads(row["meta"])["batch_id"] == batch.id
+
+
+def test_provider_without_a_batch_api_runs_through_the_gateway(gateway_factory, fake):
+    gw = gateway_factory(config(fake))
+    client = sdk(gw)
+    uploaded = client.files.create(file=("in.jsonl", jsonl("claude-sonnet-4-5", ["a", "b"])), purpose="batch")
+    batch = client.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    done, _ = wait_done(client, batch.id)
+    assert done.status == "completed" and done.request_counts.completed == 2
+    answers = output(client, done.output_file_id)
+    assert [answers[k]["response"]["body"]["choices"][0]["message"]["content"] for k in ("q-0", "q-1")] == [
+        "echo: a",
+        "echo: b",
+    ]
+    assert len(fake.requests("/v1/messages")) == 2
+    rows = ledger_rows(gw.ledger_path, expect=2)
+    assert all(r["saved_batching"] == 0 and r["cost_usd"] > 0 for r in rows)  # no provider discount
+
+
+def test_bad_files_and_batches_get_clear_errors(gateway_factory, fake):
+    gw = gateway_factory(config(fake))
+    client = sdk(gw)
+    with pytest.raises(openai.BadRequestError):
+        client.files.create(file=("in.jsonl", b"{}"), purpose="fine-tune")
+    with pytest.raises(openai.BadRequestError):
+        client.batches.create(
+            input_file_id="file-nope", endpoint="/v1/chat/completions", completion_window="24h"
+        )
+    good = client.files.create(file=("in.jsonl", jsonl("gpt-4o-mini", ["x"])), purpose="batch")
+    with pytest.raises(openai.BadRequestError):
+        client.batches.create(input_file_id=good.id, endpoint="/v1/embeddings", completion_window="24h")
+    with pytest.raises(openai.NotFoundError):
+        client.batches.retrieve("batch_missing")
+    bad_lines = jsonl("gpt-4o-mini", ["x"]) + b"not json\n" + jsonl("gpt-4o-mini", ["dup"])
+    bad = client.files.create(file=("bad.jsonl", bad_lines), purpose="batch")
+    failed = client.batches.create(
+        input_file_id=bad.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    assert failed.status == "failed"
+    assert {e.code for e in failed.errors.data} == {"invalid_json_line", "duplicate_custom_id"}
+    assert [e.line for e in failed.errors.data] == [2, 3]
+    r = httpx.post(gw.base_url + "/files", content=b"garbage", headers={"content-type": "text/plain"})
+    assert r.status_code == 400 and r.json()["error"]["param"] in ("file", "purpose")
+    assert fake.requests("/v1/batches") == []
+
+
+def test_cancel_a_running_batch(gateway_factory, fake):
+    gw = gateway_factory(config(fake, poll_interval_s=1.0))
+    client = sdk(gw)
+    uploaded = client.files.create(file=("in.jsonl", jsonl("gpt-4o-mini", ["slow"])), purpose="batch")
+    batch = client.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    cancelling = client.batches.cancel(batch.id)
+    assert cancelling.status == "cancelling"
+    done, _ = wait_done(client, batch.id)
+    assert done.status == "cancelled" and done.output_file_id is None
+    with pytest.raises(openai.BadRequestError):
+        client.batches.cancel(batch.id)
+    assert ledger_rows(gw.ledger_path, timeout=0.5) == []
+
+
+def test_cli_submit_status_results(gateway_factory, fake, tmp_path):
+    gw = gateway_factory(config(fake))
+    path = tmp_path / "jobs.jsonl"
+    path.write_bytes(jsonl("gpt-4o-mini", ["one", "two"]))
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "thrifty.cli", "batch", *args, "--url", gw.base_url]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+    submitted = cli("submit", str(path))
+    assert submitted.returncode == 0, submitted.stderr
+    batch_id = submitted.stdout.strip()
+    assert batch_id.startswith("batch_")
+    deadline = time.monotonic() + 30
+    while "completed" not in (status := cli("status", batch_id)).stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "completed  2/2 done, 0 failed" in status.stdout
+    results = cli("results", batch_id)
+    lines = [orjson.loads(x) for x in results.stdout.splitlines()]
+    assert [x["response"]["body"]["choices"][0]["message"]["content"] for x in lines] == [
+        "echo: one",
+        "echo: two",
+    ]
+    missing = cli("status", "batch_nope")
+    assert missing.returncode == 1 and "404" in missing.stderr
