@@ -4,6 +4,7 @@ the provider has none; plus the `thrifty batch` CLI."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -187,3 +188,23 @@ def test_cli_submit_status_results(gateway_factory, fake, tmp_path):
     ]
     missing = cli("status", "batch_nope")
     assert missing.returncode == 1 and "404" in missing.stderr
+
+
+def test_a_killed_gateway_resumes_its_forwarded_batch_on_restart(gateway_factory, fake):
+    first = gateway_factory(config(fake, poll_interval_s=30.0))
+    client = sdk(first)
+    uploaded = client.files.create(file=("in.jsonl", jsonl("gpt-4o-mini", ["survive"])), purpose="batch")
+    batch = client.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    deadline = time.monotonic() + 20
+    while client.batches.retrieve(batch.id).status != "in_progress" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(fake.requests("/v1/batches")) == 1  # submitted upstream, now waiting for its next poll
+    first.stop(signal.SIGKILL)
+    second = gateway_factory(config(fake))  # same directory: same ledger and batch store
+    done, _ = wait_done(sdk(second), batch.id)
+    assert done.status == "completed"
+    assert len(fake.requests("/v1/batches")) == 1  # followed the same upstream batch, not resubmitted
+    (row,) = ledger_rows(second.ledger_path, expect=1)
+    assert orjson.loads(row["meta"])["batch_id"] == batch.id

@@ -77,9 +77,14 @@ def ask(gw, model: str, question: str, *, system: str = SYSTEM, tools=None, hist
     return raw.parse(), raw.headers["x-request-id"]
 
 
-def test_stable_prefix_reaches_the_provider_byte_identical(gateway_factory, fakes):
+@pytest.mark.parametrize(
+    "compression",
+    [{}, {"extractive": {"enabled": True, "ratio": 0.5, "min_context_tokens": 20}}],
+    ids=["default", "extractive"],
+)
+def test_stable_prefix_reaches_the_provider_byte_identical(gateway_factory, fakes, compression):
     one, two = fakes
-    gw = gateway_factory(config(one, two))
+    gw = gateway_factory({**config(one, two), "compression": compression})
     history = [
         {"role": "user", "content": "Hi, I bought a drill."},
         {"role": "assistant", "content": "Hello!"},

@@ -51,6 +51,7 @@ class JobRunner:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        self._release_dead_owners()
         if self._loop_task is None:
             self._loop_task = asyncio.get_running_loop().create_task(self._loop())
 
@@ -61,6 +62,15 @@ class JobRunner:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._loop_task = None
         self.store.release(self.owner)  # another process picks them up where they stand
+
+    def _release_dead_owners(self) -> None:
+        """Batches owned by a process of this host that is gone (killed, crashed) are picked up again."""
+        host = socket.gethostname()
+        for owner in self.store.owners():
+            name, _, rest = owner.partition(":")
+            pid = rest.partition(":")[0]
+            if name == host and pid.isdigit() and not _alive(int(pid)):
+                self.store.release(owner)
 
     def wake(self) -> None:
         self._wake.set()
@@ -304,6 +314,16 @@ class JobRunner:
             self._finish(body, "cancelled")
             return
         self._store_outputs(body, tenant, ok, failed)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def batch_object(

@@ -165,6 +165,13 @@ class BatchStore:
             ).fetchall()
         return [r["id"] for r in rows]
 
+    def owners(self) -> list[str]:
+        marks = ",".join("?" * len(ACTIVE))
+        rows = self._all(
+            f"SELECT DISTINCT owner FROM batches WHERE owner IS NOT NULL AND status IN ({marks})", ACTIVE
+        )
+        return [r["owner"] for r in rows]
+
     def release(self, owner: str) -> None:
         """Hand this owner's unfinished batches to the next process that starts (on shutdown)."""
         self._run("UPDATE batches SET owner = NULL WHERE owner = ?", (owner,))
