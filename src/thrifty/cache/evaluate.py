@@ -1,0 +1,252 @@
+"""Calibrating and evaluating the semantic-cache verifier on a labelled pairs file.
+
+Two views of the same file:
+
+- **pairs**: every labelled pair of the split scored on its own: precision of the accepted pairs and
+  recall of the duplicates, for the verifier and for a cosine threshold calibrated on the same dev
+  pairs to the same target precision;
+- **lookup**: a cache simulation: the split's `a` questions form the index, each `b` is looked up
+  (embed, nearest neighbour, verify); a hit is correct only when the pair (found `a`, `b`) is labelled a
+  duplicate in the file. Latency is measured per lookup with a live embedding on a sample of queries.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from thrifty.cache.verify.pairs import Pair, sample, select
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from thrifty.cache.verify.embcache import EmbeddingCache
+    from thrifty.cache.verify.model import VerifierModel
+
+
+# -- operating points ------------------------------------------------------------------------------
+def wilson_lower(hits: int, total: int, z: float) -> float:
+    """Lower end of the Wilson score interval of a proportion."""
+    if total == 0:
+        return 0.0
+    p = hits / total
+    centre = p + z * z / (2 * total)
+    margin = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
+    return (centre - margin) / (1 + z * z / total)
+
+
+def choose_threshold(scores: Sequence[float], labels: Sequence[bool], target: float, z: float = 1.0) -> float:
+    """The lowest score threshold whose accepted set has precision ≥ target, with the precision's
+    Wilson lower bound (z standard errors) rather than its point value, so that the point holds on
+    unseen pairs. Returns +inf (accept nothing) when no threshold reaches the target."""
+    import numpy as np
+
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=bool)
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    tp = np.cumsum(y)
+    best = math.inf
+    for i in range(len(s)):
+        if i + 1 < len(s) and s[i + 1] == s[i]:
+            continue  # a threshold accepts every tie at once
+        if s[i] <= 0.0:
+            break  # score 0 means vetoed: never accepted
+        if wilson_lower(int(tp[i]), i + 1, z) >= target:
+            best = float(s[i])
+    return best
+
+
+@dataclass(frozen=True)
+class PairStats:
+    threshold: float
+    pairs: int
+    duplicates: int
+    accepted: int
+    correct: int
+
+    @property
+    def precision(self) -> float | None:
+        return self.correct / self.accepted if self.accepted else None
+
+    @property
+    def recall(self) -> float:
+        return self.correct / self.duplicates if self.duplicates else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "precision": self.precision, "recall": self.recall}
+
+
+def pair_stats(scores: Sequence[float], labels: Sequence[bool], threshold: float) -> PairStats:
+    accepted = [bool(y) for s, y in zip(scores, labels, strict=True) if s >= threshold and s > 0.0]
+    return PairStats(
+        threshold=threshold,
+        pairs=len(labels),
+        duplicates=sum(map(bool, labels)),
+        accepted=len(accepted),
+        correct=sum(accepted),
+    )
+
+
+# -- scoring -----------------------------------------------------------------------------------------
+def pair_cosines(pairs: Sequence[Pair], cache: EmbeddingCache) -> np.ndarray:
+    import numpy as np
+
+    if not pairs:
+        return np.zeros(0)
+    cache.fill([t for p in pairs for t in (p.a, p.b)], progress=True)
+    return np.einsum("ij,ij->i", cache.matrix([p.a for p in pairs]), cache.matrix([p.b for p in pairs]))
+
+
+def verifier_scores(model: VerifierModel, pairs: Sequence[Pair], cosines: Sequence[float]) -> list[float]:
+    """The query is the pair's `b`, the stored candidate its `a` (as in the lookup view)."""
+    return [model.score(p.b, p.a, float(c)) for p, c in zip(pairs, cosines, strict=True)]
+
+
+def calibrate(
+    model: VerifierModel, pairs: Sequence[Pair], cache: EmbeddingCache, target: float, limit: int | None
+) -> VerifierModel:
+    """The model with the operating point for `target` chosen on the dev split (and the cosine
+    baseline's point on the same pairs, kept for `eval` to compare against)."""
+    dev = sample(select(pairs, "dev"), limit)
+    if not dev:
+        raise ValueError("the pairs file has no dev pairs to calibrate on")
+    labels = [p.duplicate for p in dev]
+    cosines = pair_cosines(dev, cache)
+    scores = verifier_scores(model, dev, cosines)
+    threshold = choose_threshold(scores, labels, target)
+    cosine_threshold = choose_threshold(cosines.tolist(), labels, target)
+    return model.with_threshold(
+        threshold,
+        target_precision=target,
+        calibration_pairs=len(dev),
+        cosine_threshold=cosine_threshold,
+        dev=pair_stats(scores, labels, threshold).as_dict(),
+        dev_cosine=pair_stats(cosines.tolist(), labels, cosine_threshold).as_dict(),
+    )
+
+
+# -- lookup simulation -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LookupStats:
+    queries: int
+    answerable: int  # queries whose labelled duplicate is in the index
+    hits: int
+    correct: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "hit_rate": self.hits / self.queries if self.queries else 0.0,
+            "precision": self.correct / self.hits if self.hits else None,
+            "recall": self.correct / self.answerable if self.answerable else 0.0,
+        }
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values), q)) if values else 0.0
+
+
+def lookup(
+    model: VerifierModel,
+    pairs: Sequence[Pair],
+    all_pairs: Sequence[Pair],
+    cache: EmbeddingCache,
+    cosine_threshold: float,
+    latency_queries: int,
+) -> dict[str, Any]:
+    """Index the `a` questions, look each `b` up; verifier against cosine-only at its threshold."""
+    import numpy as np
+
+    from thrifty.cache.index import VectorIndex
+
+    stored = list(dict.fromkeys(p.a for p in pairs))
+    queries = list(dict.fromkeys(p.b for p in pairs))
+    duplicate_of = {(p.a, p.b) for p in all_pairs if p.duplicate}
+    answerable_set = {p.b for p in all_pairs if p.duplicate and p.a in set(stored)}
+    cache.fill(stored + queries, progress=True)
+    index = VectorIndex(cache.embedder.dim)
+    for key, vector in enumerate(cache.matrix(stored)):
+        index.add("eval", key, np.asarray(vector, dtype=np.float32))
+    verified = [0, 0]
+    baseline = [0, 0]
+    for query, vector in zip(queries, cache.matrix(queries), strict=True):
+        found = index.search("eval", np.asarray(vector, dtype=np.float32), 1)
+        if not found:
+            continue
+        key, cosine = found[0]
+        correct = (stored[key], query) in duplicate_of
+        if cosine >= cosine_threshold:
+            baseline[0] += 1
+            baseline[1] += correct
+        if model.accept(query, stored[key], cosine)[0]:
+            verified[0] += 1
+            verified[1] += correct
+    answerable = sum(q in answerable_set for q in queries)
+    return {
+        "index_entries": len(stored),
+        "verifier": LookupStats(len(queries), answerable, *verified).as_dict(),
+        "cosine": LookupStats(len(queries), answerable, *baseline).as_dict(),
+        "latency_ms": _latency(model, index, stored, sample_queries(queries, latency_queries), cache),
+    }
+
+
+def sample_queries(queries: Sequence[str], n: int) -> list[str]:
+    return [q for i, q in enumerate(queries) if i < n]
+
+
+def _latency(
+    model: VerifierModel, index: Any, stored: Sequence[str], queries: Sequence[str], cache: EmbeddingCache
+) -> dict[str, float]:
+    """Per-lookup wall time with a live embedding (not the disk cache): embed, search, verify."""
+    import numpy as np
+
+    embedder = cache.embedder
+    parts: dict[str, list[float]] = {"embed": [], "search": [], "verify": [], "total": []}
+    for query in queries:
+        t0 = time.perf_counter()
+        vector = np.asarray(embedder.embed_one(query), dtype=np.float32)
+        t1 = time.perf_counter()
+        found = index.search("eval", vector, 1)
+        t2 = time.perf_counter()
+        if found:
+            model.accept(query, stored[found[0][0]], found[0][1])
+        t3 = time.perf_counter()
+        for name, value in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True):
+            parts[name].append(value * 1000)
+    out: dict[str, float] = {"queries": float(len(queries))}
+    for name, values in parts.items():
+        out[f"{name}_p50"] = _percentile(values, 50)
+        out[f"{name}_p99"] = _percentile(values, 99)
+    return out
+
+
+# -- the report --------------------------------------------------------------------------------------
+def evaluate(
+    model: VerifierModel,
+    pairs: Sequence[Pair],
+    cache: EmbeddingCache,
+    split: str,
+    limit: int | None,
+    latency_queries: int,
+) -> dict[str, Any]:
+    if model.threshold is None:
+        raise ValueError("the verifier is not calibrated: run `thrifty cache calibrate` first")
+    chosen = sample(select(pairs, split), limit)
+    labels = [p.duplicate for p in chosen]
+    cosines = pair_cosines(chosen, cache)
+    scores = verifier_scores(model, chosen, cosines)
+    cosine_threshold = float(model.meta.get("cosine_threshold", math.inf))
+    return {
+        "split": split,
+        "pairs": len(chosen),
+        "target_precision": model.meta.get("target_precision"),
+        "verifier": pair_stats(scores, labels, model.threshold).as_dict(),
+        "cosine": pair_stats(cosines.tolist(), labels, cosine_threshold).as_dict(),
+        "lookup": lookup(model, chosen, pairs, cache, cosine_threshold, latency_queries),
+    }

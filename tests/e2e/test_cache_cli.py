@@ -1,0 +1,160 @@
+"""`thrifty cache train | calibrate | eval` as a user runs them: real CLI processes, real embedder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from thrifty.cache.evaluate import pair_cosines, verifier_scores
+from thrifty.cache.verify import load_verifier
+from thrifty.cache.verify.embcache import EmbeddingCache
+from thrifty.cache.verify.model import VerifierModel
+from thrifty.cache.verify.pairs import read_pairs, select
+from thrifty.embed import get_embedder
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
+QQP = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cache" / "qqp_pairs.jsonl"
+
+TOPICS = ["Python", "Rust", "French", "chess", "guitar", "Spanish", "calculus", "Excel", "Java", "yoga"]
+PLACES = ["Paris", "Tokyo", "Berlin", "Madrid", "Rome", "Oslo", "Lima", "Cairo", "Delhi", "Seoul"]
+
+
+def synthetic_pairs() -> list[dict]:
+    """Duplicates that differ only in wording or case; non-duplicates that differ in what they ask."""
+    rows = []
+    for i, topic in enumerate(TOPICS):
+        rows.append(
+            {
+                "a": f"How can I learn {topic} quickly?",
+                "b": f"how can i learn {topic} quickly",
+                "duplicate": True,
+            }
+        )
+        rows.append(
+            {
+                "a": f"What is the best book about {topic}?",
+                "b": f"What is the best book on {topic}?",
+                "duplicate": True,
+            }
+        )
+        rows.append(
+            {"a": f"How do I learn {topic}?", "b": f"How do I learn {TOPICS[i - 1]}?", "duplicate": False}
+        )
+        rows.append(
+            {
+                "a": f"Is {topic} hard to learn in {i + 2} weeks?",
+                "b": f"Is {topic} hard to learn in {i + 5} weeks?",
+                "duplicate": False,
+            }
+        )
+        rows.append(
+            {
+                "a": f"What is the weather like in {PLACES[i]}?",
+                "b": f"What is the weather like in {PLACES[i - 1]}?",
+                "duplicate": False,
+            }
+        )
+        rows.append(
+            {
+                "a": f"Why is {PLACES[i]} expensive?",
+                "b": f"When is {PLACES[i]} expensive?",
+                "duplicate": False,
+            }
+        )
+    return rows  # fmt: skip
+
+
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "thrifty.cli", "cache", *args], capture_output=True, text=True, timeout=800
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache-cli")
+
+
+def test_calibrate_meets_target_on_dev_and_eval_reports_fields(workdir: Path) -> None:
+    pairs_file = workdir / "synthetic.jsonl"
+    pairs_file.write_text("".join(json.dumps(r) + "\n" for r in synthetic_pairs()))
+    emb = workdir / "emb"
+    out = workdir / "calibrated.npz"
+    proc = run("calibrate", "--pairs", str(pairs_file), "--target-precision", "0.9", "--out", str(out),
+               "--embed-cache", str(emb))  # fmt: skip
+    assert "threshold" in proc.stdout and out.exists()
+    model = VerifierModel.load(out)
+    assert model.meta["target_precision"] == 0.9 and model.threshold is not None
+
+    # the written threshold, applied to the dev pairs, keeps the target precision
+    dev = select(read_pairs(pairs_file), "dev")
+    cosines = pair_cosines(dev, EmbeddingCache(get_embedder(), emb))
+    scores = verifier_scores(model, dev, cosines)
+    accepted = [p.duplicate for p, s in zip(dev, scores, strict=True) if s >= model.threshold and s > 0]
+    assert not accepted or sum(accepted) / len(accepted) >= 0.9
+    assert model.meta["dev"]["accepted"] == len(accepted)
+
+    proc = run("eval", "--pairs", str(pairs_file), "--verifier", str(out), "--split", "all",
+               "--json", "--latency-queries", "5", "--embed-cache", str(emb))  # fmt: skip
+    report = json.loads(proc.stdout)
+    assert report["split"] == "all" and report["pairs"] == len(synthetic_pairs())
+    assert report["target_precision"] == 0.9
+    for side in ("verifier", "cosine"):
+        stats = report[side]
+        assert {"threshold", "precision", "recall", "accepted", "correct", "duplicates"} <= stats.keys()
+        assert stats["duplicates"] == 20 and 0 <= stats["correct"] <= stats["accepted"] <= report["pairs"]
+        look = report["lookup"][side]
+        assert {"hit_rate", "precision", "recall", "hits", "queries"} <= look.keys()
+        assert 0.0 <= look["hit_rate"] <= 1.0 and look["queries"] == len({r["b"] for r in synthetic_pairs()})
+    # every pair whose only difference is a number, place or question kind is rejected
+    assert report["verifier"]["accepted"] == report["verifier"]["correct"]
+    assert report["verifier"]["correct"] >= 10
+    lat = report["lookup"]["latency_ms"]
+    assert lat["queries"] == 5 and 0 < lat["verify_p50"] <= lat["total_p50"]
+    assert report["lookup"]["index_entries"] == len({r["a"] for r in synthetic_pairs()})
+
+    text = run("eval", "--pairs", str(pairs_file), "--verifier", str(out), "--split", "all",
+               "--latency-queries", "2", "--embed-cache", str(emb)).stdout  # fmt: skip
+    assert "pairs  verifier" in text and "lookup cosine" in text and "latency ms" in text
+
+
+def test_bad_inputs_get_clear_errors(workdir: Path) -> None:
+    bad = workdir / "bad.jsonl"
+    bad.write_text('{"a": "x", "b": "y"}\n')
+    proc = run("eval", "--pairs", str(bad), check=False)
+    assert proc.returncode == 2 and "bad.jsonl:1" in proc.stderr
+    proc = run("calibrate", "--pairs", str(bad), "--target-precision", "1.5", check=False)
+    assert proc.returncode == 2 and "target-precision" in proc.stderr
+    raw = workdir / "raw.npz"
+    raw.write_bytes(b"not a model")
+    good = workdir / "good.jsonl"
+    good.write_text('{"a": "x?", "b": "y?", "duplicate": false}\n')
+    proc = run("eval", "--pairs", str(good), "--verifier", str(raw), check=False)
+    assert proc.returncode == 2 and "cannot load verifier" in proc.stderr
+
+
+@pytest.mark.skipif(not QQP.exists(), reason="needs ../shared/data/cache/qqp_pairs.jsonl")
+def test_train_calibrate_eval_on_a_slice_of_qqp(workdir: Path) -> None:
+    slice_file = workdir / "qqp_slice.jsonl"
+    with QQP.open() as src:
+        slice_file.write_text("".join(next(src) for _ in range(600)))
+    emb, model_file = workdir / "emb-qqp", workdir / "qqp.npz"
+    run("train", "--pairs", str(slice_file), "--out", str(model_file), "--combiner-pairs", "60",
+        "--epochs", "3", "--embed-cache", str(emb))  # fmt: skip
+    trained = VerifierModel.load(model_file)
+    assert trained.threshold is None and trained.meta["combiner_pairs"] == 60
+    run("calibrate", "--pairs", str(slice_file), "--target-precision", "0.8", "--verifier", str(model_file),
+        "--limit", "40", "--embed-cache", str(emb))  # fmt: skip
+    assert load_verifier(str(model_file)) is not None
+    proc = run("eval", "--pairs", str(slice_file), "--verifier", str(model_file), "--limit", "40",
+               "--json", "--latency-queries", "3", "--embed-cache", str(emb))  # fmt: skip
+    report = json.loads(proc.stdout)
+    assert report["pairs"] == 40 and report["split"] == "test"
+    assert report["verifier"]["pairs"] == 40 and report["lookup"]["latency_ms"]["queries"] == 3
