@@ -189,3 +189,43 @@ def test_streaming_cascade_escalation_is_well_formed_sse(gw, fake):
         ("ok", "gpt-4o"),
     ]
     assert "hedges" in rows[-2]["error"]
+
+
+def test_learned_router_virtual_model(gateway_factory, fake, tmp_path):
+    from tests.unit.test_routing_learned import synthetic_rows
+    from thrifty.routing.data import from_rows
+    from thrifty.routing.train import train
+
+    model, _ = train(from_rows(synthetic_rows()).split()[0], None)
+    path = model.save(tmp_path / "router.npz")
+    config = routing_config(fake)
+    config["routing"]["virtual_models"]["thrifty/learned"] = {
+        "learned": {
+            "path": str(path),
+            "models": {"tiny": "gpt-4o-mini", "mid": "gpt-4o-mini", "huge": "gpt-4o"},
+            "policy": "quality",
+            "quality_target": 0.8,
+        }
+    }
+    gw = gateway_factory(config)
+    hard = client(gw).chat.completions.with_raw_response.create(
+        model="thrifty/learned", messages=[{"role": "user", "content": "question 1 about quantum word1"}]
+    )
+    easy = client(gw).chat.completions.with_raw_response.create(
+        model="thrifty/learned", messages=[{"role": "user", "content": "question 1 about poetry word1"}]
+    )
+    assert hard.headers["x-thrifty-model"] == "gpt-4o" and easy.headers["x-thrifty-model"] == "gpt-4o-mini"
+    assert easy.headers["x-thrifty-route"].startswith("learned:")
+    row = rows_of(gw, easy.headers["x-request-id"], 2)[0]
+    usage = easy.parse().usage
+    # baseline: the most expensive candidate (gpt-4o), as no baseline is configured
+    assert row["baseline_cost_usd"] == pytest.approx(
+        list_cost("gpt-4o", usage.prompt_tokens, usage.completion_tokens), rel=1e-6
+    )
+    # a per-request quality target overrides the configured one: any model meets 0.01 → the cheapest
+    lax = client(gw).chat.completions.with_raw_response.create(
+        model="thrifty/learned",
+        messages=[{"role": "user", "content": "question 1 about quantum word1"}],
+        extra_headers={"x-thrifty-quality-target": "0.01"},
+    )
+    assert lax.headers["x-thrifty-model"] == "gpt-4o-mini"
