@@ -43,7 +43,7 @@ def train_cmd(data_path: str, out_path: str, all_folds: bool, no_embedding: bool
     except OutcomeDataError as exc:
         _fail(str(exc))
     rows = data if all_folds else data.split()[0]
-    emb = None if no_embedding else EmbeddingCache().embed(rows.prompts)
+    emb = None if no_embedding else EmbeddingCache().embed(data.prompts)[rows.rows]
     model, report = train(rows, emb, meta={"data": data_path.rsplit("/", 1)[-1]})
     path = model.save(out_path)
     click.echo(
@@ -63,11 +63,12 @@ def train_gate_cmd(data_path: str, out_path: str, no_embedding: bool) -> None:
     from thrifty.routing.embedcache import EmbeddingCache
 
     try:
-        cal = load_outcomes(data_path).split()[0]
+        data = load_outcomes(data_path)
+        cal = data.split()[0]
         tiers = answered_tiers(cal, tier_order(cal))
     except (OutcomeDataError, ValueError) as exc:
         _fail(str(exc))
-    emb = None if no_embedding else EmbeddingCache().embed(cal.prompts)
+    emb = None if no_embedding else EmbeddingCache().embed(data.prompts)[cal.rows]
     model, l2 = train_gate(cal, emb, tiers)
     path = model.save(out_path)
     click.echo(f"gate trained on {model.meta['rows']} answers, l2={l2:g} → {path}")

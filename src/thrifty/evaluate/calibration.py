@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from thrifty.evaluate.metrics import Reference, _breakpoints
+from thrifty.evaluate.route import embed_rows
 from thrifty.routing.calibrate import Target, describe, pick, report, router_runner
 from thrifty.routing.data import OutcomeSet, load_outcomes
 from thrifty.routing.embedcache import EmbeddingCache
@@ -47,7 +48,7 @@ def calibrate_router(
     cache = cache or EmbeddingCache()
     data = load_outcomes(path)
     cal, test = data.split()
-    cal_emb = cache.embed(cal.prompts) if embed else None
+    cal_emb = embed_rows(data, cal, cache, embed)
     model, _ = train(cal, cal_emb)
     est = router_costs(model, cal)
     oof = _oof_router(model, cal, cal_emb)
@@ -57,7 +58,7 @@ def calibrate_router(
     held = None
     if chosen is not None:
         ref_test = Reference.of(test.scores, test.costs)
-        probs = router_probs(model, test, cache.embed(test.prompts) if embed else None)
+        probs = router_probs(model, test, embed_rows(data, test, cache, embed))
         p, strong = router_runner(probs, est, test.scores, test.costs, ref_test)(chosen[0])
         held = describe(p, ref_test, strong)
     return {"data": Path(path).name, "kind": "router", **report(target, "lambda", chosen, held)}
@@ -82,7 +83,7 @@ def calibrate_cascade(
     data = load_outcomes(path)
     cal, test = data.split()
     tiers = answered_tiers(data, tier_order(cal))
-    cal_emb = cache.embed(cal.prompts) if embed else None
+    cal_emb = embed_rows(data, cal, cache, embed)
     model, l2 = train_gate(cal, cal_emb, tiers)
     xs = gate_features(cal, tiers, cal_emb, cal.models)
     oof = np.zeros((len(cal), len(xs)))
@@ -106,7 +107,7 @@ def calibrate_cascade(
     held_out = None
     if chosen is not None:
         ref_test = Reference.of(test.scores, test.costs)
-        scores = score_gate(model, test, tiers, cache.embed(test.prompts) if model.use_embedding else None)
+        scores = score_gate(model, test, tiers, embed_rows(data, test, cache, model.use_embedding))
         p, strong = runner(scores, test, ref_test)(chosen[0])
         held_out = describe(p, ref_test, strong)
     return {

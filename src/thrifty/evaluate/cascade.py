@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from thrifty.evaluate.baselines import baselines
 from thrifty.evaluate.metrics import Curve, Point, Reference
-from thrifty.evaluate.route import curve_report
+from thrifty.evaluate.route import curve_report, embed_rows
 from thrifty.routing.data import OutcomeSet, load_outcomes
 from thrifty.routing.embedcache import EmbeddingCache
 
@@ -183,11 +183,11 @@ def evaluate_cascade(
     train_set, test_set = data.split()
     tiers = answered_tiers(data, tier_order(train_set))
     if gate_file is None:
-        emb = cache.embed(train_set.prompts) if embed else None
+        emb = embed_rows(data, train_set, cache, embed)
         model, _ = train_gate(train_set, emb, tiers)
     else:
         model = GateModel.load(gate_file)
-    test_emb = cache.embed(test_set.prompts) if model.use_embedding else None
+    test_emb = embed_rows(data, test_set, cache, model.use_embedding)
     ref = Reference.of(test_set.scores, test_set.costs)
     learned = gate_curve(score_gate(model, test_set, tiers, test_emb), tiers, test_set, ref)
     seed = replay(rule_gate_scores(test_set, tiers, SeedGate()), 0.5, tiers, test_set, ref)

@@ -21,8 +21,11 @@ if TYPE_CHECKING:
     from thrifty.routing.learned import LearnedModel
 
 
-def embed_prompts(data: OutcomeSet, cache: EmbeddingCache, use: bool = True) -> np.ndarray | None:
-    return cache.embed(data.prompts) if use else None
+def embed_rows(
+    full: OutcomeSet, part: OutcomeSet, cache: EmbeddingCache, use: bool = True
+) -> np.ndarray | None:
+    """Embeddings of `part`'s prompts, computed (and cached) once for the whole file `full`."""
+    return cache.embed(full.prompts)[part.rows] if use else None
 
 
 def router_probs(model: LearnedModel, data: OutcomeSet, embeddings: np.ndarray | None) -> np.ndarray:
@@ -65,13 +68,13 @@ def evaluate_router(
         raise ValueError("the data needs rows in folds 0–3 (train) and fold 4 (test)")
     trained: dict[str, Any] = {}
     if router is None:
-        emb = embed_prompts(train_set, cache, embed)
+        emb = embed_rows(data, train_set, cache, embed)
         model, report = train(train_set, emb, meta={"data": Path(path).name})
         trained = {"l2": report.l2, "blend": report.blend, "cv_apgr_cost": report.cv_apgr}
     else:
         model = LearnedModel.load(router)
         trained = {"router_file": str(router), **{k: model.meta.get(k) for k in ("data", "rows", "l2")}}
-    probs = router_probs(model, test_set, embed_prompts(test_set, cache, model.use_embedding))
+    probs = router_probs(model, test_set, embed_rows(data, test_set, cache, model.use_embedding))
     ref = Reference.of(test_set.scores, test_set.costs)
     curve = sweep(probs, router_costs(model, test_set), test_set.scores, test_set.costs, ref)
     return {

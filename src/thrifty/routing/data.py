@@ -39,6 +39,8 @@ class OutcomeSet:
     input_tokens: np.ndarray
     responses: list[dict[str, str]]
     """Per row: model → recorded response text (only models whose response was recorded)."""
+    rows: np.ndarray
+    """Index of each row in the file it was read from (subsets keep them)."""
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -57,6 +59,7 @@ class OutcomeSet:
             costs=self.costs[idx],
             input_tokens=self.input_tokens[idx],
             responses=[self.responses[i] for i in idx],
+            rows=self.rows[idx],
         )
 
     def folds_in(self, folds: Sequence[int]) -> OutcomeSet:
@@ -134,6 +137,7 @@ def from_rows(rows: Iterable[Any]) -> OutcomeSet:
         costs=np.asarray(costs, dtype=np.float64),
         input_tokens=np.asarray(tokens, dtype=np.int64),
         responses=responses,
+        rows=np.arange(len(prompts)),
     )
 
 
