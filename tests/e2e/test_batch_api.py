@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import base_config, ledger_rows
 from thrifty.pricing.catalog import Catalog
+from thrifty.testing.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.e2e
 CATALOG = Catalog.bundled()
@@ -101,7 +102,7 @@ def test_sdk_batch_lifecycle_forwarded_to_the_provider_at_batch_prices(gateway_f
         assert orjson.loads(row["meta"])["batch_id"] == batch.id
 
 
-def test_provider_without_a_batch_api_runs_through_the_gateway(gateway_factory, fake):
+def test_anthropic_message_batches_forwarded_at_batch_prices(gateway_factory, fake):
     gw = gateway_factory(config(fake))
     client = sdk(gw)
     uploaded = client.files.create(file=("in.jsonl", jsonl("claude-sonnet-4-5", ["a", "b"])), purpose="batch")
@@ -111,11 +112,45 @@ def test_provider_without_a_batch_api_runs_through_the_gateway(gateway_factory, 
     done, _ = wait_done(client, batch.id)
     assert done.status == "completed" and done.request_counts.completed == 2
     answers = output(client, done.output_file_id)
-    assert [answers[k]["response"]["body"]["choices"][0]["message"]["content"] for k in ("q-0", "q-1")] == [
-        "echo: a",
-        "echo: b",
+    bodies = [answers[k]["response"]["body"] for k in ("q-0", "q-1")]
+    assert [b["choices"][0]["message"]["content"] for b in bodies] == ["echo: a", "echo: b"]
+    assert {b["model"] for b in bodies} == {"claude-sonnet-4-5"}
+    (sent,) = [r["body"] for r in fake.requests("/v1/messages/batches")]
+    assert [r["custom_id"] for r in sent["requests"]] == ["r0", "r1"]
+    assert sent["requests"][0]["params"]["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "a"}]}
     ]
-    assert len(fake.requests("/v1/messages")) == 2
+    assert fake.requests("/v1/messages") == []
+    price = CATALOG.get("claude-sonnet-4-5")
+    rows = ledger_rows(gw.ledger_path, expect=2)
+    assert len(rows) == 2
+    for row in rows:
+        full = (row["input_tokens"] * price.input + row["output_tokens"] * price.output) / 1e6
+        assert row["cost_usd"] == pytest.approx(full * price.batch)
+        assert row["saved_batching"] == pytest.approx(full * (1 - price.batch))
+
+
+def test_provider_without_a_batch_api_runs_through_the_gateway(gateway_factory, fake):
+    with FakeProvider(batch_api=False) as plain:
+        data = config(fake)
+        data["providers"]["plain"] = {"type": "openai", "base_url": plain.openai_base_url, "api_key": "k"}
+        data["models"]["plain-mini"] = {"price": "gpt-4o-mini", "deployments": [{"provider": "plain"}]}
+        gw = gateway_factory(data)
+        client = sdk(gw)
+        uploaded = client.files.create(file=("in.jsonl", jsonl("plain-mini", ["a", "b"])), purpose="batch")
+        batch = client.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        done, _ = wait_done(client, batch.id)
+        assert done.status == "completed" and done.request_counts.completed == 2
+        answers = output(client, done.output_file_id)
+        assert [
+            answers[k]["response"]["body"]["choices"][0]["message"]["content"] for k in ("q-0", "q-1")
+        ] == [
+            "echo: a",
+            "echo: b",
+        ]
+        assert len(plain.requests("/v1/chat/completions")) == 2  # /v1/files was a 404: ran the lines
     rows = ledger_rows(gw.ledger_path, expect=2)
     assert all(r["saved_batching"] == 0 and r["cost_usd"] > 0 for r in rows)  # no provider discount
 

@@ -19,13 +19,12 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from thrifty.batching.lines import Line, output_line, parse_lines
 from thrifty.batching.settings import JobSettings
 from thrifty.batching.store import BatchStore, new_id
 from thrifty.errors import ThriftyError, UpstreamError
 from thrifty.pipeline import Call
+from thrifty.providers.batch import BatchResult
 from thrifty.providers.table import Deployment
 from thrifty.types import Tenant, Usage, new_request_id
 
@@ -162,22 +161,10 @@ class JobRunner:
     async def _submit(
         self, body: dict[str, Any], lines: list[Line], name: str, dep: Deployment
     ) -> dict[str, Any]:
-        payload = b"".join(
-            orjson.dumps(
-                {
-                    "custom_id": ln.custom_id,
-                    "method": "POST",
-                    "url": body["endpoint"],
-                    "body": {**ln.body, "model": dep.model},
-                }
-            )
-            + b"\n"
-            for ln in lines
-        )
         client = dep.provider.batch_api()
-        file_id = await client.upload(payload, f"{body['id']}.jsonl")
-        created = await client.create(file_id, body["endpoint"], {"thrifty_batch": body["id"]})
-        upstream = {"model": name, "deployment": dep.key, "batch_id": created["id"], "file_id": file_id}
+        requests = [(f"r{i}", ln.body) for i, ln in enumerate(lines)]  # ids every provider accepts
+        upstream_id = await client.submit(requests, dep.model, body["id"])
+        upstream = {"model": name, "deployment": dep.key, "batch_id": upstream_id}
         self.store.set_upstream(body["id"], upstream)
         body.update(status="in_progress", in_progress_at=int(time.time()))
         self._save(body)
@@ -198,58 +185,45 @@ class JobRunner:
             if stored["status"] == "cancelling" and not cancel_sent:
                 await client.cancel(upstream["batch_id"])
                 cancel_sent = True
-            remote = await client.retrieve(upstream["batch_id"])
-            counts = remote.get("request_counts") or {}
+            remote = await client.poll(upstream["batch_id"])
             body["request_counts"].update(
-                {k: counts[k] for k in ("total", "completed", "failed") if k in counts}
+                total=remote.total, completed=remote.completed, failed=remote.failed
             )
-            status = remote.get("status")
-            if status == "completed":
-                await self._collect(body, remote, upstream, dep, client)
+            if remote.status == "completed":
+                await self._collect(body, upstream, dep, await client.results(upstream["batch_id"]))
                 return
-            if status in ("failed", "expired", "cancelled"):
-                errors = ((remote.get("errors") or {}).get("data")) or None
-                self._finish(body, status, errors=errors)
+            if remote.status in ("failed", "expired", "cancelled"):
+                self._finish(body, remote.status, errors=remote.errors or None)
                 return
             body["status"] = "cancelling" if cancel_sent else "in_progress"
             self._save(body)
             await asyncio.sleep(self.settings.poll_interval_s)
 
     async def _collect(
-        self,
-        body: dict[str, Any],
-        remote: dict[str, Any],
-        upstream: dict[str, Any],
-        dep: Deployment,
-        client: Any,
+        self, body: dict[str, Any], upstream: dict[str, Any], dep: Deployment, results: list[BatchResult]
     ) -> None:
-        """Download the provider's output, book every answer at batch price, store our output file."""
+        """Book every answer at batch price and store our output and error files, in input order."""
         tenant = self._tenant(body["id"])
-        raw = await client.content(remote["output_file_id"]) if remote.get("output_file_id") else b""
-        if remote.get("error_file_id"):
-            raw += await client.content(remote["error_file_id"])
-        inputs = {
-            ln.custom_id: ln
-            for ln in parse_lines(
-                self.store.content(tenant.id, body["input_file_id"]) or b"", body["endpoint"], tenant
-            )[0]
-        }
+        data = self.store.content(tenant.id, body["input_file_id"]) or b""
+        lines = parse_lines(data, body["endpoint"], tenant)[0]
+        by_id = {r.custom_id: r for r in results}
         ok, failed = [], []
-        for item in (orjson.loads(x) for x in raw.splitlines() if x.strip()):
-            response = item.get("response") or {}
-            answer = response.get("body") or {}
-            line = inputs.get(item.get("custom_id"))
-            if response.get("status_code") == 200 and line is not None:
-                answer["model"] = upstream["model"]
-                self._book(body, line, answer, dep, tenant)
-                ok.append(output_line(line.custom_id, 200, response.get("request_id") or "", answer))
+        for i, line in enumerate(lines):
+            result = by_id.get(f"r{i}")
+            if result is None:
+                error = {"error": {"message": "the provider returned no result for this request"}}
+                failed.append(output_line(line.custom_id, 500, "", error))
+            elif result.status_code == 200:
+                answer = {**result.body, "model": upstream["model"]}
+                request_id = self._book(body, line, answer, dep, tenant)
+                ok.append(output_line(line.custom_id, 200, request_id, answer))
             else:
-                failed.append(orjson.dumps(item) + b"\n")
+                failed.append(output_line(line.custom_id, result.status_code, "", result.body))
         self._store_outputs(body, tenant, ok, failed)
 
     def _book(
         self, body: dict[str, Any], line: Line, answer: dict[str, Any], dep: Deployment, tenant: Tenant
-    ) -> None:
+    ) -> str:
         usage = Usage.from_openai(answer.get("usage")) or Usage()
         call = Call(
             body=line.body,
@@ -260,6 +234,7 @@ class JobRunner:
             meta={"batch_id": body["id"], "custom_id": line.custom_id},
         )
         self.gateway.books.ok(call, call.model, dep, usage, latency_ms=0.0, batch=True)
+        return call.request_id
 
     def _store_outputs(
         self, body: dict[str, Any], tenant: Tenant, ok: list[bytes], failed: list[bytes]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
+from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
@@ -23,6 +24,9 @@ from thrifty.providers.anthropic_translate import (
 from thrifty.providers.base import Provider, Reply, error_from_status, loads_json
 from thrifty.providers.http import read_body, sse_events
 from thrifty.types import Body
+
+if TYPE_CHECKING:
+    from thrifty.providers.anthropic_batch import AnthropicBatchClient
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 ANTHROPIC_VERSION = "2023-06-01"
@@ -40,6 +44,12 @@ class AnthropicProvider(Provider):
     def _request(self, body: Body, model: str, *, stream: bool = False) -> Body:
         payload = to_anthropic_request(body, model, stream=stream)
         return payload if self.cache_breakpoints is None else self.cache_breakpoints(payload)
+
+    def batch_api(self) -> AnthropicBatchClient:
+        """Anthropic Message Batches (used by thrifty.batching.jobs)."""
+        from thrifty.providers.anthropic_batch import AnthropicBatchClient
+
+        return AnthropicBatchClient(self)
 
     def _url(self) -> str:
         base = (self.config.base_url or DEFAULT_BASE_URL).rstrip("/")

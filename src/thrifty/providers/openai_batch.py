@@ -9,17 +9,17 @@ import orjson
 
 from thrifty.errors import UpstreamError
 from thrifty.providers.base import error_from_status, loads_json
+from thrifty.providers.batch import BatchResult, BatchStatus, NoBatchApi
 from thrifty.providers.http import read_body
+from thrifty.types import Body
 
 if TYPE_CHECKING:
     from thrifty.providers.openai_compat import OpenAICompatProvider
 
 NO_BATCH_API = (404, 405, 501)
-"""Statuses meaning the provider has no batch API (vLLM, Ollama, …): run the job locally instead."""
-
-
-class NoBatchApi(UpstreamError):
-    """The provider does not offer the OpenAI batch endpoints."""
+"""Statuses meaning the provider has no batch API (vLLM, Ollama, …)."""
+ENDPOINT = "/v1/chat/completions"
+_STATUS = {"validating": "in_progress", "finalizing": "in_progress", "cancelling": "cancelling"}
 
 
 class OpenAIBatchClient:
@@ -57,29 +57,67 @@ class OpenAIBatchClient:
             )
         return raw
 
-    async def upload(self, data: bytes, filename: str) -> str:
+    async def submit(self, requests: list[tuple[str, Body]], model: str, tag: str) -> str:
+        lines = (
+            orjson.dumps(
+                {"custom_id": cid, "method": "POST", "url": ENDPOINT, "body": {**body, "model": model}}
+            )
+            for cid, body in requests
+        )
         form = aiohttp.FormData()
         form.add_field("purpose", "batch")
-        form.add_field("file", data, filename=filename, content_type="application/jsonl")
-        created = loads_json(await self._call("POST", "/files", data=form), "file")
-        return str(created["id"])
-
-    async def create(
-        self, input_file_id: str, endpoint: str, metadata: dict[str, Any] | None
-    ) -> dict[str, Any]:
-        body = {"input_file_id": input_file_id, "endpoint": endpoint, "completion_window": "24h"}
-        if metadata:
-            body["metadata"] = metadata
+        form.add_field(
+            "file", b"\n".join(lines) + b"\n", filename=f"{tag}.jsonl", content_type="application/jsonl"
+        )
+        uploaded = loads_json(await self._call("POST", "/files", data=form), "file")
+        body = {
+            "input_file_id": uploaded["id"],
+            "endpoint": ENDPOINT,
+            "completion_window": "24h",
+            "metadata": {"thrifty_batch": tag},
+        }
         headers = {"content-type": "application/json"}
-        return loads_json(
+        created = loads_json(
             await self._call("POST", "/batches", data=orjson.dumps(body), headers=headers), "batch"
         )
+        return str(created["id"])
 
-    async def retrieve(self, batch_id: str) -> dict[str, Any]:
+    async def _remote(self, batch_id: str) -> Body:
         return loads_json(await self._call("GET", f"/batches/{batch_id}"), "batch")
 
-    async def cancel(self, batch_id: str) -> dict[str, Any]:
-        return loads_json(await self._call("POST", f"/batches/{batch_id}/cancel"), "batch")
+    async def poll(self, batch_id: str) -> BatchStatus:
+        remote = await self._remote(batch_id)
+        counts = remote.get("request_counts") or {}
+        status = str(remote.get("status"))
+        return BatchStatus(
+            status=_STATUS.get(status, status),
+            total=int(counts.get("total") or 0),
+            completed=int(counts.get("completed") or 0),
+            failed=int(counts.get("failed") or 0),
+            errors=list((remote.get("errors") or {}).get("data") or []),
+        )
 
-    async def content(self, file_id: str) -> bytes:
-        return await self._call("GET", f"/files/{file_id}/content")
+    async def results(self, batch_id: str) -> list[BatchResult]:
+        remote = await self._remote(batch_id)
+        raw = b""
+        for key in ("output_file_id", "error_file_id"):
+            if remote.get(key):
+                raw += await self._call("GET", f"/files/{remote[key]}/content") + b"\n"
+        out = []
+        for item in (orjson.loads(x) for x in raw.splitlines() if x.strip()):
+            response = item.get("response") or {}
+            if response:
+                out.append(
+                    BatchResult(
+                        item.get("custom_id"),
+                        int(response.get("status_code") or 500),
+                        response.get("body") or {},
+                    )
+                )
+            else:
+                error = item.get("error") or {"message": "no response"}
+                out.append(BatchResult(item.get("custom_id"), 500, {"error": error}))
+        return out
+
+    async def cancel(self, batch_id: str) -> None:
+        await self._call("POST", f"/batches/{batch_id}/cancel")

@@ -20,6 +20,7 @@ import orjson
 from aiohttp import web
 
 from thrifty.batching.prompt import parse_items
+from thrifty.testing.fake_anthropic import anthropic_error, anthropic_message
 from thrifty.testing.fake_wire import (
     ECHO_CHARS,
     ECHO_PREFIX,
@@ -47,10 +48,15 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 class FakeBatchApi:
-    """Files and batches held in memory by one fake server."""
+    """Files and batches held in memory by one fake server (OpenAI), plus Anthropic message batches."""
 
     def __init__(self, server: FakeProviderApp) -> None:
         self.server = server
+        self.messages = FakeMessageBatches(server)
+        self.anthropic_create = self.messages.anthropic_create
+        self.anthropic_retrieve = self.messages.anthropic_retrieve
+        self.anthropic_results = self.messages.anthropic_results
+        self.anthropic_cancel = self.messages.anthropic_cancel
         self.files: dict[str, tuple[dict[str, Any], bytes]] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -63,6 +69,10 @@ class FakeBatchApi:
         app.router.add_get("/v1/batches", self.list)
         app.router.add_get("/v1/batches/{id}", self.retrieve)
         app.router.add_post("/v1/batches/{id}/cancel", self.cancel)
+        app.router.add_post("/v1/messages/batches", self.anthropic_create)
+        app.router.add_get("/v1/messages/batches/{id}", self.anthropic_retrieve)
+        app.router.add_get("/v1/messages/batches/{id}/results", self.anthropic_results)
+        app.router.add_post("/v1/messages/batches/{id}/cancel", self.anthropic_cancel)
 
     def _log(self, request: web.Request, body: Any = None) -> None:
         self.server.state.record(request.path, {k.lower(): v for k, v in request.headers.items()}, body)
@@ -180,6 +190,99 @@ class FakeBatchApi:
         meta = self._store(data, f"{batch['id']}_output.jsonl", "batch_output")
         batch.update(status="completed", completed_at=int(time.time()), output_file_id=meta["id"])
         batch["request_counts"].update(total=len(out), completed=len(out), failed=0)
+
+
+class FakeMessageBatches:
+    """Anthropic Message Batches: in_progress on creation, ended on the second retrieve."""
+
+    def __init__(self, server: FakeProviderApp) -> None:
+        self.server = server
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.results: dict[str, bytes] = {}
+
+    def _log(self, request: web.Request, body: Any = None) -> None:
+        self.server.state.record(request.path, {k.lower(): v for k, v in request.headers.items()}, body)
+
+    async def anthropic_create(self, request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read() or b"{}")
+        self._log(request, body)
+        requests = body.get("requests")
+        if not isinstance(requests, list) or not requests:
+            return _json(anthropic_error(400, "requests: a non-empty list is required"), 400)
+        batch = {
+            "id": new_id("msgbatch_"),
+            "type": "message_batch",
+            "processing_status": "in_progress",
+            "request_counts": {
+                "processing": len(requests),
+                "succeeded": 0,
+                "errored": 0,
+                "canceled": 0,
+                "expired": 0,
+            },
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "ended_at": None,
+            "results_url": None,
+            "_requests": requests,
+            "_polls": 0,
+        }
+        self.batches[batch["id"]] = batch
+        return _json(self._public(batch))
+
+    @staticmethod
+    def _public(batch: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in batch.items() if not k.startswith("_")}
+
+    async def anthropic_retrieve(self, request: web.Request) -> web.Response:
+        self._log(request)
+        batch = self.batches.get(request.match_info["id"])
+        if batch is None:
+            return _json(anthropic_error(404, "no such batch"), 404)
+        batch["_polls"] += 1
+        if batch["processing_status"] == "in_progress" and batch["_polls"] >= 2:
+            self._end(batch, str(request.url.origin()))
+        return _json(self._public(batch))
+
+    async def anthropic_cancel(self, request: web.Request) -> web.Response:
+        self._log(request)
+        batch = self.batches.get(request.match_info["id"])
+        if batch is None:
+            return _json(anthropic_error(404, "no such batch"), 404)
+        if batch["processing_status"] == "in_progress":
+            counts = batch["request_counts"]
+            counts.update(canceled=counts["processing"], processing=0)
+            batch["processing_status"] = "ended"
+            self.results[batch["id"]] = b""
+            batch["results_url"] = f"{request.url.origin()}/v1/messages/batches/{batch['id']}/results"
+        return _json(self._public(batch))
+
+    async def anthropic_results(self, request: web.Request) -> web.Response:
+        self._log(request)
+        data = self.results.get(request.match_info["id"])
+        if data is None:
+            return _json(anthropic_error(404, "results are not ready"), 404)
+        return web.Response(body=data, content_type="application/binary")
+
+    def _end(self, batch: dict[str, Any], origin: str) -> None:
+        lines = []
+        for item in batch["_requests"]:
+            params = item.get("params") or {}
+            behaviour = self.server.state.next_behaviour(params.get("model"))
+            answer = build_answer(params, behaviour, self.server.tokenizer)
+            if self.server.prefix_cache is not None and behaviour.get("cached_tokens") is None:
+                answer.cached_tokens, answer.cache_write_tokens = self.server.prefix_cache.anthropic(
+                    params, answer.prompt_tokens
+                )
+            message = anthropic_message(params, answer, omit_usage=False)
+            result = {"type": "succeeded", "message": message}
+            lines.append(orjson.dumps({"custom_id": item.get("custom_id"), "result": result}))
+        self.results[batch["id"]] = b"\n".join(lines) + b"\n"
+        batch["request_counts"].update(processing=0, succeeded=len(lines))
+        batch.update(
+            processing_status="ended",
+            ended_at=time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            results_url=f"{origin}/v1/messages/batches/{batch['id']}/results",
+        )
 
 
 def register_batch_routes(server: FakeProviderApp) -> FakeBatchApi:

