@@ -2,7 +2,7 @@
 
 A prompt pays for every tier it tried; it gets the score of the tier whose answer was accepted (the
 last tier is always accepted). The learned gate is trained on folds 0–3 answers and replayed on
-fold 4; the seed heuristic gate (reject answers over 500 chars or opening with "I don't know") and
+fold 4; the seed heuristic gate (accept answers over 500 chars not opening with "I don't know") and
 the heuristic+format gates are shown next to it.
 """
 
@@ -156,7 +156,8 @@ def rule_gate_scores(data: OutcomeSet, tiers: list[int], gate: Any) -> np.ndarra
 
 
 class SeedGate:
-    """The seed's heuristic: reject answers longer than 500 chars or opening with "I don't know"."""
+    """The seed's heuristic gate: accept an answer longer than 500 chars that does not open with
+    "I don't know" (this reading reproduces the issue's "~96 % of GPT-4 accuracy at ~84 % cost")."""
 
     name = "seed"
 
@@ -164,7 +165,7 @@ class SeedGate:
         from thrifty.routing.gates import Verdict
 
         text = answer.text.strip()
-        ok = len(text) <= 500 and not text.lower().startswith(("i don't know", "i do not know"))
+        ok = len(text) > 500 and not text.lower().startswith(("i don't know", "i do not know"))
         return Verdict(ok, 1.0 if ok else 0.0, "seed heuristic")
 
 
