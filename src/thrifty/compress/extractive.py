@@ -17,6 +17,7 @@ first unit), and are put back in their original order. The result never exceeds 
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,12 +33,20 @@ if TYPE_CHECKING:
     from thrifty.compress.embedcache import EmbeddingCache
 
 
+_NAME = re.compile(r"\b[A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*)*")
+
+
 @dataclass(frozen=True, slots=True)
 class Weights:
     section: float = 0.5
-    first: float = 0.1
-    neighbor: float = 0.3
+    first: float = 0.3
+    neighbor: float = 0.5
     embed: float = 0.6
+    title: int = 2
+    """How many times a passage's title terms count in its section's text."""
+    bridge: float = 0.5
+    """Weight of passages matching names found in the top units (pseudo-relevance feedback)."""
+    bridge_units: int = 3
     redundancy: float = 0.2
 
 
@@ -91,14 +100,15 @@ class Extractor:
     def _extract(self, text: str, budget: Budget) -> Extraction:
         seg = segment(text)
         contexts = seg.contexts
-        originals = [_context_text(c) for c in contexts]
-        original = "\n\n".join(originals)
-        before = sum(self.tokens.text(t) for t in originals)
-        target = budget.target(before)
+        original = "\n\n".join(_context_text(c) for c in contexts)
         units = [u for c in contexts for u in c.units]
+        costs = [self.tokens.text(u.text) for u in units]
+        markup = [self.tokens.text(c.head + c.tail) + 1 for c in contexts]
+        before = sum(self.tokens.text(_context_text(c)) for c in contexts)
+        target = budget.target(before)
         if not units or target is None or before <= target or before < self.min_context_tokens:
             return Extraction(text, before, before, original, original)
-        keep, rel = self._select(seg, units, target)
+        keep, rel = self._select(seg, units, costs, markup, target)
         out, kept = self._assemble(seg, keep)
         after = sum(self.tokens.text(t) for t in kept)
         while after > target and keep:
@@ -114,12 +124,14 @@ class Extractor:
         query = self.lexicon.terms(seg.question)
         scores = _unit_scale(BM25(unit_terms).scores(query))
         sections: dict[int, list[str]] = {}
+        for ctx in seg.contexts:  # a passage's title (marker line, tag attributes) speaks for all of it
+            if ctx.units:
+                sections[ctx.units[0].section] = self.lexicon.terms(ctx.head) * w.title
         for u, t in zip(units, unit_terms, strict=True):
             sections.setdefault(u.section, []).extend(t)
         section_ids = list(sections)
-        section_rel = dict(
-            zip(section_ids, _unit_scale(BM25([sections[s] for s in section_ids]).scores(query)), strict=True)
-        )
+        section_bm25 = BM25([sections[s] for s in section_ids])
+        section_rel = dict(zip(section_ids, _unit_scale(section_bm25.scores(query)), strict=True))
         rel = [
             s + w.section * section_rel[u.section] + (w.first if u.first else 0.0)
             for s, u in zip(scores, units, strict=True)
@@ -127,7 +139,18 @@ class Extractor:
         if self.embeddings is not None and w.embed:
             cos = self._cosines(seg.question, units)
             rel = [r + w.embed * c for r, c in zip(rel, cos, strict=True)]
+        if w.bridge:
+            bridged = self._bridge_terms(units, rel, set(query))
+            hop = dict(zip(section_ids, _unit_scale(section_bm25.scores(bridged)), strict=True))
+            rel = [r + w.bridge * hop[u.section] for r, u in zip(rel, units, strict=True)]
         return _smooth(rel, units, w.neighbor)
+
+    def _bridge_terms(self, units: list[Unit], rel: list[float], query: set[str]) -> list[str]:
+        """Names in the most relevant units that the question does not mention: the second hop of a
+        question whose answer sits in a passage about something the first passage names."""
+        top = sorted(range(len(units)), key=lambda i: -rel[i])[: self.weights.bridge_units]
+        names = " ".join(" ".join(_NAME.findall(units[i].text)) for i in top)
+        return [t for t in self.lexicon.terms(names) if t not in query]
 
     def _cosines(self, question: str, units: list[Unit]) -> list[float]:
         assert self.embeddings is not None
@@ -136,14 +159,16 @@ class Extractor:
         top = float(cos.max()) if len(cos) else 0.0
         return [max(float(c), 0.0) / top if top > 0 else 0.0 for c in cos]
 
-    def _select(self, seg: Segmented, units: list[Unit], target: int) -> tuple[set[int], list[float]]:
+    def _select(
+        self, seg: Segmented, units: list[Unit], costs: list[int], markup: list[int], target: int
+    ) -> tuple[set[int], list[float]]:
         import numpy as np
 
         unit_terms = [self.lexicon.terms(u.text) for u in units]
         relevance = self.relevance(seg, units, unit_terms)
         rel = np.asarray(relevance, dtype=np.float64)
-        cost = np.asarray([self.tokens.text(u.text) for u in units], dtype=np.float64)
-        overhead = self._overheads(seg, units)
+        cost = np.asarray(costs, dtype=np.float64)
+        overhead = self._overheads(seg, units, costs, markup)
         sim = _Overlap(unit_terms) if self.weights.redundancy else None
         alive = np.asarray([not u.heading for u in units])
         max_sim = np.zeros(len(units))
@@ -164,19 +189,20 @@ class Extractor:
                 np.maximum(max_sim, sim.row(i), out=max_sim)
         return keep, relevance
 
-    def _overheads(self, seg: Segmented, units: list[Unit]) -> list[list[tuple[tuple[str, int], int]]]:
+    def _overheads(
+        self, seg: Segmented, units: list[Unit], costs: list[int], markup: list[int]
+    ) -> list[list[tuple[tuple[str, int], int]]]:
         """Per unit: the once-per-passage costs its selection brings (marker/tags, section heading)."""
         headings = {u.section: i for i, u in enumerate(units) if u.heading}
         owner: list[int] = []
         for n, ctx in enumerate(seg.contexts):
             owner.extend([n] * len(ctx.units))
-        markup = [self.tokens.text(c.head + c.tail) + 1 for c in seg.contexts]
         out = []
         for i, u in enumerate(units):
             items = [(("ctx", owner[i]), markup[owner[i]])]
             if u.section in headings and headings[u.section] != i:
                 h = headings[u.section]
-                items.append((("head", h), self.tokens.text(units[h].text)))
+                items.append((("head", h), costs[h]))
             out.append(items)
         return out
 
