@@ -108,4 +108,9 @@ def validate_embeddings(body: Any) -> Body:
     )
     if not ok:
         raise _fail("'input' must be a string or a non-empty array", "input")
+    if body.get("encoding_format") not in (None, "float", "base64"):
+        raise _fail("'encoding_format' must be 'float' or 'base64'", "encoding_format")
+    dims = body.get("dimensions")
+    if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or dims < 1):
+        raise _fail("'dimensions' must be a positive integer", "dimensions")
     return body

@@ -12,7 +12,7 @@ from thrifty.tenancy.keys import Budgets, RateLimits, VirtualKey
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)  # no bool→number
 
 
 class BudgetsSpec(_Strict):
