@@ -19,53 +19,34 @@ from thrifty.embed import get_embedder
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 QQP = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cache" / "qqp_pairs.jsonl"
 
-TOPICS = ["Python", "Rust", "French", "chess", "guitar", "Spanish", "calculus", "Excel", "Java", "yoga"]
-PLACES = ["Paris", "Tokyo", "Berlin", "Madrid", "Rome", "Oslo", "Lima", "Cairo", "Delhi", "Seoul"]
+TOPICS = (  # noqa: SIM905
+    "Python Rust French chess guitar Spanish calculus Excel Java yoga piano German SQL drawing swimming "
+    "Kotlin statistics poker Latin tennis"
+).split()
+PLACES = (  # noqa: SIM905
+    "Paris Tokyo Berlin Madrid Rome Oslo Lima Cairo Delhi Seoul Vienna Prague Dublin Lisbon Athens Quito "
+    "Hanoi Nairobi Boston Perth"
+).split()
+# (a, b, duplicate) templates: duplicates differ only in wording or case; the others in a number, a
+# place or the kind of question, which the hard checks must catch whatever the learned model says
+TEMPLATES = (
+    ("How can I learn {t} quickly?", "how can i learn {t} quickly", True),
+    ("What is the best book about {t}?", "What is the best book on {t}?", True),
+    ("How do I get good at {t}?", "How can I get good at {t}?", True),
+    ("Where can I learn {t} in {p}?", "Where can I learn {t} in {prev_p}?", False),
+    ("Is {t} hard to learn in {n} weeks?", "Is {t} hard to learn in {m} weeks?", False),
+    ("What is the weather like in {p}?", "What is the weather like in {prev_p}?", False),
+    ("Why is {p} expensive?", "When is {p} expensive?", False),
+)
 
 
 def synthetic_pairs() -> list[dict]:
-    """Duplicates that differ only in wording or case; non-duplicates that differ in what they ask."""
     rows = []
-    for i, topic in enumerate(TOPICS):
-        rows.append(
-            {
-                "a": f"How can I learn {topic} quickly?",
-                "b": f"how can i learn {topic} quickly",
-                "duplicate": True,
-            }
-        )
-        rows.append(
-            {
-                "a": f"What is the best book about {topic}?",
-                "b": f"What is the best book on {topic}?",
-                "duplicate": True,
-            }
-        )
-        rows.append(
-            {"a": f"How do I learn {topic}?", "b": f"How do I learn {TOPICS[i - 1]}?", "duplicate": False}
-        )
-        rows.append(
-            {
-                "a": f"Is {topic} hard to learn in {i + 2} weeks?",
-                "b": f"Is {topic} hard to learn in {i + 5} weeks?",
-                "duplicate": False,
-            }
-        )
-        rows.append(
-            {
-                "a": f"What is the weather like in {PLACES[i]}?",
-                "b": f"What is the weather like in {PLACES[i - 1]}?",
-                "duplicate": False,
-            }
-        )
-        rows.append(
-            {
-                "a": f"Why is {PLACES[i]} expensive?",
-                "b": f"When is {PLACES[i]} expensive?",
-                "duplicate": False,
-            }
-        )
-    return rows  # fmt: skip
+    for i, (topic, place) in enumerate(zip(TOPICS, PLACES, strict=True)):
+        values = {"t": topic, "p": place, "prev_p": PLACES[i - 1], "n": i + 2, "m": i + 5}
+        for a, b, duplicate in TEMPLATES:
+            rows.append({"a": a.format(**values), "b": b.format(**values), "duplicate": duplicate})
+    return rows
 
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -87,35 +68,35 @@ def test_calibrate_meets_target_on_dev_and_eval_reports_fields(workdir: Path) ->
     pairs_file.write_text("".join(json.dumps(r) + "\n" for r in synthetic_pairs()))
     emb = workdir / "emb"
     out = workdir / "calibrated.npz"
-    proc = run("calibrate", "--pairs", str(pairs_file), "--target-precision", "0.9", "--out", str(out),
+    proc = run("calibrate", "--pairs", str(pairs_file), "--target-precision", "0.8", "--out", str(out),
                "--embed-cache", str(emb))  # fmt: skip
     assert "threshold" in proc.stdout and out.exists()
     model = VerifierModel.load(out)
-    assert model.meta["target_precision"] == 0.9 and model.threshold is not None
+    assert model.meta["target_precision"] == 0.8 and model.threshold is not None
 
     # the written threshold, applied to the dev pairs, keeps the target precision
     dev = select(read_pairs(pairs_file), "dev")
     cosines = pair_cosines(dev, EmbeddingCache(get_embedder(), emb))
     scores = verifier_scores(model, dev, cosines)
     accepted = [p.duplicate for p, s in zip(dev, scores, strict=True) if s >= model.threshold and s > 0]
-    assert not accepted or sum(accepted) / len(accepted) >= 0.9
+    assert not accepted or sum(accepted) / len(accepted) >= 0.8
     assert model.meta["dev"]["accepted"] == len(accepted)
 
     proc = run("eval", "--pairs", str(pairs_file), "--verifier", str(out), "--split", "all",
                "--json", "--latency-queries", "5", "--embed-cache", str(emb))  # fmt: skip
     report = json.loads(proc.stdout)
     assert report["split"] == "all" and report["pairs"] == len(synthetic_pairs())
-    assert report["target_precision"] == 0.9
+    assert report["target_precision"] == 0.8
     for side in ("verifier", "cosine"):
         stats = report[side]
         assert {"threshold", "precision", "recall", "accepted", "correct", "duplicates"} <= stats.keys()
-        assert stats["duplicates"] == 20 and 0 <= stats["correct"] <= stats["accepted"] <= report["pairs"]
+        assert stats["duplicates"] == 60 and 0 <= stats["correct"] <= stats["accepted"] <= report["pairs"]
         look = report["lookup"][side]
         assert {"hit_rate", "precision", "recall", "hits", "queries"} <= look.keys()
         assert 0.0 <= look["hit_rate"] <= 1.0 and look["queries"] == len({r["b"] for r in synthetic_pairs()})
     # every pair whose only difference is a number, place or question kind is rejected
     assert report["verifier"]["accepted"] == report["verifier"]["correct"]
-    assert report["verifier"]["correct"] >= 10
+    assert report["verifier"]["correct"] >= 20
     lat = report["lookup"]["latency_ms"]
     assert lat["queries"] == 5 and 0 < lat["verify_p50"] <= lat["total_p50"]
     assert report["lookup"]["index_entries"] == len({r["a"] for r in synthetic_pairs()})

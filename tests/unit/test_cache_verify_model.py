@@ -69,8 +69,11 @@ def test_load_rejects_other_files(tmp_path: Path) -> None:
         VerifierModel.load(bogus)
 
 
-def test_vetoed_pair_scores_zero_and_is_rejected() -> None:
+def test_vetoed_or_distant_pair_scores_zero_and_is_rejected() -> None:
     model = _random_model().with_threshold(1e-9)
+    assert model.score("How do I learn Go?", "How can I learn Go?", 0.5) > 0.0
+    model.min_cosine = 0.7
+    assert model.accept("How do I learn Go?", "How can I learn Go?", 0.5) == (False, 0.0)
     assert model.score("How do I lose 10 kg?", "How do I lose 20 kg?", 0.99) == 0.0
     assert model.accept("How do I lose 10 kg?", "How do I lose 20 kg?", 0.99) == (False, 0.0)
 

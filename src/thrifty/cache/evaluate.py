@@ -19,10 +19,9 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from thrifty.cache.verify.pairs import Pair, sample, select
+from thrifty.cache.verify.train import pair_cosines
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from thrifty.cache.verify.embcache import EmbeddingCache
     from thrifty.cache.verify.model import VerifierModel
 
@@ -92,15 +91,6 @@ def pair_stats(scores: Sequence[float], labels: Sequence[bool], threshold: float
 
 
 # -- scoring -----------------------------------------------------------------------------------------
-def pair_cosines(pairs: Sequence[Pair], cache: EmbeddingCache) -> np.ndarray:
-    import numpy as np
-
-    if not pairs:
-        return np.zeros(0)
-    cache.fill([t for p in pairs for t in (p.a, p.b)], progress=True)
-    return np.einsum("ij,ij->i", cache.matrix([p.a for p in pairs]), cache.matrix([p.b for p in pairs]))
-
-
 def verifier_scores(model: VerifierModel, pairs: Sequence[Pair], cosines: Sequence[float]) -> list[float]:
     """The query is the pair's `b`, the stored candidate its `a` (as in the lookup view)."""
     return [model.score(p.b, p.a, float(c)) for p, c in zip(pairs, cosines, strict=True)]

@@ -47,6 +47,7 @@ class VerifierModel:
     cmean: np.ndarray  # (len(COMBINER),) combiner input standardisation
     cstd: np.ndarray
     b2: float = 0.0
+    min_cosine: float = -1.0  # below it a candidate scores 0: the combiner only learned above it
     threshold: float | None = None  # None until calibrated
     vetoes: tuple[str, ...] = tuple(checks.CHECKS)
     meta: dict[str, Any] = field(default_factory=dict)
@@ -71,6 +72,8 @@ class VerifierModel:
         return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
 
     def score(self, query: str, candidate: str, cosine: float) -> float:
+        if cosine < self.min_cosine:
+            return 0.0
         q, c = checks.analyze(query), checks.analyze(candidate)
         if checks.vetoes(q, c, self.vetoes):
             return 0.0
@@ -98,6 +101,7 @@ class VerifierModel:
         header = {
             "format": FORMAT,
             "b2": self.b2,
+            "min_cosine": self.min_cosine,
             "threshold": self.threshold,
             "vetoes": list(self.vetoes),
             "dense": list(DENSE),
@@ -122,6 +126,7 @@ class VerifierModel:
         return cls(
             **arrays,
             b2=float(header["b2"]),
+            min_cosine=float(header.get("min_cosine", -1.0)),
             threshold=header["threshold"],
             vetoes=tuple(header["vetoes"]),
             meta=header["meta"],

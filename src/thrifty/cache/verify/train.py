@@ -31,7 +31,8 @@ class TrainSettings:
     learning_rate: float = 3e-3
     l2_dense: float = 1e-4
     l2_sparse: float = 1e-2
-    l2_combiner: float = 1e-3
+    l2_combiner: float = 0.1
+    min_cosine: float = 0.7  # the combiner learns (and the verifier answers) only above this cosine
     combiner_pairs: int = 3000  # train pairs held apart, embedded, for the combiner
     seed: int = 0
 
@@ -187,10 +188,15 @@ def train(
     dense, sparse, labels = _matrices(lexical_pairs, idf)
     model = fit_lexical(dense, sparse, labels, idf, s)
     log("lexical stage trained; embedding the combiner pairs")
-    cosines = pair_cosines(held, cache)
-    x = combiner_rows(model, held, cosines)
-    y = [float(p.duplicate) for p in held]
     import numpy as np
+
+    cosines = pair_cosines(held, cache)
+    near = [i for i, c in enumerate(cosines) if c >= s.min_cosine]
+    if len(near) < 10:
+        raise ValueError(f"only {len(near)} combiner pairs have cosine >= {s.min_cosine}: hold more apart")
+    x = combiner_rows(model, [held[i] for i in near], cosines[near])
+    y = [float(held[i].duplicate) for i in near]
+    model.min_cosine = s.min_cosine
 
     model.cmean = x.mean(0).astype(np.float32)
     model.cstd = (x.std(0) + 1e-6).astype(np.float32)
@@ -199,6 +205,7 @@ def train(
         "train_pairs": len(train_pairs),
         "lexical_pairs": len(lexical_pairs),
         "combiner_pairs": len(held),
+        "combiner_pairs_above_min_cosine": len(near),
         "settings": s.__dict__,
     }
     return model
