@@ -179,13 +179,14 @@ def _print_report(report: dict[str, Any]) -> None:
         )
     look = report["lookup"]
     echo(f"lookup over {look['index_entries']} stored questions:")
-    echo(f"{'':22} {'hit rate':>9} {'precision':>10} {'recall':>8} {'hits':>9}")
+    echo(f"{'':22} {'hit rate':>9} {'precision':>10} {'recall':>8} {'hits':>9} {'unlabelled':>10}")
     for name in ("verifier", "cosine"):
         s = look[name]
         echo(
             f"lookup {name:15} {_pct(s['hit_rate']):>9} {_pct(s['precision']):>10} "
-            f"{_pct(s['recall']):>8} {s['hits']:>9}"
+            f"{_pct(s['recall']):>8} {s['hits']:>9} {s['unlabelled']:>10}"
         )
+    echo("(lookup precision counts hits on unlabelled neighbours as wrong)")
     lat = look["latency_ms"]
     echo(
         f"latency ms over {int(lat['queries'])} live lookups (p50 / p99): total "

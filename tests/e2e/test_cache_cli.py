@@ -92,7 +92,7 @@ def test_calibrate_meets_target_on_dev_and_eval_reports_fields(workdir: Path) ->
         assert {"threshold", "precision", "recall", "accepted", "correct", "duplicates"} <= stats.keys()
         assert stats["duplicates"] == 60 and 0 <= stats["correct"] <= stats["accepted"] <= report["pairs"]
         look = report["lookup"][side]
-        assert {"hit_rate", "precision", "recall", "hits", "queries"} <= look.keys()
+        assert {"hit_rate", "precision", "precision_labelled", "recall", "hits", "unlabelled"} <= look.keys()
         assert 0.0 <= look["hit_rate"] <= 1.0 and look["queries"] == len({r["b"] for r in synthetic_pairs()})
     # every pair whose only difference is a number, place or question kind is rejected
     assert report["verifier"]["accepted"] == report["verifier"]["correct"]

@@ -126,12 +126,15 @@ class LookupStats:
     answerable: int  # queries whose labelled duplicate is in the index
     hits: int
     correct: int
+    unlabelled: int  # hits on a stored question never paired with the query in the file
 
     def as_dict(self) -> dict[str, Any]:
+        labelled = self.hits - self.unlabelled
         return {
             **asdict(self),
             "hit_rate": self.hits / self.queries if self.queries else 0.0,
             "precision": self.correct / self.hits if self.hits else None,
+            "precision_labelled": self.correct / labelled if labelled else None,
             "recall": self.correct / self.answerable if self.answerable else 0.0,
         }
 
@@ -158,25 +161,24 @@ def lookup(
     stored = list(dict.fromkeys(p.a for p in pairs))
     queries = list(dict.fromkeys(p.b for p in pairs))
     duplicate_of = {(p.a, p.b) for p in all_pairs if p.duplicate}
+    labelled = {(p.a, p.b) for p in all_pairs}
     answerable_set = {p.b for p in all_pairs if p.duplicate and p.a in set(stored)}
     cache.fill(stored + queries, progress=True)
     index = VectorIndex(cache.embedder.dim)
     for key, vector in enumerate(cache.matrix(stored)):
         index.add("eval", key, np.asarray(vector, dtype=np.float32))
-    verified = [0, 0]
-    baseline = [0, 0]
+    verified = [0, 0, 0]  # hits, correct, unlabelled
+    baseline = [0, 0, 0]
     for query, vector in zip(queries, cache.matrix(queries), strict=True):
         found = index.search("eval", np.asarray(vector, dtype=np.float32), 1)
         if not found:
             continue
         key, cosine = found[0]
-        correct = (stored[key], query) in duplicate_of
+        outcome = (1, (stored[key], query) in duplicate_of, (stored[key], query) not in labelled)
         if cosine >= cosine_threshold:
-            baseline[0] += 1
-            baseline[1] += correct
+            baseline = [total + part for total, part in zip(baseline, outcome, strict=True)]
         if model.accept(query, stored[key], cosine)[0]:
-            verified[0] += 1
-            verified[1] += correct
+            verified = [total + part for total, part in zip(verified, outcome, strict=True)]
     answerable = sum(q in answerable_set for q in queries)
     return {
         "index_entries": len(stored),
