@@ -116,12 +116,7 @@ def main() -> None:
         results = {}
         for name, threshold in (("thrifty (faiss HNSW)", None), ("exact numpy", 10**12)):
             t = time.perf_counter()
-            store = SqliteSemanticStore(path, embedder.dim, max_entries=args.entries + 1)
-            if threshold is not None:
-                store.index.ann_threshold = threshold
-                store.index.scopes.clear()
-                store.last_id = 0
-                store.catch_up()
+            store = SqliteSemanticStore(path, embedder.dim, args.entries + 1, ann_threshold=threshold)
             store.index.wait()
             print(f"{name}: {len(store.index)} entries indexed in {time.perf_counter() - t:.1f} s")
             cache = SemanticCache(store, embedder, verifier, top_k=4, min_cosine=0.7)

@@ -122,17 +122,20 @@ class VectorIndex:
 
     def _promote(self, scope: str, upto: int) -> None:
         with self.lock:
-            exact = self.scopes[scope]
-            assert isinstance(exact, ExactScope)
+            exact = self.scopes.get(scope)
+            if not isinstance(exact, ExactScope):  # the scope was dropped meanwhile
+                self.builds.pop(scope, None)
+                return
             keys, matrix = exact.keys[:upto].copy(), exact.matrix[:upto].copy()
         graph = HnswScope(self.dim)
         graph.add_many(keys, matrix)  # the slow part, outside the lock (faiss releases the GIL)
         with self.lock:
-            exact = self.scopes[scope]
-            assert isinstance(exact, ExactScope)
+            exact = self.scopes.get(scope)
+            self.builds.pop(scope, None)
+            if not isinstance(exact, ExactScope):
+                return
             graph.add_many(exact.keys[upto : exact.size], exact.matrix[upto : exact.size])
             self.scopes[scope] = graph
-            del self.builds[scope]
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait for graph builds in progress (tests, benchmarks)."""

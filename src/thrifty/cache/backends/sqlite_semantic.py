@@ -25,11 +25,11 @@ DDL = f"""CREATE TABLE IF NOT EXISTS {TABLE} (
 
 
 class SqliteSemanticStore:
-    def __init__(self, path: str, dim: int, max_entries: int) -> None:
+    def __init__(self, path: str, dim: int, max_entries: int, ann_threshold: int | None = None) -> None:
         self.db = SqliteDb(path)
         self.dim = dim
         self.max_entries = max_entries
-        self.index = VectorIndex(dim)
+        self.index = VectorIndex(dim) if ann_threshold is None else VectorIndex(dim, ann_threshold)
         self.last_id = 0
         self.db.counted_table(TABLE, DDL)
         with self.db.write() as conn:
