@@ -67,6 +67,7 @@ def serve(
         log_config=log_config(log_format, log_level, config_secrets(config)),
         access_log=False,
         timeout_graceful_shutdown=30,
+        timeout_keep_alive=5,  # idle keep-alive connections are closed (slow or vanished clients)
         limit_concurrency=None,
         h11_max_incomplete_event_size=config.server.max_body_bytes,
     )

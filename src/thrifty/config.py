@@ -40,6 +40,8 @@ class ServerConfig(Section):
     port: int = Field(4000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    body_timeout_s: float = Field(30.0, gt=0)
+    """A client that has not sent its whole request body in this time gets a 408 (slow clients)."""
     master_key: str | None = None
     """When set, admin endpoints need it, and clients must send it (or a virtual key) as bearer."""
     require_auth: bool = False

@@ -64,6 +64,7 @@ class Api:
         directory = self.tenancy.directory if self.tenancy is not None else None
         self.auth = Authenticator(server.master_key, server.require_auth, directory)
         self.max_body = server.max_body_bytes
+        self.body_timeout = server.body_timeout_s
 
     async def _tenant(self, request: Request) -> Tenant:
         return await self.auth.authenticate(
@@ -73,7 +74,7 @@ class Api:
     async def chat_completions(self, request: Request) -> Response:
         request_id = request.state.request_id = _request_id(request)
         tenant = await self._tenant(request)
-        body = await read_json(request, self.max_body)
+        body = await read_json(request, self.max_body, self.body_timeout)
         body = fold_headers(request.headers, body)  # x-thrifty-route-task / -quality-target
         body = fold_cache_headers(request.headers, body)  # x-thrifty-cache / -max-age / -namespace
         if isinstance(body, dict) and body.get("stream") is True:
@@ -94,7 +95,7 @@ class Api:
     async def embeddings(self, request: Request) -> Response:
         request_id = request.state.request_id = _request_id(request)
         tenant = await self._tenant(request)
-        body = await read_json(request, self.max_body)
+        body = await read_json(request, self.max_body, self.body_timeout)
         result = await self.gateway.embeddings(body, tenant, request_id=request_id)
         return json_response(result.body, headers=_result_headers(result))
 

@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from thrifty.errors import InvalidRequest, PayloadTooLarge
+from thrifty.errors import InvalidRequest, PayloadTooLarge, ThriftyError
+
+BODY_TIMEOUT_S = 30.0
 
 
-async def read_json(request: Request, limit: int) -> Any:
+class BodyTimeout(ThriftyError):
+    """The client did not send its whole request body in time (a slow or stalled client)."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
+async def read_json(request: Request, limit: int, timeout: float = BODY_TIMEOUT_S) -> Any:
+    """The body parsed as JSON; 413 past `limit` bytes, 408 when it takes longer than `timeout` s."""
+    try:
+        async with asyncio.timeout(timeout):
+            raw = await _read(request, limit)
+    except TimeoutError:
+        raise BodyTimeout(f"The request body was not received within {timeout:g} seconds.") from None
+    except ClientDisconnect:  # nobody is left to answer; not a server error
+        raise InvalidRequest("The client disconnected before sending its whole body.",
+                             code="client_disconnected") from None  # fmt: skip
+    return _parse(raw)
+
+
+async def _read(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -26,7 +50,10 @@ async def read_json(request: Request, limit: int) -> Any:
         if received > limit:
             raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def _parse(raw: bytes) -> Any:
     if not raw:
         raise InvalidRequest("The request body is empty; send a JSON object.", code="invalid_json")
     try:
