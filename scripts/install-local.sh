@@ -13,6 +13,9 @@
 #                              ~8 minutes on 2 cores; never commit the wheel)
 #   THRIFTY_LLAMA_CPP_VERSION  llama-cpp-python version (default 0.3.36, the one thrifty is tested with)
 #   CMAKE_ARGS                 override the build flags (default below)
+#   THRIFTY_FORCE_REBUILD=1    rebuild even if this llama-cpp-python version is installed (e.g. one
+#                              built with pip's default native flags: the smoke test at the end
+#                              crashes on such a build where AMX is present)
 set -euo pipefail
 
 if [[ -z "${PYTHON:-}" ]]; then
