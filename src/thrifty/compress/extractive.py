@@ -39,8 +39,8 @@ _NAME = re.compile(r"\b[A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*)*")
 @dataclass(frozen=True, slots=True)
 class Weights:
     section: float = 0.5
-    first: float = 0.3
-    neighbor: float = 0.5
+    first: float = 0.1
+    neighbor: float = 0.3
     embed: float = 0.6
     title: int = 2
     """How many times a passage's title terms count in its section's text."""
