@@ -84,8 +84,12 @@ class HnswScope:
             self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), keys.astype(np.int64))
 
     def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        import faiss
         import numpy as np
 
+        # One query gains nothing from OpenMP threads, and their spin-waits cost milliseconds on a busy
+        # machine (measured: 20 ms vs 3.6 ms per lookup at 20k entries). The setting is per thread.
+        faiss.omp_set_num_threads(1)
         scores, keys = self.index.search(np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1), k)
         return [(int(key), float(score)) for key, score in zip(keys[0], scores[0], strict=True) if key >= 0]
 
