@@ -3,7 +3,8 @@
     python benchmarks/cache_http.py [--requests 500]
 
 Starts the fake provider (0 ms latency) and two `thrifty serve` processes in front of it: one with the
-cache on (SQLite), one with it off. Sends sequential requests over one keep-alive connection:
+cache on (SQLite), one with it off. Sends sequential requests over keep-alive connections, the
+three kinds interleaved:
   - hit:   the same question again and again (exact hits after the first),
   - miss:  a new question every time, through the caching gateway (lookup + upstream + store),
   - plain: a new question every time, through the gateway without a cache.
@@ -71,21 +72,29 @@ def gateway_cmd(tmp: str, name: str, upstream: str, cache: bool) -> tuple[list[s
     return cmd, f"http://127.0.0.1:{port}"
 
 
-def run(url: str, n: int, same: bool, tag: str) -> list[float]:
-    times = []
-    with httpx.Client(base_url=url + "/v1", timeout=30) as client:
-        for i in range(n + 20):  # 20 warm-up requests
-            text = "What is the boiling point of water at sea level?" if same else f"{tag} question {i}"
-            body = {"model": "gpt-4o", "messages": [{"role": "user", "content": text}]}
-            t = time.perf_counter()
-            r = client.post("/chat/completions", json=body)
-            elapsed = (time.perf_counter() - t) * 1000
-            assert r.status_code == 200, r.text
-            if i >= 20:
-                times.append(elapsed)
-                if same:
-                    assert r.headers["x-thrifty-cache"] == "hit-exact"
-    return times
+def run(cached_url: str, plain_url: str, n: int) -> dict[str, list[float]]:
+    """The three series interleaved request by request, so load changes hit them alike."""
+    series: dict[str, list[float]] = {"hit": [], "miss": [], "plain": []}
+    with (
+        httpx.Client(base_url=cached_url + "/v1", timeout=30) as cached,
+        httpx.Client(base_url=plain_url + "/v1", timeout=30) as plain,
+    ):
+        for i in range(n + 20):  # 20 warm-up rounds
+            for name, client, text in (
+                ("hit", cached, "What is the boiling point of water at sea level?"),
+                ("miss", cached, f"miss question {i}"),
+                ("plain", plain, f"plain question {i}"),
+            ):
+                body = {"model": "gpt-4o", "messages": [{"role": "user", "content": text}]}
+                t = time.perf_counter()
+                r = client.post("/chat/completions", json=body)
+                elapsed = (time.perf_counter() - t) * 1000
+                assert r.status_code == 200, r.text
+                if i >= 20:
+                    series[name].append(elapsed)
+                    if name == "hit":
+                        assert r.headers["x-thrifty-cache"] == "hit-exact"
+    return series
 
 
 def main() -> None:
@@ -111,11 +120,7 @@ def main() -> None:
             process(cached_cmd, cached_url + "/healthz", tmp),
             process(plain_cmd, plain_url + "/healthz", tmp),
         ):
-            series = {
-                "hit": run(cached_url, args.requests, same=True, tag="hit"),
-                "miss": run(cached_url, args.requests, same=False, tag="miss"),
-                "plain": run(plain_url, args.requests, same=False, tag="plain"),
-            }
+            series = run(cached_url, plain_url, args.requests)
     p50 = {name: float(np.percentile(v, 50)) for name, v in series.items()}
     for name, values in series.items():
         p99 = float(np.percentile(values, 99))
