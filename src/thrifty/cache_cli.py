@@ -66,16 +66,24 @@ def cache_group() -> None:
 @click.option("--combiner-pairs", type=click.IntRange(min=50), default=3000, show_default=True,
               help="Train pairs held apart (and embedded) to fit the cosine combiner.")  # fmt: skip
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Lexical-stage epochs.")
+@click.option("--head-hidden", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Hidden units of an embedding head over |u-v| and u*v (0: none; "
+              "training it needs scikit-learn).")  # fmt: skip
 @_EMBED_CACHE
 def train_command(
-    pairs_path: str, out: str, combiner_pairs: int, epochs: int | None, embed_cache: str | None
+    pairs_path: str,
+    out: str,
+    combiner_pairs: int,
+    epochs: int | None,
+    head_hidden: int,
+    embed_cache: str | None,
 ) -> None:
     """Train the verifier on the train split of PAIRS (uncalibrated: run calibrate next)."""
     from dataclasses import replace
 
     from thrifty.cache.verify.train import TrainSettings, train
 
-    settings = TrainSettings(combiner_pairs=combiner_pairs)
+    settings = TrainSettings(combiner_pairs=combiner_pairs, head_hidden=head_hidden)
     if epochs is not None:
         settings = replace(settings, epochs=epochs)
     try:
@@ -120,6 +128,12 @@ def calibrate_command(
         f"(cosine ≥ {model.meta['cosine_threshold']:.4f}: precision {_pct(dev_cos['precision'])}, "
         f"recall {_pct(dev_cos['recall'])})"
     )
+    if "dev_text" in model.meta and model.text_threshold is not None:
+        text = model.meta["dev_text"]
+        click.echo(
+            f"text-only fallback threshold {model.text_threshold:.4f}: dev precision "
+            f"{_pct(text['precision'])}, recall {_pct(text['recall'])}"
+        )
     target = out or verifier_path
     if target:
         model.save(target)
@@ -170,11 +184,13 @@ def _pct(value: float | None) -> str:
 def _print_report(report: dict[str, Any]) -> None:
     echo = click.echo
     echo(f"{report['pairs']} {report['split']} pairs, target precision {report['target_precision']}")
-    echo(f"{'':22} {'threshold':>9} {'precision':>10} {'recall':>8} {'accepted':>9}")
-    for name in ("verifier", "cosine"):
+    echo(f"{'':25} {'threshold':>9} {'precision':>10} {'recall':>8} {'accepted':>9}")
+    for name in ("verifier", "verifier_text_only", "cosine"):
+        if name not in report:
+            continue
         s = report[name]
         echo(
-            f"pairs  {name:15} {s['threshold']:>9.4f} {_pct(s['precision']):>10} "
+            f"pairs  {name[:18]:18} {s['threshold']:>9.4f} {_pct(s['precision']):>10} "
             f"{_pct(s['recall']):>8} {s['accepted']:>9}"
         )
     look = report["lookup"]

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from thrifty.cache.evaluate import pair_cosines, verifier_scores
+from thrifty.cache.evaluate import verifier_scores
 from thrifty.cache.verify import load_verifier
 from thrifty.cache.verify.embcache import EmbeddingCache
 from thrifty.cache.verify.model import VerifierModel
 from thrifty.cache.verify.pairs import read_pairs, select
+from thrifty.cache.verify.train import pair_vectors
 from thrifty.embed import get_embedder
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -76,8 +78,7 @@ def test_calibrate_meets_target_on_dev_and_eval_reports_fields(workdir: Path) ->
 
     # the written threshold, applied to the dev pairs, keeps the target precision
     dev = select(read_pairs(pairs_file), "dev")
-    cosines = pair_cosines(dev, EmbeddingCache(get_embedder(), emb))
-    scores = verifier_scores(model, dev, cosines)
+    scores, _ = verifier_scores(model, dev, pair_vectors(dev, EmbeddingCache(get_embedder(), emb)))
     accepted = [p.duplicate for p, s in zip(dev, scores, strict=True) if s >= model.threshold and s > 0]
     assert not accepted or sum(accepted) / len(accepted) >= 0.8
     assert model.meta["dev"]["accepted"] == len(accepted)
@@ -139,3 +140,30 @@ def test_train_calibrate_eval_on_a_slice_of_qqp(workdir: Path) -> None:
     report = json.loads(proc.stdout)
     assert report["pairs"] == 40 and report["split"] == "test"
     assert report["verifier"]["pairs"] == 40 and report["lookup"]["latency_ms"]["queries"] == 3
+    assert "verifier_text_only" not in report  # a text-only model has no fallback row
+
+
+@pytest.mark.skipif(not QQP.exists(), reason="needs ../shared/data/cache/qqp_pairs.jsonl")
+def test_embedding_head_trains_calibrates_both_points_and_reports_fallback(workdir: Path) -> None:
+    slice_file = workdir / "qqp_slice_head.jsonl"
+    with QQP.open() as src:
+        slice_file.write_text("".join(next(src) for _ in range(600)))
+    emb, model_file = workdir / "emb-qqp", workdir / "qqp-head.npz"
+    run("train", "--pairs", str(slice_file), "--out", str(model_file), "--combiner-pairs", "120",
+        "--epochs", "2", "--head-hidden", "4", "--embed-cache", str(emb))  # fmt: skip
+    trained = VerifierModel.load(model_file)
+    assert trained.has_head and trained.hw1 is not None and trained.hw1.shape[1] == 4
+    run("calibrate", "--pairs", str(slice_file), "--target-precision", "0.8", "--verifier", str(model_file),
+        "--limit", "40", "--embed-cache", str(emb))  # fmt: skip
+    calibrated = VerifierModel.load(model_file)
+    assert calibrated.threshold is not None and calibrated.text_threshold is not None
+    assert calibrated.meta["dev_text"]["pairs"] == 40
+    proc = run("eval", "--pairs", str(slice_file), "--verifier", str(model_file), "--limit", "40",
+               "--json", "--latency-queries", "2", "--embed-cache", str(emb))  # fmt: skip
+    report = json.loads(proc.stdout)
+    # JSON carries an unreachable (infinite) threshold as null
+    as_json = lambda t: None if math.isinf(t) else t  # noqa: E731
+    assert report["verifier_text_only"]["threshold"] == as_json(calibrated.text_threshold)
+    assert report["verifier"]["threshold"] == as_json(calibrated.threshold)
+    assert report["verifier_text_only"]["pairs"] == report["verifier"]["pairs"] == 40
+    assert report["lookup"]["latency_ms"]["queries"] == 2

@@ -53,6 +53,61 @@ def test_model_round_trips_through_its_file(tmp_path: Path) -> None:
         assert loaded.accept(q, c, 0.8) == model.accept(q, c, 0.8)
 
 
+def _with_head(model: VerifierModel, seed: int = 2, hidden: int = 3, dim: int = 8) -> VerifierModel:
+    rng = np.random.default_rng(seed)
+    model.hw1 = rng.normal(size=(len(COMBINER) + 2 * dim, hidden)).astype(np.float32)
+    model.hb1 = rng.normal(size=hidden).astype(np.float32)
+    model.hw2 = rng.normal(size=hidden).astype(np.float32)
+    model.hb2 = -0.5
+    return model
+
+
+def _unit(rng: np.random.Generator, dim: int = 8) -> np.ndarray:
+    v = rng.normal(size=dim).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_embedding_head_round_trips_and_scores_from_the_vectors(tmp_path: Path) -> None:
+    model = _with_head(_random_model()).with_threshold(0.6, text_threshold=0.4)
+    path = tmp_path / "head.npz"
+    model.save(path)
+    loaded = VerifierModel.load(path)
+    assert loaded.has_head and loaded.threshold == 0.6 and loaded.text_threshold == 0.4
+    rng = np.random.default_rng(5)
+    q, c = PAIRS[0]
+    u, v = _unit(rng), _unit(rng)
+    with_vectors = loaded.score(q, c, 0.8, u, v)
+    assert with_vectors == pytest.approx(model.score(q, c, 0.8, u, v), rel=1e-6)
+    # the head's probability, recomputed by hand from its arrays
+    row = (
+        np.asarray(model.combiner_row(extract(q, c, 0.8, model.idf)), np.float32) - model.cmean
+    ) / model.cstd
+    z = (
+        np.maximum(np.concatenate([row, np.abs(u - v), u * v]) @ model.hw1 + model.hb1, 0) @ model.hw2
+        + model.hb2
+    )
+    assert with_vectors == pytest.approx(1 / (1 + np.exp(-z)), rel=1e-5)
+    # other vectors give another score; no vectors falls back to the combiner
+    assert loaded.score(q, c, 0.8, u, _unit(rng)) != pytest.approx(with_vectors)
+    assert loaded.score(q, c, 0.8) == pytest.approx(
+        model.combine(model.combiner_row(extract(q, c, 0.8, model.idf)))
+    )
+
+
+def test_embedding_head_uses_its_threshold_only_with_vectors() -> None:
+    model = _with_head(_random_model())
+    rng = np.random.default_rng(7)
+    q, c = PAIRS[2]
+    u, v = _unit(rng), _unit(rng)
+    head, text = model.score(q, c, 0.8, u, v), model.score(q, c, 0.8)
+    just_above = model.with_threshold(head, text_threshold=min(text + 1e-3, 1.0) if text < 1 else 1.0)
+    assert just_above.accept(q, c, 0.8, u, v) == (True, head)
+    assert just_above.accept(q, c, 0.8)[0] is False
+    no_fallback = model.with_threshold(head)
+    with pytest.raises(ValueError, match="text-only threshold"):
+        no_fallback.accept(q, c, 0.8)
+
+
 def test_uncalibrated_model_refuses_to_accept(tmp_path: Path) -> None:
     model = _random_model()
     with pytest.raises(ValueError, match="not calibrated"):

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from thrifty.cache.verify.pairs import Pair, sample, select
-from thrifty.cache.verify.train import pair_cosines
+from thrifty.cache.verify.train import pair_vectors
 
 if TYPE_CHECKING:
     from thrifty.cache.verify.embcache import EmbeddingCache
@@ -91,9 +91,20 @@ def pair_stats(scores: Sequence[float], labels: Sequence[bool], threshold: float
 
 
 # -- scoring -----------------------------------------------------------------------------------------
-def verifier_scores(model: VerifierModel, pairs: Sequence[Pair], cosines: Sequence[float]) -> list[float]:
-    """The query is the pair's `b`, the stored candidate its `a` (as in the lookup view)."""
-    return [model.score(p.b, p.a, float(c)) for p, c in zip(pairs, cosines, strict=True)]
+def verifier_scores(
+    model: VerifierModel, pairs: Sequence[Pair], vectors: tuple[Any, Any], with_vectors: bool = True
+) -> tuple[list[float], list[float]]:
+    """(verifier scores, cosines). The query is the pair's `b`, the stored candidate its `a` (as in
+    the lookup view); `with_vectors=False` scores as a caller that passes no embedding vectors."""
+    import numpy as np
+
+    query_rows, candidate_rows = vectors
+    cosines = np.einsum("ij,ij->i", query_rows, candidate_rows) if len(pairs) else np.zeros(0)
+    scores = [
+        model.score(p.b, p.a, float(c), *((u, v) if with_vectors else (None, None)))
+        for p, c, u, v in zip(pairs, cosines, query_rows, candidate_rows, strict=True)
+    ]
+    return scores, cosines.tolist()
 
 
 def calibrate(
@@ -105,17 +116,26 @@ def calibrate(
     if not dev:
         raise ValueError("the pairs file has no dev pairs to calibrate on")
     labels = [p.duplicate for p in dev]
-    cosines = pair_cosines(dev, cache)
-    scores = verifier_scores(model, dev, cosines)
+    vectors = pair_vectors(dev, cache)
+    scores, cosines = verifier_scores(model, dev, vectors)
     threshold = choose_threshold(scores, labels, target)
-    cosine_threshold = choose_threshold(cosines.tolist(), labels, target)
+    cosine_threshold = choose_threshold(cosines, labels, target)
+    text: dict[str, Any] = {}
+    if model.has_head:  # the fallback point for callers that pass no vectors
+        text_scores, _ = verifier_scores(model, dev, vectors, with_vectors=False)
+        text_threshold = choose_threshold(text_scores, labels, target)
+        text = {
+            "text_threshold": text_threshold,
+            "dev_text": pair_stats(text_scores, labels, text_threshold).as_dict(),
+        }
     return model.with_threshold(
         threshold,
         target_precision=target,
         calibration_pairs=len(dev),
         cosine_threshold=cosine_threshold,
         dev=pair_stats(scores, labels, threshold).as_dict(),
-        dev_cosine=pair_stats(cosines.tolist(), labels, cosine_threshold).as_dict(),
+        dev_cosine=pair_stats(cosines, labels, cosine_threshold).as_dict(),
+        **text,
     )
 
 
@@ -165,8 +185,9 @@ def lookup(
     answerable_set = {p.b for p in all_pairs if p.duplicate and p.a in set(stored)}
     cache.fill(stored + queries, progress=True)
     index = VectorIndex(cache.embedder.dim)
-    for key, vector in enumerate(cache.matrix(stored)):
-        index.add("eval", key, np.asarray(vector, dtype=np.float32))
+    stored_rows = np.asarray(cache.matrix(stored), dtype=np.float32)
+    for key, vector in enumerate(stored_rows):
+        index.add("eval", key, vector)
     verified = [0, 0, 0]  # hits, correct, unlabelled
     baseline = [0, 0, 0]
     for query, vector in zip(queries, cache.matrix(queries), strict=True):
@@ -177,14 +198,16 @@ def lookup(
         outcome = (1, (stored[key], query) in duplicate_of, (stored[key], query) not in labelled)
         if cosine >= cosine_threshold:
             baseline = [total + part for total, part in zip(baseline, outcome, strict=True)]
-        if model.accept(query, stored[key], cosine)[0]:
+        if model.accept(query, stored[key], cosine, vector, stored_rows[key])[0]:
             verified = [total + part for total, part in zip(verified, outcome, strict=True)]
     answerable = sum(q in answerable_set for q in queries)
     return {
         "index_entries": len(stored),
         "verifier": LookupStats(len(queries), answerable, *verified).as_dict(),
         "cosine": LookupStats(len(queries), answerable, *baseline).as_dict(),
-        "latency_ms": _latency(model, index, stored, sample_queries(queries, latency_queries), cache),
+        "latency_ms": _latency(
+            model, index, stored_rows, stored, sample_queries(queries, latency_queries), cache
+        ),
     }
 
 
@@ -193,7 +216,12 @@ def sample_queries(queries: Sequence[str], n: int) -> list[str]:
 
 
 def _latency(
-    model: VerifierModel, index: Any, stored: Sequence[str], queries: Sequence[str], cache: EmbeddingCache
+    model: VerifierModel,
+    index: Any,
+    stored_rows: Any,
+    stored: Sequence[str],
+    queries: Sequence[str],
+    cache: EmbeddingCache,
 ) -> dict[str, float]:
     """Per-lookup wall time with a live embedding (not the disk cache): embed, search, verify."""
     import numpy as np
@@ -207,7 +235,8 @@ def _latency(
         found = index.search("eval", vector, 1)
         t2 = time.perf_counter()
         if found:
-            model.accept(query, stored[found[0][0]], found[0][1])
+            key = found[0][0]
+            model.accept(query, stored[key], found[0][1], vector, stored_rows[key])
         t3 = time.perf_counter()
         for name, value in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True):
             parts[name].append(value * 1000)
@@ -231,14 +260,19 @@ def evaluate(
         raise ValueError("the verifier is not calibrated: run `thrifty cache calibrate` first")
     chosen = sample(select(pairs, split), limit)
     labels = [p.duplicate for p in chosen]
-    cosines = pair_cosines(chosen, cache)
-    scores = verifier_scores(model, chosen, cosines)
+    vectors = pair_vectors(chosen, cache)
+    scores, cosines = verifier_scores(model, chosen, vectors)
     cosine_threshold = float(model.meta.get("cosine_threshold", math.inf))
+    text: dict[str, Any] = {}
+    if model.has_head and model.text_threshold is not None:
+        text_scores, _ = verifier_scores(model, chosen, vectors, with_vectors=False)
+        text = {"verifier_text_only": pair_stats(text_scores, labels, model.text_threshold).as_dict()}
     return {
         "split": split,
         "pairs": len(chosen),
         "target_precision": model.meta.get("target_precision"),
         "verifier": pair_stats(scores, labels, model.threshold).as_dict(),
-        "cosine": pair_stats(cosines.tolist(), labels, cosine_threshold).as_dict(),
+        **text,
+        "cosine": pair_stats(cosines, labels, cosine_threshold).as_dict(),
         "lookup": lookup(model, chosen, pairs, cache, cosine_threshold, latency_queries),
     }

@@ -32,6 +32,7 @@ FORMAT = "thrifty-verifier/1"
 LEXICAL = tuple(i for i, name in enumerate(DENSE) if not name.startswith("cosine"))
 COMBINER = ("lexical_logit", "logit_x_cosine", *DENSE)
 _ARRAYS = ("idf", "mean", "std", "w1", "b1", "w2", "sparse", "combiner", "cmean", "cstd")
+_HEAD = ("hw1", "hb1", "hw2")  # optional embedding head (absent in text-only models)
 
 
 @dataclass
@@ -49,6 +50,11 @@ class VerifierModel:
     b2: float = 0.0
     min_cosine: float = -1.0  # below it a candidate scores 0: the combiner only learned above it
     threshold: float | None = None  # None until calibrated
+    hw1: np.ndarray | None = None  # (len(COMBINER) + 2 * dim, hidden) embedding head
+    hb1: np.ndarray | None = None  # (hidden,)
+    hw2: np.ndarray | None = None  # (hidden,)
+    hb2: float = 0.0
+    text_threshold: float | None = None  # the combiner's point, used when no vectors are given
     vetoes: tuple[str, ...] = tuple(checks.CHECKS)
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -71,7 +77,36 @@ class VerifierModel:
         z = float(x @ self.combiner[:-1] + self.combiner[-1])
         return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
 
-    def score(self, query: str, candidate: str, cosine: float) -> float:
+    @property
+    def has_head(self) -> bool:
+        return self.hw1 is not None
+
+    def head(self, row: list[float], u: np.ndarray, v: np.ndarray) -> float:
+        """Probability from the embedding head for combiner inputs `row` and vectors u, v."""
+        import numpy as np
+
+        assert self.hw1 is not None and self.hb1 is not None and self.hw2 is not None
+        x = np.concatenate(
+            [
+                (np.asarray(row, dtype=np.float32) - self.cmean) / self.cstd,
+                np.abs(u - v),
+                u * v,
+            ]
+        ).astype(np.float32)
+        z = float(np.maximum(x @ self.hw1 + self.hb1, 0.0) @ self.hw2 + self.hb2)
+        return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+
+    def uses_head(self, query_vector: np.ndarray | None, candidate_vector: np.ndarray | None) -> bool:
+        return self.has_head and query_vector is not None and candidate_vector is not None
+
+    def score(
+        self,
+        query: str,
+        candidate: str,
+        cosine: float,
+        query_vector: np.ndarray | None = None,
+        candidate_vector: np.ndarray | None = None,
+    ) -> float:
         if cosine < self.min_cosine:
             return 0.0
         q, c = checks.analyze(query), checks.analyze(candidate)
@@ -82,17 +117,41 @@ class VerifierModel:
             # sampled among near-identical questions, so the learned stages distrust high overlap;
             # identical wording is the one case where that bias must not apply.
             return 1.0
-        feats = extract(q, c, cosine, self.idf)
-        return self.combine(self.combiner_row(feats))
+        row = self.combiner_row(extract(q, c, cosine, self.idf))
+        if self.uses_head(query_vector, candidate_vector):
+            import numpy as np
 
-    def accept(self, query: str, candidate: str, cosine: float) -> tuple[bool, float]:
+            u = np.asarray(query_vector, dtype=np.float32)
+            v = np.asarray(candidate_vector, dtype=np.float32)
+            return self.head(row, u, v)
+        return self.combine(row)
+
+    def accept(
+        self,
+        query: str,
+        candidate: str,
+        cosine: float,
+        query_vector: np.ndarray | None = None,
+        candidate_vector: np.ndarray | None = None,
+    ) -> tuple[bool, float]:
         if self.threshold is None:
             raise ValueError("verifier is not calibrated: run `thrifty cache calibrate` on it first")
-        value = self.score(query, candidate, cosine)
-        return value >= self.threshold and value > 0.0, value
+        value = self.score(query, candidate, cosine, query_vector, candidate_vector)
+        with_head = self.uses_head(query_vector, candidate_vector)
+        threshold = self.threshold if with_head or not self.has_head else self.text_threshold
+        if threshold is None:
+            raise ValueError("verifier has no text-only threshold: rerun `thrifty cache calibrate`")
+        return value >= threshold and value > 0.0, value
 
-    def with_threshold(self, threshold: float, **meta: Any) -> VerifierModel:
-        return replace(self, threshold=float(threshold), meta={**self.meta, **meta})
+    def with_threshold(
+        self, threshold: float, text_threshold: float | None = None, **meta: Any
+    ) -> VerifierModel:
+        return replace(
+            self,
+            threshold=float(threshold),
+            text_threshold=None if text_threshold is None else float(text_threshold),
+            meta={**self.meta, **meta},
+        )
 
     # -- persistence -----------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
@@ -103,12 +162,16 @@ class VerifierModel:
             "b2": self.b2,
             "min_cosine": self.min_cosine,
             "threshold": self.threshold,
+            "hb2": self.hb2,
+            "text_threshold": self.text_threshold,
             "vetoes": list(self.vetoes),
             "dense": list(DENSE),
             "combiner": list(COMBINER),
             "meta": self.meta,
         }
         arrays = {name: np.asarray(getattr(self, name), dtype=np.float32) for name in _ARRAYS}
+        if self.has_head:
+            arrays.update({name: np.asarray(getattr(self, name), dtype=np.float32) for name in _HEAD})
         with open(path, "wb") as handle:  # an open handle stops numpy from appending .npz
             np.savez_compressed(handle, header=np.array(json.dumps(header)), **arrays)
 
@@ -123,11 +186,14 @@ class VerifierModel:
             if header["dense"] != list(DENSE) or header["combiner"] != list(COMBINER):
                 raise ValueError(f"{path}: trained with other features; retrain with `thrifty cache train`")
             arrays = {name: data[name] for name in _ARRAYS}
+            arrays.update({name: data[name] for name in _HEAD if name in data.files})
         return cls(
             **arrays,
             b2=float(header["b2"]),
             min_cosine=float(header.get("min_cosine", -1.0)),
             threshold=header["threshold"],
+            hb2=float(header.get("hb2", 0.0)),
+            text_threshold=header.get("text_threshold"),
             vetoes=tuple(header["vetoes"]),
             meta=header["meta"],
         )

@@ -34,6 +34,8 @@ class TrainSettings:
     l2_combiner: float = 0.1
     min_cosine: float = 0.7  # the combiner learns (and the verifier answers) only above this cosine
     combiner_pairs: int = 3000  # train pairs held apart, embedded, for the combiner
+    head_hidden: int = 0  # > 0: fit an embedding head (MLP, scikit-learn at train time only)
+    head_alpha: float = 1.0  # its L2 penalty (chosen by 5-fold CV on the embedded train pairs)
     seed: int = 0
 
 
@@ -163,13 +165,52 @@ def combiner_rows(model: VerifierModel, pairs: Sequence[Pair], cosines: Sequence
     return np.asarray(rows, dtype=np.float64)
 
 
+def pair_vectors(pairs: Sequence[Pair], cache: EmbeddingCache) -> tuple[np.ndarray, np.ndarray]:
+    """(query rows, candidate rows): the pairs' `b` and `a` embeddings."""
+    cache.fill([t for p in pairs for t in (p.a, p.b)], progress=True)
+    return cache.matrix([p.b for p in pairs]), cache.matrix([p.a for p in pairs])
+
+
 def pair_cosines(pairs: Sequence[Pair], cache: EmbeddingCache) -> np.ndarray:
     import numpy as np
 
-    cache.fill([t for p in pairs for t in (p.a, p.b)], progress=True)
-    a = cache.matrix([p.a for p in pairs])
-    b = cache.matrix([p.b for p in pairs])
+    b, a = pair_vectors(pairs, cache)
     return np.einsum("ij,ij->i", a, b) if len(pairs) else np.zeros(0)
+
+
+def head_inputs(standardised_rows: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """The embedding head's input rows, as `VerifierModel.head` builds them one at a time."""
+    import numpy as np
+
+    return np.hstack([standardised_rows, np.abs(u - v), u * v]).astype(np.float32)
+
+
+def fit_head(x: np.ndarray, y: np.ndarray, s: TrainSettings) -> tuple[np.ndarray, ...]:
+    """A one-hidden-layer ReLU MLP (scikit-learn, train time only) exported as numpy arrays."""
+    try:
+        from sklearn.neural_network import MLPClassifier
+    except ImportError as exc:  # pragma: no cover - depends on the training environment
+        raise ValueError("training the embedding head needs scikit-learn") from exc
+    import numpy as np
+
+    mlp = MLPClassifier(
+        hidden_layer_sizes=(s.head_hidden,),
+        alpha=s.head_alpha,
+        max_iter=300,
+        early_stopping=True,
+        validation_fraction=0.15,
+        n_iter_no_change=15,
+        random_state=s.seed,
+    )
+    mlp.fit(x, y.astype(int))
+    w1, w2 = mlp.coefs_
+    b1, b2 = mlp.intercepts_
+    return (
+        w1.astype(np.float32),
+        b1.astype(np.float32),
+        w2[:, 0].astype(np.float32),
+        np.float32(b2[0]),
+    )
 
 
 def train(
@@ -190,7 +231,8 @@ def train(
     log("lexical stage trained; embedding the combiner pairs")
     import numpy as np
 
-    cosines = pair_cosines(held, cache)
+    u_all, v_all = pair_vectors(held, cache)
+    cosines = np.einsum("ij,ij->i", u_all, v_all)
     near = [i for i, c in enumerate(cosines) if c >= s.min_cosine]
     if len(near) < 10:
         raise ValueError(f"only {len(near)} combiner pairs have cosine >= {s.min_cosine}: hold more apart")
@@ -201,6 +243,11 @@ def train(
     model.cmean = x.mean(0).astype(np.float32)
     model.cstd = (x.std(0) + 1e-6).astype(np.float32)
     model.combiner = fit_logistic((x - model.cmean) / model.cstd, np.asarray(y), l2=s.l2_combiner)
+    if s.head_hidden > 0:
+        log(f"fitting the embedding head on {len(near)} pairs")
+        inputs = head_inputs((x - model.cmean) / model.cstd, u_all[near], v_all[near])
+        model.hw1, model.hb1, model.hw2, hb2 = fit_head(inputs, np.asarray(y), s)
+        model.hb2 = float(hb2)
     model.meta = {
         "train_pairs": len(train_pairs),
         "lexical_pairs": len(lexical_pairs),
