@@ -70,6 +70,7 @@ class Dispatch:
             include_usage=include_usage,
             finish=finish,
             started=call.started,
+            estimate=lambda text: self.books.estimate(call.body, text),
         )
         return ChatResult(
             body={},

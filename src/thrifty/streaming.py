@@ -11,6 +11,8 @@ from thrifty.types import Body, Usage
 
 Finish = Callable[[Usage | None, str, "UpstreamError | None", float], None]
 """Called once with (usage or None, output text, error or None, latency_ms) when the stream ends."""
+Estimate = Callable[[str], Usage]
+"""Local token counts for a stream whose provider sent no usage, from its output text."""
 
 
 class ChatStream:
@@ -27,6 +29,7 @@ class ChatStream:
         include_usage: bool,
         finish: Finish,
         started: float,
+        estimate: Estimate | None = None,
     ) -> None:
         self.request_id = request_id
         self.served_model = served_model
@@ -36,7 +39,9 @@ class ChatStream:
         self._first: Body | None = first
         self._rest = rest
         self._finish = finish
+        self._estimate = estimate
         self._started = started
+        self._last: Body = first
         self._text: list[str] = []
         self._usage: Usage | None = None
         self._done = False
@@ -54,6 +59,8 @@ class ChatStream:
     async def __anext__(self) -> Body:
         while True:
             chunk = await self._next_raw()
+            if self._done:  # the locally estimated usage chunk, already booked
+                return chunk
             if chunk.get("usage") is not None:
                 self._usage = Usage.from_openai(chunk["usage"])
                 if not chunk.get("choices"):
@@ -72,13 +79,27 @@ class ChatStream:
         if self._done:
             raise StopAsyncIteration
         try:
-            return await self._rest.__anext__()
+            chunk = await self._rest.__anext__()
         except StopAsyncIteration:
+            estimated = self._estimated_usage_chunk()
             self._end(None)
+            if estimated is not None:
+                return estimated
             raise
         except UpstreamError as exc:
             self._end(exc)
             raise
+        self._last = chunk
+        return chunk
+
+    def _estimated_usage_chunk(self) -> Body | None:
+        """A client that asked for usage gets it even when the provider sent none: counted locally
+        (the ledger row is marked estimated)."""
+        if not self.include_usage or self._usage is not None or self._estimate is None:
+            return None
+        self._usage = self._estimate("".join(self._text))
+        meta = {k: self._last[k] for k in ("id", "object", "created", "model") if k in self._last}
+        return {**meta, "choices": [], "usage": self._usage.to_openai()}
 
     def _collect_text(self, chunk: Body) -> None:
         for choice in chunk.get("choices") or ():

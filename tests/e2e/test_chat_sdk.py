@@ -175,3 +175,18 @@ def test_embeddings_priced(gateway):
 def test_models_endpoint(gateway):
     ids = {m.id for m in client(gateway).models.list()}
     assert {"gpt-4o", "claude-sonnet-4-5", "resilient"} <= ids
+
+
+def test_stream_without_provider_usage_still_gives_the_client_usage(gateway, fake):
+    fake.script({"omit_usage": True})
+    raw = client(gateway).chat.completions.with_raw_response.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "count my stream"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(raw.parse())
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: count my stream"
+    (row,) = ledger_rows(gateway.ledger_path, expect=1, request_id=raw.headers["x-request-id"])
+    assert row["estimated"] == 1 and row["output_tokens"] == chunks[-1].usage.completion_tokens

@@ -77,16 +77,23 @@ def test_dropped_connections_and_timeouts_are_retried(gateway, fake):
     assert raw.status_code == 200
 
 
-def test_circuit_breaker_skips_dead_deployment_then_probes(gateway, fake):
+def test_circuit_breaker_skips_dead_deployment_then_probes(gateway_factory, fake):
+    from tests.conftest import base_config
+
+    config = base_config(fake)
+    config["breaker"] = {"failure_threshold": 3, "cooldown_s": 4.0}
+    gateway = gateway_factory(config)
     fake.set_default(status=503)  # everything fails ...
     fake.script(*[{"status": 200}] * 50, model="backup-up")  # ... except the backup
     ask(gateway, "resilient")  # 3 failures on primary open its breaker
+    opened = time.monotonic()
     before = len([r for r in fake.requests() if r["body"]["model"] == "primary-up"])
     for _ in range(5):
         assert ask(gateway, "resilient").status_code == 200
+    assert time.monotonic() - opened < 4.0, "machine too slow to observe the open state"
     after = len([r for r in fake.requests() if r["body"]["model"] == "primary-up"])
     assert after == before  # primary skipped while open
-    time.sleep(1.1)  # cooldown: one probe goes through
+    time.sleep(max(0.0, 4.1 - (time.monotonic() - opened)))  # cooldown over: one probe goes through
     fake.set_default()
     ask(gateway, "resilient")
     assert fake.requests()[-1]["body"]["model"] == "primary-up"
