@@ -31,7 +31,9 @@ def test_key_order_and_inline_whitespace_runs_do_not_change_the_key():
 
 def test_streaming_and_bookkeeping_fields_do_not_change_the_key():
     plain = body(user("hi"))
-    assert key(plain) == key({**plain, "stream": True, "stream_options": {"include_usage": True}, "user": "u1"})
+    assert key(plain) == key(
+        {**plain, "stream": True, "stream_options": {"include_usage": True}, "user": "u1"}
+    )
     assert key(plain) == key({**plain, "thrifty": {"cache": "read_only", "namespace": "n", "max_age": 5}})
 
 
@@ -77,12 +79,16 @@ def test_tenant_and_namespace_scope_the_key():
 
 def test_semantic_scope_is_the_context_without_the_last_user_text():
     def conversation(about: str, last: str) -> dict:
-        return body(user(f"Who is {about}?"), {"role": "assistant", "content": f"{about} is famous."}, user(last))
+        return body(
+            user(f"Who is {about}?"), {"role": "assistant", "content": f"{about} is famous."}, user(last)
+        )
 
     obama = semantic_scope(A, conversation("Barack Obama", "how old is he?"), "gpt-4o")
     assert obama == semantic_scope(A, conversation("Barack Obama", "what is his age?"), "gpt-4o")
     assert obama != semantic_scope(A, conversation("Tom Hanks", "how old is he?"), "gpt-4o")
-    assert obama != semantic_scope(Scope("tenant-b"), conversation("Barack Obama", "how old is he?"), "gpt-4o")
+    assert obama != semantic_scope(
+        Scope("tenant-b"), conversation("Barack Obama", "how old is he?"), "gpt-4o"
+    )
     assert obama != semantic_scope(A, conversation("Barack Obama", "how old is he?"), "gpt-4o-mini")
     with_tools = {**conversation("Barack Obama", "how old is he?"), "tools": [{"type": "function"}]}
     assert obama != semantic_scope(A, with_tools, "gpt-4o")
