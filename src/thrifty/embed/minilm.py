@@ -49,9 +49,10 @@ class _Layer:
             return w[f"{prefix}.{name}"]
 
         # fuse q, k, v into one matmul; weights stored (out, in) → transpose once
-        self.qkv_w = np.concatenate(
-            [get(f"attention.self.{n}.weight").T for n in ("query", "key", "value")], axis=1
-        ).astype(np.float32)
+        self.qkv_w = np.ascontiguousarray(
+            np.concatenate([get(f"attention.self.{n}.weight").T for n in ("query", "key", "value")], axis=1),
+            dtype=np.float32,
+        )
         self.qkv_b = np.concatenate([get(f"attention.self.{n}.bias") for n in ("query", "key", "value")])
         self.out_w = get("attention.output.dense.weight").T.copy()
         self.out_b = get("attention.output.dense.bias")
