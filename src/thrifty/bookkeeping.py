@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from thrifty.errors import UpstreamError
 from thrifty.ledger.base import Ledger
@@ -32,6 +33,18 @@ class Bookkeeper:
         self.ledger.record(attempt)
         for observe in self.observers:
             observe(attempt)
+
+    @staticmethod
+    def _attempt(call: Call, **fields: Any) -> Attempt:
+        """A ledger row of `call`: who asked for what, numbered within the request."""
+        return Attempt(
+            request_id=call.request_id,
+            attempt=call.attempts.next(),
+            tenant_id=call.tenant.id,
+            key_id=call.tenant.key_id,
+            requested_model=call.requested_model,
+            **fields,
+        )
 
     def estimate(self, body: Body, output_text: str) -> Usage:
         """Local token counts for a call whose provider reported no usage (marked estimated)."""
@@ -81,12 +94,8 @@ class Bookkeeper:
         if call.meta.get("_thrifty_hold_booking"):  # a cascade tier awaiting its gate books itself
             return money.cost
         self.record(
-            Attempt(
-                request_id=call.request_id,
-                attempt=call.attempts.next(),
-                tenant_id=call.tenant.id,
-                key_id=call.tenant.key_id,
-                requested_model=call.requested_model,
+            self._attempt(
+                call,
                 served_model=served_model,
                 provider=deployment.provider.name,
                 deployment=deployment.key,
@@ -129,12 +138,8 @@ class Bookkeeper:
         if call.lever == "cascade":
             money.savings.cascade, money.savings.routing = money.savings.routing, 0.0
         self.record(
-            Attempt(
-                request_id=call.request_id,
-                attempt=call.attempts.next(),
-                tenant_id=call.tenant.id,
-                key_id=call.tenant.key_id,
-                requested_model=call.requested_model,
+            self._attempt(
+                call,
                 served_model=served_model,
                 provider=deployment.provider.name,
                 deployment=deployment.key,
@@ -164,12 +169,8 @@ class Bookkeeper:
         """Book a failed attempt (what it cost, if anything; no baseline)."""
         usage = usage or Usage()
         self.record(
-            Attempt(
-                request_id=call.request_id,
-                attempt=call.attempts.next(),
-                tenant_id=call.tenant.id,
-                key_id=call.tenant.key_id,
-                requested_model=call.requested_model,
+            self._attempt(
+                call,
                 served_model=served_model,
                 provider=deployment.provider.name,
                 deployment=deployment.key,
@@ -197,12 +198,8 @@ class Bookkeeper:
         """Book an answer that was paid for but not used (a cascade tier whose gate failed)."""
         cost = call_cost(usage, deployment.price or self.table.price(served_model))
         self.record(
-            Attempt(
-                request_id=call.request_id,
-                attempt=call.attempts.next(),
-                tenant_id=call.tenant.id,
-                key_id=call.tenant.key_id,
-                requested_model=call.requested_model,
+            self._attempt(
+                call,
                 served_model=served_model,
                 provider=deployment.provider.name,
                 deployment=deployment.key,
@@ -232,12 +229,8 @@ class Bookkeeper:
         the savings it earns are booked on the requests that use it."""
         cost = call_cost(usage, deployment.price or self.table.price(served_model))
         self.record(
-            Attempt(
-                request_id=call.request_id,
-                attempt=call.attempts.next(),
-                tenant_id=call.tenant.id,
-                key_id=call.tenant.key_id,
-                requested_model=call.requested_model,
+            self._attempt(
+                call,
                 served_model=served_model,
                 provider=deployment.provider.name,
                 deployment=deployment.key,
@@ -273,12 +266,8 @@ class Bookkeeper:
         savings = Savings(**{lever: baseline})
         status = "cache_hit"
         self.record(
-            Attempt(
-                request_id=call.request_id,
-                attempt=call.attempts.next(),
-                tenant_id=call.tenant.id,
-                key_id=call.tenant.key_id,
-                requested_model=call.requested_model,
+            self._attempt(
+                call,
                 served_model=replaced_model,
                 provider=provider,
                 deployment=None,
