@@ -46,6 +46,19 @@ class Bookkeeper:
             **fields,
         )
 
+    @classmethod
+    def _upstream_attempt(
+        cls, call: Call, served_model: str, deployment: Deployment, **fields: Any
+    ) -> Attempt:
+        """A ledger row of a call that reached `deployment`."""
+        return cls._attempt(
+            call,
+            served_model=served_model,
+            provider=deployment.provider.name,
+            deployment=deployment.key,
+            **fields,
+        )
+
     def estimate(self, body: Body, output_text: str) -> Usage:
         """Local token counts for a call whose provider reported no usage (marked estimated)."""
         return Usage(
@@ -94,11 +107,10 @@ class Bookkeeper:
         if call.meta.get("_thrifty_hold_booking"):  # a cascade tier awaiting its gate books itself
             return money.cost
         self.record(
-            self._attempt(
+            self._upstream_attempt(
                 call,
-                served_model=served_model,
-                provider=deployment.provider.name,
-                deployment=deployment.key,
+                served_model,
+                deployment,
                 status="ok",
                 http_status=200,
                 usage=usage,
@@ -138,11 +150,10 @@ class Bookkeeper:
         if call.lever == "cascade":
             money.savings.cascade, money.savings.routing = money.savings.routing, 0.0
         self.record(
-            self._attempt(
+            self._upstream_attempt(
                 call,
-                served_model=served_model,
-                provider=deployment.provider.name,
-                deployment=deployment.key,
+                served_model,
+                deployment,
                 status="ok",
                 http_status=200,
                 usage=share,
@@ -169,11 +180,10 @@ class Bookkeeper:
         """Book a failed attempt (what it cost, if anything; no baseline)."""
         usage = usage or Usage()
         self.record(
-            self._attempt(
+            self._upstream_attempt(
                 call,
-                served_model=served_model,
-                provider=deployment.provider.name,
-                deployment=deployment.key,
+                served_model,
+                deployment,
                 status="error",
                 http_status=error.upstream_status or error.status,
                 error=error.message[:300],
@@ -198,11 +208,10 @@ class Bookkeeper:
         """Book an answer that was paid for but not used (a cascade tier whose gate failed)."""
         cost = call_cost(usage, deployment.price or self.table.price(served_model))
         self.record(
-            self._attempt(
+            self._upstream_attempt(
                 call,
-                served_model=served_model,
-                provider=deployment.provider.name,
-                deployment=deployment.key,
+                served_model,
+                deployment,
                 status="rejected",
                 http_status=200,
                 error=reason[:300],
@@ -229,11 +238,10 @@ class Bookkeeper:
         the savings it earns are booked on the requests that use it."""
         cost = call_cost(usage, deployment.price or self.table.price(served_model))
         self.record(
-            self._attempt(
+            self._upstream_attempt(
                 call,
-                served_model=served_model,
-                provider=deployment.provider.name,
-                deployment=deployment.key,
+                served_model,
+                deployment,
                 status="ok",
                 http_status=200,
                 usage=usage,
