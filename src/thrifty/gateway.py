@@ -165,8 +165,7 @@ class Gateway:
     # ---- catalog
 
     def models(self) -> list[dict[str, Any]]:
+        """Every name a client may ask for: the configured models, then the virtual ones."""
         now = int(time.time())
-        return [
-            {"id": name, "object": "model", "created": now, "owned_by": "thrifty"}
-            for name in self.table.names()
-        ]
+        names = dict.fromkeys([*self.table.names(), *self.config.routing.virtual_models])
+        return [{"id": name, "object": "model", "created": now, "owned_by": "thrifty"} for name in names]

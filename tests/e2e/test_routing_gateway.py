@@ -73,6 +73,12 @@ def test_rules_route_code_to_strong_and_chat_to_cheap(gw):
     assert row["saved_routing"] > 0 and row["saved_cascade"] == 0
 
 
+def test_models_list_names_the_virtual_models_beside_the_real_ones(gw):
+    ids = [m.id for m in client(gw).models.list()]
+    assert {"thrifty/auto", "thrifty/cascade", "gpt-4o", "gpt-4o-mini"} <= set(ids)
+    assert len(ids) == len(set(ids))
+
+
 def test_task_hint_header_and_body_fields_are_stripped(gw, fake):
     raw = client(gw).chat.completions.with_raw_response.create(
         model="thrifty/auto",
