@@ -7,6 +7,7 @@ answering model when known). Saved as `.npz`; numpy only at run time.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -132,5 +133,6 @@ class LearnedGate:
         return float(predict(x, self.model.weights.astype("float64"))[0])
 
     async def check(self, answer: Answer) -> Verdict:
-        p = self.probability(answer.prompt, answer.text, answer.request.get("model"))
+        # embedding the prompt takes milliseconds of CPU: keep it off the event loop
+        p = await asyncio.to_thread(self.probability, answer.prompt, answer.text, answer.request.get("model"))
         return Verdict(p >= self.threshold, p, f"P(good)={p:.3f} (threshold {self.threshold:.3f})")

@@ -8,6 +8,7 @@ saving under routing against the virtual model's baseline.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -78,7 +79,8 @@ class PlanStage:
             call.route = f"auto:{task}"
         else:
             assert plan.learned is not None
-            i, quality = plan.learned.choose(signals, hints)
+            # the embedding takes milliseconds of CPU: keep it off the event loop
+            i, quality = await asyncio.to_thread(plan.learned.choose, signals, hints)
             model = plan.learned.names[i]
             call.route = f"learned:{quality:.2f}"
         call.lever = "routing"
