@@ -49,7 +49,6 @@ class Ledger(ABC):
     def flush(self, timeout: float = 5.0) -> None:
         """Block until everything recorded so far is durable."""
 
-    @abstractmethod
     def rows(
         self,
         *,
@@ -58,7 +57,21 @@ class Ledger(ABC):
         limit: int | None = None,
         newest_first: bool = False,
     ) -> list[dict[str, Any]]:
-        """Rows as dicts (column → value), oldest first unless newest_first."""
+        """Rows as dicts (column → value), oldest first unless newest_first; read through `query`."""
+        where, params = [], []
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("ts < ?")
+            params.append(until)
+        sql = "SELECT id, " + ", ".join(COLUMNS) + " FROM ledger"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC" if newest_first else " ORDER BY id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self.query(sql, params)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run a read-only SELECT over the `ledger` table; rows as dicts (column alias → value).
@@ -74,5 +87,5 @@ class Ledger(ABC):
 
     @property
     def health(self) -> str:
-        """"ok", or what is wrong with the ledger (shown in /readyz)."""
+        """Either "ok" or what is wrong with the ledger (shown in /readyz)."""
         return "ok" if self.dropped == 0 else f"dropped {self.dropped}"

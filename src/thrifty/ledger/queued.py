@@ -1,0 +1,181 @@
+"""The hand-off every ledger backend shares: requests append rows to a bounded in-memory deque (no lock,
+no thread wake-up on the hot path) and one writer thread drains it in batches.
+
+A backend says only how its writer connects (`_open`), how one batch is written (`_write`) and what a
+failure means (`_failed`: give up by raising, or return how long to wait before trying again).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import abstractmethod
+from collections import deque
+from typing import Any, ClassVar
+
+from thrifty.ledger.base import Ledger, to_row
+from thrifty.types import Attempt
+
+log = logging.getLogger("thrifty.ledger")
+
+
+class QueuedLedger(Ledger):
+    """Rows wait in a deque bounded by `queue_size` (past it they are dropped and counted, never
+    blocking); a writer thread drains it every `flush_interval_ms` in batches of up to `batch_size`.
+
+    The batch being written is held until it is committed, so a backend that retries after a failure
+    (see `_failed`) loses nothing. After `close`, a failing writer keeps retrying for `close_timeout_s`
+    and then counts what it could not write as dropped."""
+
+    backend: ClassVar[str] = "ledger"
+    thread_name: ClassVar[str] = "thrifty-ledger"
+    join_grace_s: ClassVar[float] = 0.0  # `close` waits close_timeout_s + this for the writer
+
+    def __init__(
+        self, *, batch_size: int, flush_interval_ms: int, queue_size: int, close_timeout_s: float
+    ) -> None:
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval_ms / 1000
+        self.close_timeout_s = close_timeout_s
+        self._capacity = queue_size
+        self._pending: deque[tuple[Any, ...]] = deque()
+        self._held: list[tuple[Any, ...]] = []
+        self._waiters: deque[threading.Event] = deque()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._dropped = 0
+        self._lock = threading.Lock()
+
+    # ---- what a backend provides
+
+    @abstractmethod
+    def _open(self) -> Any:
+        """A connection for the writer thread."""
+
+    @abstractmethod
+    def _write(self, conn: Any, batch: list[tuple[Any, ...]]) -> None:
+        """Commit one batch of rows (in COLUMNS order); raise to have the batch kept and retried."""
+
+    @abstractmethod
+    def _failed(self, exc: Exception, delay: float) -> float:
+        """Opening or writing raised `exc` (`delay` is the wait before this try, 0 at first):
+        raise to stop the writer, or return how long to wait before trying again."""
+
+    def _recovered(self) -> None:
+        """Everything pending was written after a failure, or as usual."""
+
+    def _usable(self, conn: Any) -> bool:
+        """Whether the writer's connection can be used again."""
+        return conn is not None
+
+    # ---- state
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    @property
+    def waiting(self) -> int:
+        """Rows recorded but not yet committed."""
+        return len(self._pending) + len(self._held)
+
+    # ---- the hot path
+
+    def record(self, attempt: Attempt) -> None:
+        if len(self._pending) + len(self._held) >= self._capacity:
+            self._dropped += 1
+            log.error("ledger queue full: row dropped", extra={"request_id": attempt.request_id})
+            return
+        self._pending.append(to_row(attempt))
+
+    # ---- lifecycle
+
+    async def start(self) -> None:
+        self.start_sync()
+
+    def start_sync(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._stopping = False
+                self._thread = threading.Thread(target=self._writer, name=self.thread_name, daemon=True)
+                self._thread.start()
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Block until every row recorded before this call is committed (or `timeout` passes)."""
+        if self._thread is None or not self._thread.is_alive():
+            return
+        event = threading.Event()
+        self._waiters.append(event)
+        self._wake.set()
+        event.wait(timeout)
+
+    async def close(self) -> None:
+        self.close_sync()
+
+    def close_sync(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            self._stopping = True
+            self._wake.set()
+            self._thread.join(timeout=self.close_timeout_s + self.join_grace_s)
+        self._thread = None
+
+    # ---- the writer thread
+
+    def _writer(self) -> None:
+        conn: Any = None
+        delay = 0.0
+        stop_deadline: float | None = None
+        try:
+            while True:
+                self._wake.wait(delay or self.flush_interval)
+                self._wake.clear()
+                stopping = self._stopping
+                if stopping and stop_deadline is None:
+                    stop_deadline = time.monotonic() + self.close_timeout_s
+                waiters = [self._waiters.popleft() for _ in range(len(self._waiters))]
+                try:
+                    conn = conn if self._usable(conn) else self._open()
+                    self._drain(conn)
+                except Exception as exc:
+                    conn = _discard(conn)
+                    self._waiters.extendleft(reversed(waiters))  # flush() waits on
+                    delay = self._failed(exc, delay)
+                    if stopping and stop_deadline is not None and time.monotonic() >= stop_deadline:
+                        self._give_up()
+                        return
+                    continue
+                delay = 0.0
+                self._recovered()
+                for event in waiters:
+                    event.set()
+                if stopping and not self._pending:
+                    return
+        finally:
+            _discard(conn)
+
+    def _drain(self, conn: Any) -> None:
+        """Write the held batch, then everything pending now, in batches of up to batch_size."""
+        while self._held or self._pending:
+            if not self._held:
+                take = min(self.batch_size, len(self._pending))
+                self._held = [self._pending.popleft() for _ in range(take)]
+            self._write(conn, self._held)
+            self._held = []
+
+    def _give_up(self) -> None:
+        lost = self.waiting
+        self._dropped += lost
+        self._pending.clear()
+        self._held = []
+        log.error("ledger: %s still unreachable at shutdown: %d rows lost", self.backend, lost)
+
+
+def _discard(conn: Any) -> None:
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception as exc:  # already broken
+            log.debug("ledger: closing a broken connection: %s", exc)
+    return None

@@ -1,0 +1,137 @@
+"""The hand-off every ledger backend shares (QueuedLedger), through a backend that keeps rows in a list
+and can be told to fail: held batches, flush across failures, giving up at shutdown."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from tests.unit.test_ledger_sqlite import attempt
+from thrifty.ledger.queued import QueuedLedger
+
+
+class Conn:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class ListLedger(QueuedLedger):
+    """Commits into `committed`; the next `failures` writes raise; `_failed` retries or, with
+    `fatal`, stops the writer."""
+
+    backend = "list"
+    join_grace_s = 2.0  # close() outwaits the writer's close_timeout_s
+
+    def __init__(self, *, failures: int = 0, fatal: bool = False, close_timeout_s: float = 5.0) -> None:
+        super().__init__(batch_size=3, flush_interval_ms=5, queue_size=100, close_timeout_s=close_timeout_s)
+        self.committed: list[tuple[Any, ...]] = []
+        self.failures = failures
+        self.fatal = fatal
+        self.opened: list[Conn] = []
+        self.delays: list[float] = []
+
+    def _open(self) -> Conn:
+        self.opened.append(Conn())
+        return self.opened[-1]
+
+    def _write(self, conn: Conn, batch: list[tuple[Any, ...]]) -> None:
+        assert not conn.closed
+        if self.failures:
+            self.failures -= 1
+            raise OSError("down")
+        self.committed.extend(batch)
+
+    def _failed(self, exc: Exception, delay: float) -> float:
+        if self.fatal:
+            raise exc
+        self.delays.append(delay)
+        return 0.01
+
+
+def ids(ledger: ListLedger) -> list[str]:
+    return [row[1] for row in ledger.committed]  # COLUMNS[1] is request_id
+
+
+def test_failed_batches_are_held_and_retried_in_order_on_a_new_connection():
+    ledger = ListLedger(failures=3)
+    for i in range(8):
+        ledger.record(attempt(i))
+    ledger.start_sync()
+    ledger.flush(timeout=5)
+    assert ids(ledger) == [f"r{i}" for i in range(8)]
+    assert ledger.waiting == 0 and ledger.dropped == 0
+    assert len(ledger.opened) == 4 and all(c.closed for c in ledger.opened[:3])
+    assert ledger.delays == [0.0, 0.01, 0.01]  # the wait before each failed try
+    ledger.close_sync()
+    assert ledger.opened[-1].closed
+
+
+def test_flush_waits_through_a_failure_until_the_rows_are_committed():
+    ledger = ListLedger(failures=5)
+    ledger.start_sync()
+    ledger.record(attempt(1))
+    ledger.flush(timeout=5)
+    assert ids(ledger) == ["r1"] and ledger.failures == 0
+    ledger.close_sync()
+
+
+def test_close_writes_everything_recorded_before_it():
+    ledger = ListLedger()
+    ledger.start_sync()
+    writers = [
+        threading.Thread(target=lambda k=k: [ledger.record(attempt(k * 100 + i)) for i in range(20)])
+        for k in range(3)
+    ]
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+    ledger.close_sync()
+    assert sorted(ids(ledger)) == sorted(f"r{k * 100 + i}" for k in range(3) for i in range(20))
+    assert ledger.flush() is None  # no writer any more: returns at once
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_failure_the_backend_will_not_retry_stops_the_writer():
+    ledger = ListLedger(failures=1, fatal=True)
+    ledger.record(attempt(1))
+    ledger.start_sync()
+    started = time.monotonic()
+    ledger.flush(timeout=0.5)  # the writer died with the failure: this waits out its timeout
+    assert time.monotonic() - started >= 0.4
+    assert ledger.committed == [] and ledger.waiting == 1
+    ledger.close_sync()
+    ledger.start_sync()  # a new writer picks up the held row
+    ledger.close_sync()
+    assert ids(ledger) == ["r1"]
+
+
+def test_shutdown_during_an_outage_counts_what_it_could_not_write():
+    ledger = ListLedger(failures=10**6, close_timeout_s=0.2)
+    ledger.start_sync()
+    for i in range(7):
+        ledger.record(attempt(i))
+    ledger.close_sync()
+    assert ledger.dropped == 7 and ledger.waiting == 0 and ledger.committed == []
+    assert ledger.health == "dropped 7"
+
+
+def test_the_in_flight_batch_counts_towards_the_bound():
+    ledger = ListLedger(failures=10**6, close_timeout_s=0.1)
+    ledger._capacity = 5
+    for i in range(3):
+        ledger.record(attempt(i))
+    ledger.start_sync()
+    deadline = time.monotonic() + 5
+    while ledger._pending and time.monotonic() < deadline:  # the writer holds the batch of 3
+        time.sleep(0.01)
+    for i in range(3, 6):
+        ledger.record(attempt(i))
+    assert ledger.waiting == 5 and ledger.dropped == 1
+    ledger.close_sync()
