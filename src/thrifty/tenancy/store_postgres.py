@@ -4,40 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
-from thrifty.tenancy.keys import COLUMNS, KeyStore, VirtualKey, from_row, to_row
+from thrifty.tenancy.store_sql import Fetch, KeySQL, SQLKeyStore
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS thrifty_virtual_keys (
-    id TEXT PRIMARY KEY,
-    key_hash TEXT NOT NULL UNIQUE,
-    hint TEXT NOT NULL,
-    tenant TEXT NOT NULL,
-    name TEXT,
-    models TEXT,
-    budgets TEXT,
-    rate_limits TEXT,
-    expires_at DOUBLE PRECISION,
-    metadata TEXT,
-    revoked INTEGER NOT NULL DEFAULT 0,
-    created_at DOUBLE PRECISION NOT NULL,
-    updated_at DOUBLE PRECISION NOT NULL
-);
-CREATE INDEX IF NOT EXISTS thrifty_virtual_keys_tenant ON thrifty_virtual_keys (tenant);
-"""
-
-_SELECT = f"SELECT {', '.join(COLUMNS)} FROM thrifty_virtual_keys"
-_INSERT = (
-    f"INSERT INTO thrifty_virtual_keys ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})"
-)
-_UPDATE_COLUMNS = [c for c in COLUMNS if c not in ("id", "key_hash")]
-_UPDATE = f"UPDATE thrifty_virtual_keys SET {', '.join(c + ' = %s' for c in _UPDATE_COLUMNS)} WHERE id = %s"
+SQL = KeySQL.build(table="thrifty_virtual_keys", placeholder="%s", real="DOUBLE PRECISION")
+SCHEMA = SQL.schema
 
 
-class PostgresKeyStore(KeyStore):
+class PostgresKeyStore(SQLKeyStore):
     """One autocommit connection per replica (key lookups are cached, so traffic is light),
     reopened after a failure."""
+
+    SQL: ClassVar[KeySQL] = SQL
 
     def __init__(self, dsn: str, *, timeout_s: float = 2.0) -> None:
         self.dsn = dsn
@@ -59,7 +39,7 @@ class PostgresKeyStore(KeyStore):
                 self._schema_ready = True
         return self._conn
 
-    async def _execute(self, sql: str, params: Any = None, fetch: str | None = None) -> Any:
+    async def _execute(self, sql: str, params: Sequence[Any] | None = None, fetch: Fetch = None) -> Any:
         import psycopg
 
         async with self._lock:
@@ -87,38 +67,3 @@ class PostgresKeyStore(KeyStore):
     async def aclose(self) -> None:
         async with self._lock:
             await self._drop()
-
-    async def ping(self) -> None:
-        await self._execute("SELECT 1", fetch="one")
-
-    async def insert(self, key: VirtualKey, key_hash: str) -> None:
-        await self._execute(_INSERT, to_row(key, key_hash))
-
-    async def _one(self, column: str, value: Any) -> VirtualKey | None:
-        row = await self._execute(f"{_SELECT} WHERE {column} = %s", (value,), fetch="one")
-        return from_row(row) if row is not None else None
-
-    async def by_hash(self, key_hash: str) -> VirtualKey | None:
-        return await self._one("key_hash", key_hash)
-
-    async def by_id(self, key_id: str) -> VirtualKey | None:
-        return await self._one("id", key_id)
-
-    async def list(self, tenant: str | None = None, include_revoked: bool = True) -> list[VirtualKey]:
-        clauses, params = [], []
-        if tenant is not None:
-            clauses.append("tenant = %s")
-            params.append(tenant)
-        if not include_revoked:
-            clauses.append("revoked = 0")
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = await self._execute(f"{_SELECT}{where} ORDER BY created_at", params, fetch="all")
-        return [from_row(r) for r in rows]
-
-    async def save(self, key: VirtualKey) -> None:
-        values = dict(zip(COLUMNS, to_row(key, ""), strict=True))
-        await self._execute(_UPDATE, [values[c] for c in _UPDATE_COLUMNS] + [key.id])
-
-    async def count(self) -> int:
-        row = await self._execute("SELECT count(*) AS n FROM thrifty_virtual_keys", fetch="one")
-        return int(row["n"])

@@ -5,41 +5,22 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from thrifty.tenancy.keys import COLUMNS, KeyStore, VirtualKey, from_row, to_row
+from thrifty.tenancy.store_sql import Fetch, KeySQL, SQLKeyStore
 
 T = TypeVar("T")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS virtual_keys (
-    id TEXT PRIMARY KEY,
-    key_hash TEXT NOT NULL UNIQUE,
-    hint TEXT NOT NULL,
-    tenant TEXT NOT NULL,
-    name TEXT,
-    models TEXT,
-    budgets TEXT,
-    rate_limits TEXT,
-    expires_at REAL,
-    metadata TEXT,
-    revoked INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS virtual_keys_tenant ON virtual_keys (tenant);
-"""
-
-_SELECT = f"SELECT {', '.join(COLUMNS)} FROM virtual_keys"
-_INSERT = f"INSERT INTO virtual_keys ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-_UPDATE_COLUMNS = [c for c in COLUMNS if c not in ("id", "key_hash")]
-_UPDATE = f"UPDATE virtual_keys SET {', '.join(c + ' = ?' for c in _UPDATE_COLUMNS)} WHERE id = ?"
+SQL = KeySQL.build(table="virtual_keys", placeholder="?", real="REAL")
+SCHEMA = SQL.schema
 
 
-class SQLiteKeyStore(KeyStore):
+class SQLiteKeyStore(SQLKeyStore):
     """One connection used from worker threads under a lock; every call is short."""
+
+    SQL: ClassVar[KeySQL] = SQL
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -64,6 +45,18 @@ class SQLiteKeyStore(KeyStore):
 
         return await asyncio.to_thread(work)
 
+    async def _execute(self, sql: str, params: Sequence[Any] | None = None, fetch: Fetch = None) -> Any:
+        def run(conn: sqlite3.Connection) -> Any:
+            cur = conn.execute(sql, params or ())
+            if fetch == "one":
+                row = cur.fetchone()
+                return dict(row) if row is not None else None
+            if fetch == "all":
+                return [dict(r) for r in cur.fetchall()]
+            return None
+
+        return await self._run(run)
+
     async def start(self) -> None:
         await self._run(lambda conn: None)
 
@@ -72,41 +65,3 @@ class SQLiteKeyStore(KeyStore):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-
-    async def ping(self) -> None:
-        await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
-
-    async def insert(self, key: VirtualKey, key_hash: str) -> None:
-        await self._run(lambda conn: conn.execute(_INSERT, to_row(key, key_hash)))
-
-    async def _one(self, where: str, value: Any) -> VirtualKey | None:
-        row = await self._run(lambda conn: conn.execute(f"{_SELECT} WHERE {where} = ?", (value,)).fetchone())
-        return from_row(dict(row)) if row is not None else None
-
-    async def by_hash(self, key_hash: str) -> VirtualKey | None:
-        return await self._one("key_hash", key_hash)
-
-    async def by_id(self, key_id: str) -> VirtualKey | None:
-        return await self._one("id", key_id)
-
-    async def list(self, tenant: str | None = None, include_revoked: bool = True) -> list[VirtualKey]:
-        clauses, params = [], []
-        if tenant is not None:
-            clauses.append("tenant = ?")
-            params.append(tenant)
-        if not include_revoked:
-            clauses.append("revoked = 0")
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = await self._run(
-            lambda conn: conn.execute(f"{_SELECT}{where} ORDER BY created_at", params).fetchall()
-        )
-        return [from_row(dict(r)) for r in rows]
-
-    async def save(self, key: VirtualKey) -> None:
-        values = dict(zip(COLUMNS, to_row(key, ""), strict=True))
-        params = [values[c] for c in _UPDATE_COLUMNS] + [key.id]
-        await self._run(lambda conn: conn.execute(_UPDATE, params))
-
-    async def count(self) -> int:
-        row = await self._run(lambda conn: conn.execute("SELECT count(*) FROM virtual_keys").fetchone())
-        return int(row[0])
