@@ -1,8 +1,9 @@
-"""`thrifty cache train | calibrate | eval`: the semantic-cache verifier on a labelled pairs file.
+"""`thrifty cache embed | train | calibrate | eval`: the semantic-cache verifier on a labelled pairs file.
 
 Pairs files hold `{"a", "b", "duplicate"}` JSON lines; each pair's split (train 60 % / dev 20 % /
 test 20 %) comes from a hash of its texts. Train learns on train, calibrate picks the operating point
-on dev, eval reports on test (or all). `--embed-cache DIR` keeps embeddings between runs.
+on dev, eval reports on test (or all). `--embed-cache DIR` keeps embeddings between runs (one
+sub-directory per embedder backend); `embed` fills it for a whole file.
 """
 
 from __future__ import annotations
@@ -63,19 +64,27 @@ def cache_group() -> None:
 @cache_group.command("train")
 @_PAIRS
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Model file to write (.npz).")
-@click.option("--combiner-pairs", type=click.IntRange(min=50), default=3000, show_default=True,
-              help="Train pairs held apart (and embedded) to fit the cosine combiner.")  # fmt: skip
+@click.option("--train-pairs", type=click.IntRange(min=20), default=None,
+              help="Train on a deterministic sample of N train pairs (default: all of them).")  # fmt: skip
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Lexical-stage epochs.")
-@click.option("--head-hidden", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Hidden units of an embedding head over |u-v| and u*v (0: none; "
-              "training it needs scikit-learn).")  # fmt: skip
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Folds for the out-of-fold lexical logits the later stages learn from.")  # fmt: skip
+@click.option("--head-hidden", type=click.IntRange(min=0), default=64, show_default=True,
+              help="Hidden units per MLP of the embedding head over |u-v| and u*v (0: text-only model; "
+              "training a head needs scikit-learn: pip install 'thrifty[train]').")  # fmt: skip
+@click.option("--head-seeds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="MLPs (one per seed) averaged into the head.")  # fmt: skip
+@click.option("--head-alpha", type=click.FloatRange(min=0.0), default=None, help="The head's L2 penalty.")
 @_EMBED_CACHE
 def train_command(
     pairs_path: str,
     out: str,
-    combiner_pairs: int,
+    train_pairs: int | None,
     epochs: int | None,
+    folds: int,
     head_hidden: int,
+    head_seeds: int,
+    head_alpha: float | None,
     embed_cache: str | None,
 ) -> None:
     """Train the verifier on the train split of PAIRS (uncalibrated: run calibrate next)."""
@@ -83,15 +92,33 @@ def train_command(
 
     from thrifty.cache.verify.train import TrainSettings, train
 
-    settings = TrainSettings(combiner_pairs=combiner_pairs, head_hidden=head_hidden)
+    settings = TrainSettings(
+        train_pairs=train_pairs, folds=folds, head_hidden=head_hidden, head_seeds=head_seeds
+    )
     if epochs is not None:
         settings = replace(settings, epochs=epochs)
+    if head_alpha is not None:
+        settings = replace(settings, head_alpha=head_alpha)
     try:
         model = train(_pairs(pairs_path), _cache(embed_cache), settings)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     model.save(out)
     click.echo(f"wrote {out} (uncalibrated; next: thrifty cache calibrate --pairs ... --verifier {out})")
+
+
+@cache_group.command("embed")
+@_PAIRS
+@_EMBED_CACHE
+def embed_command(pairs_path: str, embed_cache: str | None) -> None:
+    """Embed every question of PAIRS into the --embed-cache directory (once per embedder)."""
+    if not embed_cache:
+        raise click.BadParameter("give a directory (or set THRIFTY_EMBED_CACHE)", param_hint="--embed-cache")
+    cache = _cache(embed_cache)
+    texts = [t for p in _pairs(pairs_path) for t in (p.a, p.b)]
+    todo = len(cache.missing(texts))
+    cache.fill(texts, progress=True)
+    click.echo(f"{len(set(texts))} questions: {todo} embedded now, the rest were cached ({cache.directory})")
 
 
 @cache_group.command("calibrate")
@@ -103,6 +130,9 @@ def train_command(
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Write the calibrated verifier here (default: back into --verifier; "
               "only prints when neither is given).")  # fmt: skip
+@click.option("--vetoes", default="keep", show_default=True,
+              help="Hard checks that veto a match: keep (the model's), auto (those that help on dev), "
+              "none, or a comma list of numbers,negation,question_kind,entities.")  # fmt: skip
 @_LIMIT
 @_EMBED_CACHE
 def calibrate_command(
@@ -110,6 +140,7 @@ def calibrate_command(
     target_precision: float,
     verifier_path: str | None,
     out: str | None,
+    vetoes: str,
     limit: int | None,
     embed_cache: str | None,
 ) -> None:
@@ -118,10 +149,13 @@ def calibrate_command(
 
     model = _model(verifier_path)
     try:
-        model = calibrate(model, _pairs(pairs_path), _cache(embed_cache), target_precision, limit)
+        model = calibrate(
+            model, _pairs(pairs_path), _cache(embed_cache), target_precision, limit, _vetoes(vetoes)
+        )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     dev, dev_cos = model.meta["dev"], model.meta["dev_cosine"]
+    click.echo(f"vetoes: {', '.join(model.vetoes) or 'none'}")
     click.echo(
         f"threshold {model.threshold:.4f}: dev precision {_pct(dev['precision'])}, "
         f"recall {_pct(dev['recall'])} on {dev['pairs']} dev pairs "
@@ -138,6 +172,21 @@ def calibrate_command(
     if target:
         model.save(target)
         click.echo(f"wrote {target}")
+
+
+def _vetoes(value: str) -> str | tuple[str, ...]:
+    from thrifty.cache.verify.checks import CHECKS
+
+    if value in ("keep", "auto"):
+        return value
+    names = tuple(n.strip() for n in value.split(",") if n.strip() and n.strip() != "none")
+    unknown = [n for n in names if n not in CHECKS]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown check(s) {', '.join(unknown)}; expected keep, auto, none or {', '.join(CHECKS)}",
+            param_hint="--vetoes",
+        )
+    return names
 
 
 @cache_group.command("eval")

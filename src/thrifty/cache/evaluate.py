@@ -107,16 +107,52 @@ def verifier_scores(
     return scores, cosines.tolist()
 
 
+def choose_vetoes(
+    model: VerifierModel, dev: Sequence[Pair], vectors: tuple[Any, Any], target: float
+) -> tuple[str, ...]:
+    """The hard checks worth keeping as vetoes: the subset whose vetoes leave the most dev recall at
+    the `target` operating point (on a tie, the larger subset: a veto is the safer side)."""
+    from dataclasses import replace
+    from itertools import combinations
+
+    from thrifty.cache.verify import checks
+
+    labels = [p.duplicate for p in dev]
+    raw, _ = verifier_scores(replace(model, vetoes=()), dev, vectors)
+    fired = [{veto.check for veto in checks.vetoes(p.b, p.a)} for p in dev]
+    best: tuple[float, tuple[str, ...]] | None = None
+    for size in range(len(checks.CHECKS), -1, -1):
+        for subset in combinations(checks.CHECKS, size):
+            masked = [0.0 if fired[i].intersection(subset) else s for i, s in enumerate(raw)]
+            recall = pair_stats(masked, labels, choose_threshold(masked, labels, target)).recall
+            if best is None or recall > best[0]:
+                best = (recall, subset)
+    assert best is not None
+    return best[1]
+
+
 def calibrate(
-    model: VerifierModel, pairs: Sequence[Pair], cache: EmbeddingCache, target: float, limit: int | None
+    model: VerifierModel,
+    pairs: Sequence[Pair],
+    cache: EmbeddingCache,
+    target: float,
+    limit: int | None,
+    vetoes: str | tuple[str, ...] = "keep",
 ) -> VerifierModel:
     """The model with the operating point for `target` chosen on the dev split (and the cosine
-    baseline's point on the same pairs, kept for `eval` to compare against)."""
+    baseline's point on the same pairs, kept for `eval` to compare against). `vetoes`: "keep" the
+    model's hard checks, "auto" keeps those that help on dev (`choose_vetoes`), or an explicit list."""
+    from dataclasses import replace
+
     dev = sample(select(pairs, "dev"), limit)
     if not dev:
         raise ValueError("the pairs file has no dev pairs to calibrate on")
     labels = [p.duplicate for p in dev]
     vectors = pair_vectors(dev, cache)
+    if vetoes == "auto":
+        model = replace(model, vetoes=choose_vetoes(model, dev, vectors, target))
+    elif vetoes != "keep":
+        model = replace(model, vetoes=tuple(vetoes))
     scores, cosines = verifier_scores(model, dev, vectors)
     threshold = choose_threshold(scores, labels, target)
     cosine_threshold = choose_threshold(cosines, labels, target)
@@ -132,6 +168,7 @@ def calibrate(
         threshold,
         target_precision=target,
         calibration_pairs=len(dev),
+        vetoes=list(model.vetoes),
         cosine_threshold=cosine_threshold,
         dev=pair_stats(scores, labels, threshold).as_dict(),
         dev_cosine=pair_stats(cosines, labels, cosine_threshold).as_dict(),
@@ -182,12 +219,14 @@ def lookup(
     queries = list(dict.fromkeys(p.b for p in pairs))
     duplicate_of = {(p.a, p.b) for p in all_pairs if p.duplicate}
     labelled = {(p.a, p.b) for p in all_pairs}
-    answerable_set = {p.b for p in all_pairs if p.duplicate and p.a in set(stored)}
+    stored_set = set(stored)
+    answerable_set = {p.b for p in all_pairs if p.duplicate and p.a in stored_set}
     cache.fill(stored + queries, progress=True)
     index = VectorIndex(cache.embedder.dim)
     stored_rows = np.asarray(cache.matrix(stored), dtype=np.float32)
     for key, vector in enumerate(stored_rows):
         index.add("eval", key, vector)
+    index.wait()  # search the index the gateway would have (HNSW above its threshold), every run alike
     verified = [0, 0, 0]  # hits, correct, unlabelled
     baseline = [0, 0, 0]
     for query, vector in zip(queries, cache.matrix(queries), strict=True):

@@ -23,8 +23,16 @@ log = logging.getLogger("thrifty.cache")
 
 
 class Verifier(Protocol):
-    def accept(self, query: str, candidate: str, cosine: float) -> tuple[bool, float]:
-        """Whether `candidate` (a stored question) asks the same as `query`, with a score."""
+    def accept(
+        self,
+        query: str,
+        candidate: str,
+        cosine: float,
+        query_vector: np.ndarray | None = None,
+        candidate_vector: np.ndarray | None = None,
+    ) -> tuple[bool, float]:
+        """Whether `candidate` (a stored question) asks the same as `query`, with a score; the two
+        embeddings, when given, let a verifier with an embedding head use them."""
         ...
 
 
@@ -34,7 +42,14 @@ class CosineVerifier:
     def __init__(self, threshold: float = 0.95) -> None:
         self.threshold = threshold
 
-    def accept(self, query: str, candidate: str, cosine: float) -> tuple[bool, float]:
+    def accept(
+        self,
+        query: str,
+        candidate: str,
+        cosine: float,
+        query_vector: np.ndarray | None = None,
+        candidate_vector: np.ndarray | None = None,
+    ) -> tuple[bool, float]:
         return cosine >= self.threshold, cosine
 
 
@@ -81,7 +96,9 @@ class SemanticCache:
             entry = neighbour.entry
             if entry.query is None or (max_age is not None and entry.age() > max_age):
                 continue
-            accepted, score = self.verifier.accept(query, entry.query, neighbour.cosine)
+            accepted, score = self.verifier.accept(
+                query, entry.query, neighbour.cosine, vector, neighbour.vector
+            )
             if accepted:
                 return SemanticHit(entry, neighbour.cosine, score)
         return None

@@ -26,6 +26,7 @@ class ExactStore(Protocol):
 class Neighbour:
     entry: Entry
     cosine: float
+    vector: np.ndarray | None = None  # the stored request's embedding (the verifier's head uses it)
 
 
 class SemanticStore(Protocol):

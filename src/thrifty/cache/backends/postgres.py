@@ -119,16 +119,22 @@ class PostgresSemanticStore:
         ]
 
     async def search(self, scope: str, vector: np.ndarray, k: int, min_cosine: float) -> list[Neighbour]:
+        import numpy as np
+
         literal = _vector_literal(vector)
         async with self.pg.lock:
             conn = await self.pg.connection(self.setup)
             cur = await conn.execute(
-                f"SELECT entry, 1 - (embedding <=> %s::vector) AS cosine FROM {SEMANTIC} "
+                f"SELECT entry, 1 - (embedding <=> %s::vector) AS cosine, embedding::real[] FROM {SEMANTIC} "
                 "WHERE scope = %s AND expires > %s ORDER BY embedding <=> %s::vector LIMIT %s",
                 (literal, scope, time.time(), literal, k),
             )
             rows = await cur.fetchall()
-        return [Neighbour(Entry.from_bytes(bytes(blob)), float(c)) for blob, c in rows if c >= min_cosine]
+        return [
+            Neighbour(Entry.from_bytes(bytes(blob)), float(c), np.asarray(stored, dtype=np.float32))
+            for blob, c, stored in rows
+            if c >= min_cosine
+        ]
 
     async def add(self, scope: str, vector: np.ndarray, entry: Entry, ttl_s: float) -> None:
         now = time.time()

@@ -51,6 +51,8 @@ class SqliteSemanticStore:
             self.last_id = max(self.last_id, row_id)
 
     async def search(self, scope: str, vector: np.ndarray, k: int, min_cosine: float) -> list[Neighbour]:
+        import numpy as np
+
         self.catch_up()
         # ask for more than k: the index may still hold rows that expired or were evicted
         found = [(i, c) for i, c in self.index.search(scope, vector, 2 * k) if c >= min_cosine]
@@ -60,10 +62,13 @@ class SqliteSemanticStore:
         marks = ",".join("?" * len(found))
         with self.db.read() as conn:
             rows = conn.execute(
-                f"SELECT id, entry FROM {TABLE} WHERE id IN ({marks}) AND expires > ?",
+                f"SELECT id, entry, vector FROM {TABLE} WHERE id IN ({marks}) AND expires > ?",
                 (*cosines, time.time()),
             ).fetchall()
-        out = [Neighbour(Entry.from_bytes(blob), cosines[row_id]) for row_id, blob in rows]
+        out = [
+            Neighbour(Entry.from_bytes(blob), cosines[row_id], np.frombuffer(stored, dtype=np.float32))
+            for row_id, blob, stored in rows
+        ]
         return sorted(out, key=lambda n: -n.cosine)[:k]
 
     async def add(self, scope: str, vector: np.ndarray, entry: Entry, ttl_s: float) -> None:

@@ -1,13 +1,17 @@
 """A disk cache of sentence embeddings for offline training and evaluation runs.
 
-Embedding a hundred thousand questions on a CPU takes long; runs that share a cache directory embed
-each text once. Layout: `chunk-NNNNN.npy` (float32 rows) beside `chunk-NNNNN.json` (their texts).
-The cache is only a speed-up for `thrifty cache train|calibrate|eval`; the gateway never reads it.
+Runs that share a cache directory embed each text once. Vectors are kept per embedder: the cache
+directory holds one sub-directory per embedder `id` (e.g. `minilm-numpy-fp32`, an int8 ONNX build), so
+vectors of two backends are never mixed. Layout inside it: `chunk-*.npy` (float32 rows) beside
+`chunk-*.json` (their texts). The cache is only a speed-up for `thrifty cache train|calibrate|eval`;
+the gateway never reads it.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,13 +21,20 @@ if TYPE_CHECKING:
 
     from thrifty.embed import Embedder
 
-_CHUNK = 512
+_CHUNK = 1024
+
+
+def embedder_id(embedder: Embedder) -> str:
+    """A file-name-safe name of the embedder's backend (its `id`, else its class name)."""
+    raw = str(getattr(embedder, "id", "") or type(embedder).__name__)
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", raw)
 
 
 class EmbeddingCache:
     def __init__(self, embedder: Embedder, directory: str | Path | None = None) -> None:
         self.embedder = embedder
-        self.directory = Path(directory) if directory else None
+        self.embedder_id = embedder_id(embedder)
+        self.directory = Path(directory) / self.embedder_id if directory else None
         self._rows: dict[str, np.ndarray] = {}
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -37,9 +48,12 @@ class EmbeddingCache:
             vectors_path = meta.with_suffix(".npy")
             if not vectors_path.exists():
                 continue
-            texts = json.loads(meta.read_text())
-            vectors = np.load(vectors_path)
-            if len(texts) != len(vectors) or vectors.shape[1] != self.embedder.dim:
+            try:
+                texts = json.loads(meta.read_text())
+                vectors = np.load(vectors_path)
+            except (OSError, ValueError):
+                continue  # a chunk cut short by an interrupted run: embed its texts again
+            if len(texts) != len(vectors) or vectors.ndim != 2 or vectors.shape[1] != self.embedder.dim:
                 continue
             self._rows.update(zip(texts, vectors, strict=True))
 
@@ -50,27 +64,37 @@ class EmbeddingCache:
         return list(dict.fromkeys(t for t in texts if t not in self._rows))
 
     def fill(self, texts: Sequence[str], progress: bool = False) -> None:
-        """Embed every text not yet cached, saving each chunk as it is done."""
-        import sys
+        """Embed every text not yet cached (longest-similar texts together: little padding),
+        saving each chunk as it is done."""
+        import time
 
-        todo = self.missing(texts)
+        todo = sorted(self.missing(texts), key=len)
+        started = time.perf_counter()
         for start in range(0, len(todo), _CHUNK):
             chunk = todo[start : start + _CHUNK]
             vectors = self.embedder.embed(chunk)
             self._rows.update(zip(chunk, vectors, strict=True))
             self._save(chunk, vectors)
             if progress:
-                print(f"embedded {start + len(chunk)}/{len(todo)}", file=sys.stderr, flush=True)
+                done, spent = start + len(chunk), time.perf_counter() - started
+                print(
+                    f"embedded {done}/{len(todo)} ({1000 * spent / done:.2f} ms/text)",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     def _save(self, texts: list[str], vectors: np.ndarray) -> None:
         import os
+        import uuid
 
         import numpy as np
 
         if self.directory is None:
             return
-        stem = f"chunk-{os.getpid()}-{len(list(self.directory.glob('chunk-*.json'))):05d}"
-        np.save(self.directory / f"{stem}.npy", vectors.astype(np.float32))
+        stem = f"chunk-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        # the vectors first, the texts last: a chunk counts only once both files are complete
+        with open(self.directory / f"{stem}.npy", "wb") as handle:
+            np.save(handle, vectors.astype(np.float32))
         (self.directory / f"{stem}.json").write_text(json.dumps(texts))
 
     def matrix(self, texts: Sequence[str]) -> np.ndarray:
@@ -78,4 +102,6 @@ class EmbeddingCache:
         import numpy as np
 
         self.fill(texts)
-        return np.stack([self._rows[t] for t in texts]) if texts else np.zeros((0, self.embedder.dim))
+        if not texts:
+            return np.zeros((0, self.embedder.dim), dtype=np.float32)
+        return np.stack([self._rows[t] for t in texts]).astype(np.float32, copy=False)

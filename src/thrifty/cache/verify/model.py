@@ -23,9 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from thrifty.cache.verify import checks
 from thrifty.cache.verify.features import DENSE, PairFeatures, extract
+from thrifty.cache.verify.head import PARTS, Whitening, head_features
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from thrifty.cache.verify.fitting import SparseRows
 
 FORMAT = "thrifty-verifier/1"
 # the lexical stage sees every dense feature except the cosine ones
@@ -33,6 +36,7 @@ LEXICAL = tuple(i for i, name in enumerate(DENSE) if not name.startswith("cosine
 COMBINER = ("lexical_logit", "logit_x_cosine", *DENSE)
 _ARRAYS = ("idf", "mean", "std", "w1", "b1", "w2", "sparse", "combiner", "cmean", "cstd")
 _HEAD = ("hw1", "hb1", "hw2")  # optional embedding head (absent in text-only models)
+_WHITENING = ("wmean", "wmatrix")  # present when a head input is whitened
 
 
 @dataclass
@@ -50,10 +54,13 @@ class VerifierModel:
     b2: float = 0.0
     min_cosine: float = -1.0  # below it a candidate scores 0: the combiner only learned above it
     threshold: float | None = None  # None until calibrated
-    hw1: np.ndarray | None = None  # (len(COMBINER) + 2 * dim, hidden) embedding head
+    hw1: np.ndarray | None = None  # (len(COMBINER) + head inputs, hidden) embedding head
     hb1: np.ndarray | None = None  # (hidden,)
     hw2: np.ndarray | None = None  # (hidden,)
     hb2: float = 0.0
+    head_parts: tuple[str, ...] = ("absdiff", "prod")  # what the head sees of the vectors (head.py)
+    wmean: np.ndarray | None = None  # (dim,) whitening of the vectors, when a part uses it
+    wmatrix: np.ndarray | None = None  # (dim, dim)
     text_threshold: float | None = None  # the combiner's point, used when no vectors are given
     vetoes: tuple[str, ...] = tuple(checks.CHECKS)
     meta: dict[str, Any] = field(default_factory=dict)
@@ -65,6 +72,14 @@ class VerifierModel:
         x = (np.asarray(feats.dense, dtype=np.float32)[list(LEXICAL)] - self.mean) / self.std
         hidden = np.maximum(x @ self.w1 + self.b1, 0.0)
         return float(hidden @ self.w2 + self.b2 + self.sparse[feats.differing].sum())
+
+    def lexical_logits(self, dense: np.ndarray, sparse: SparseRows) -> np.ndarray:
+        """`lexical_logit` of many pairs at once (rows of dense features, their differing words)."""
+        import numpy as np
+
+        x = (dense[:, list(LEXICAL)] - self.mean) / self.std
+        hidden = np.maximum(x @ self.w1 + self.b1, 0.0)
+        return hidden @ self.w2 + self.b2 + sparse.dot(range(len(dense)), self.sparse)
 
     def combiner_row(self, feats: PairFeatures) -> list[float]:
         lexical = self.lexical_logit(feats)
@@ -86,15 +101,16 @@ class VerifierModel:
         import numpy as np
 
         assert self.hw1 is not None and self.hb1 is not None and self.hw2 is not None
-        x = np.concatenate(
-            [
-                (np.asarray(row, dtype=np.float32) - self.cmean) / self.cstd,
-                np.abs(u - v),
-                u * v,
-            ]
-        ).astype(np.float32)
+        standardised = (np.asarray(row, dtype=np.float32) - self.cmean) / self.cstd
+        x = head_features(standardised, u, v, self.head_parts, self.whitening)
         z = float(np.maximum(x @ self.hw1 + self.hb1, 0.0) @ self.hw2 + self.hb2)
         return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+
+    @property
+    def whitening(self) -> Whitening | None:
+        if self.wmean is None or self.wmatrix is None:
+            return None
+        return Whitening(self.wmean, self.wmatrix)
 
     def uses_head(self, query_vector: np.ndarray | None, candidate_vector: np.ndarray | None) -> bool:
         return self.has_head and query_vector is not None and candidate_vector is not None
@@ -164,14 +180,17 @@ class VerifierModel:
             "threshold": self.threshold,
             "hb2": self.hb2,
             "text_threshold": self.text_threshold,
+            "head_parts": list(self.head_parts),
             "vetoes": list(self.vetoes),
             "dense": list(DENSE),
             "combiner": list(COMBINER),
             "meta": self.meta,
         }
         arrays = {name: np.asarray(getattr(self, name), dtype=np.float32) for name in _ARRAYS}
-        if self.has_head:
-            arrays.update({name: np.asarray(getattr(self, name), dtype=np.float32) for name in _HEAD})
+        if self.has_head:  # half precision: the head is most of the file, and fp16 loses nothing measurable
+            arrays.update({name: np.asarray(getattr(self, name), dtype=np.float16) for name in _HEAD})
+        if self.whitening is not None:
+            arrays.update({name: np.asarray(getattr(self, name), dtype=np.float16) for name in _WHITENING})
         with open(path, "wb") as handle:  # an open handle stops numpy from appending .npz
             np.savez_compressed(handle, header=np.array(json.dumps(header)), **arrays)
 
@@ -186,7 +205,11 @@ class VerifierModel:
             if header["dense"] != list(DENSE) or header["combiner"] != list(COMBINER):
                 raise ValueError(f"{path}: trained with other features; retrain with `thrifty cache train`")
             arrays = {name: data[name] for name in _ARRAYS}
-            arrays.update({name: data[name] for name in _HEAD if name in data.files})
+            optional = (*_HEAD, *_WHITENING)
+            arrays.update({name: data[name].astype(np.float32) for name in optional if name in data.files})
+            parts = tuple(header.get("head_parts", ("absdiff", "prod")))
+            if not set(parts) <= set(PARTS):
+                raise ValueError(f"{path}: unknown head inputs {parts}; upgrade thrifty")
         return cls(
             **arrays,
             b2=float(header["b2"]),
@@ -194,6 +217,7 @@ class VerifierModel:
             threshold=header["threshold"],
             hb2=float(header.get("hb2", 0.0)),
             text_threshold=header.get("text_threshold"),
+            head_parts=parts,
             vetoes=tuple(header["vetoes"]),
             meta=header["meta"],
         )
