@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from thrifty.stream_wrapper import StreamWrapper
 from thrifty.streaming import ChatStream
 from thrifty.types import Body, Usage
 
@@ -44,51 +45,15 @@ class _Choice:
         return out
 
 
-class RecordingStream:
-    """Wraps a ChatStream (same interface); the client sees the chunks unchanged."""
+class RecordingStream(StreamWrapper):
+    """The client sees the chunks unchanged; a stream that ends cleanly is rebuilt and handed on."""
 
     def __init__(self, inner: ChatStream, on_complete: OnComplete, headers: dict[str, str]) -> None:
-        self.inner = inner
-        self.headers = {**getattr(inner, "headers", {}), **headers}
+        super().__init__(inner, {**getattr(inner, "headers", {}), **headers})
         self._on_complete: OnComplete | None = on_complete
         self._choices: dict[int, _Choice] = {}
         self._head: dict[str, Any] = {}
         self._storable = True
-
-    @property
-    def request_id(self) -> str:
-        return self.inner.request_id
-
-    @property
-    def served_model(self) -> str:
-        return self.inner.served_model
-
-    @property
-    def provider(self) -> str:
-        return self.inner.provider
-
-    @property
-    def include_usage(self) -> bool:
-        return self.inner.include_usage
-
-    @property
-    def cost_usd(self) -> float | None:
-        return self.inner.cost_usd
-
-    def __aiter__(self) -> RecordingStream:
-        return self
-
-    async def __anext__(self) -> Body:
-        try:
-            chunk = await self.inner.__anext__()
-        except StopAsyncIteration:
-            await self._complete()
-            raise
-        except BaseException:
-            self._on_complete = None
-            raise
-        self._observe(chunk)
-        return chunk
 
     def _observe(self, chunk: Body) -> None:
         if not self._head:
@@ -111,16 +76,16 @@ class RecordingStream:
             out["usage"] = usage.to_openai()
         return out
 
-    async def _complete(self) -> None:
+    async def _finished(self) -> None:
         on_complete, self._on_complete = self._on_complete, None
         finished = self._choices and all(c.finish_reason for c in self._choices.values())
         if on_complete is not None and self._storable and finished:
             usage = getattr(self.inner, "usage", None)
             await on_complete(self.body(usage), usage)
 
+    async def _failed(self) -> None:
+        self._on_complete = None
+
     async def aclose(self) -> None:
         self._on_complete = None  # closed before the end: never stored
-        await self.inner.aclose()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+        await super().aclose()
