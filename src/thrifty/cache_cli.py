@@ -72,7 +72,7 @@ def cache_group() -> None:
 @click.option("--head-hidden", type=click.IntRange(min=0), default=64, show_default=True,
               help="Hidden units per MLP of the embedding head over |u-v| and u*v (0: text-only model; "
               "training a head needs scikit-learn: pip install 'thrifty[train]').")  # fmt: skip
-@click.option("--head-seeds", type=click.IntRange(min=1), default=3, show_default=True,
+@click.option("--head-seeds", type=click.IntRange(min=1), default=5, show_default=True,
               help="MLPs (one per seed) averaged into the head.")  # fmt: skip
 @click.option("--head-alpha", type=click.FloatRange(min=0.0), default=None, help="The head's L2 penalty.")
 @_EMBED_CACHE

@@ -12,6 +12,7 @@ import pytest
 
 from thrifty.cache.evaluate import verifier_scores
 from thrifty.cache.verify import load_verifier
+from thrifty.cache.verify.checks import CHECKS
 from thrifty.cache.verify.embcache import EmbeddingCache
 from thrifty.cache.verify.model import VerifierModel
 from thrifty.cache.verify.pairs import read_pairs, select
@@ -70,11 +71,27 @@ def test_calibrate_meets_target_on_dev_and_eval_reports_fields(workdir: Path) ->
     pairs_file.write_text("".join(json.dumps(r) + "\n" for r in synthetic_pairs()))
     emb = workdir / "emb"
     out = workdir / "calibrated.npz"
+    proc = run("embed", "--pairs", str(pairs_file), "--embed-cache", str(emb))
+    questions = {t for r in synthetic_pairs() for t in (r["a"], r["b"])}
+    assert f"{len(questions)} questions: {len(questions)} embedded now" in proc.stdout
+    cache = EmbeddingCache(get_embedder(), emb)
+    assert len(cache) == len(questions) and cache.directory is not None
+    assert cache.directory.name == cache.embedder_id  # vectors are kept per embedder backend
+    proc = run("embed", "--pairs", str(pairs_file), "--embed-cache", str(emb))
+    assert f"{len(questions)} questions: 0 embedded now" in proc.stdout
+    # the bundled model at its own (QQP dev) operating point serves none of the near misses
+    bundled = run("eval", "--pairs", str(pairs_file), "--split", "all", "--json", "--latency-queries", "0",
+                  "--embed-cache", str(emb))  # fmt: skip
+    shipped = json.loads(bundled.stdout)["verifier"]
+    assert shipped["accepted"] == shipped["correct"] and shipped["correct"] >= 20
+
+    # recalibrated to a loose target on these few pairs, the hard checks still veto every near miss
     proc = run("calibrate", "--pairs", str(pairs_file), "--target-precision", "0.8", "--out", str(out),
-               "--embed-cache", str(emb))  # fmt: skip
+               "--vetoes", ",".join(CHECKS), "--embed-cache", str(emb))  # fmt: skip
     assert "threshold" in proc.stdout and out.exists()
     model = VerifierModel.load(out)
     assert model.meta["target_precision"] == 0.8 and model.threshold is not None
+    assert model.vetoes == tuple(CHECKS)
 
     # the written threshold, applied to the dev pairs, keeps the target precision
     dev = select(read_pairs(pairs_file), "dev")
@@ -100,6 +117,7 @@ def test_calibrate_meets_target_on_dev_and_eval_reports_fields(workdir: Path) ->
     assert report["verifier"]["correct"] >= 20
     lat = report["lookup"]["latency_ms"]
     assert lat["queries"] == 5 and 0 < lat["verify_p50"] <= lat["total_p50"]
+    assert 0 < lat["embed_p50"] <= lat["embed_p99"] and 0 < lat["search_p50"] <= lat["search_p99"]
     assert report["lookup"]["index_entries"] == len({r["a"] for r in synthetic_pairs()})
 
     text = run("eval", "--pairs", str(pairs_file), "--verifier", str(out), "--split", "all",
@@ -120,6 +138,9 @@ def test_bad_inputs_get_clear_errors(workdir: Path) -> None:
     good.write_text('{"a": "x?", "b": "y?", "duplicate": false}\n')
     proc = run("eval", "--pairs", str(good), "--verifier", str(raw), check=False)
     assert proc.returncode == 2 and "cannot load verifier" in proc.stderr
+    proc = run("calibrate", "--pairs", str(good), "--target-precision", "0.9", "--vetoes", "numbers,colour",
+               check=False)  # fmt: skip
+    assert proc.returncode == 2 and "unknown check(s) colour" in proc.stderr
 
 
 @pytest.mark.skipif(not QQP.exists(), reason="needs ../shared/data/cache/qqp_pairs.jsonl")
@@ -128,13 +149,17 @@ def test_train_calibrate_eval_on_a_slice_of_qqp(workdir: Path) -> None:
     with QQP.open() as src:
         slice_file.write_text("".join(next(src) for _ in range(600)))
     emb, model_file = workdir / "emb-qqp", workdir / "qqp.npz"
-    run("train", "--pairs", str(slice_file), "--out", str(model_file), "--combiner-pairs", "60",
-        "--epochs", "3", "--embed-cache", str(emb))  # fmt: skip
+    run("train", "--pairs", str(slice_file), "--out", str(model_file), "--train-pairs", "300",
+        "--epochs", "3", "--folds", "3", "--head-hidden", "0", "--embed-cache", str(emb))  # fmt: skip
     trained = VerifierModel.load(model_file)
-    assert trained.threshold is None and trained.meta["combiner_pairs"] == 60
-    run("calibrate", "--pairs", str(slice_file), "--target-precision", "0.8", "--verifier", str(model_file),
-        "--limit", "40", "--embed-cache", str(emb))  # fmt: skip
+    assert trained.threshold is None and trained.meta["train_pairs"] == 300 and not trained.has_head
+    assert trained.meta["embedder"] == get_embedder().id
+    proc = run("calibrate", "--pairs", str(slice_file), "--target-precision", "0.8", "--verifier",
+               str(model_file), "--limit", "40", "--vetoes", "auto", "--embed-cache", str(emb))  # fmt: skip
     assert load_verifier(str(model_file)) is not None
+    calibrated = VerifierModel.load(model_file)
+    assert set(calibrated.vetoes) <= set(CHECKS) and calibrated.meta["vetoes"] == list(calibrated.vetoes)
+    assert f"vetoes: {', '.join(calibrated.vetoes) or 'none'}" in proc.stdout
     proc = run("eval", "--pairs", str(slice_file), "--verifier", str(model_file), "--limit", "40",
                "--json", "--latency-queries", "3", "--embed-cache", str(emb))  # fmt: skip
     report = json.loads(proc.stdout)
@@ -149,10 +174,11 @@ def test_embedding_head_trains_calibrates_both_points_and_reports_fallback(workd
     with QQP.open() as src:
         slice_file.write_text("".join(next(src) for _ in range(600)))
     emb, model_file = workdir / "emb-qqp", workdir / "qqp-head.npz"
-    run("train", "--pairs", str(slice_file), "--out", str(model_file), "--combiner-pairs", "120",
-        "--epochs", "2", "--head-hidden", "4", "--embed-cache", str(emb))  # fmt: skip
+    run("train", "--pairs", str(slice_file), "--out", str(model_file), "--epochs", "2",
+        "--head-hidden", "4", "--head-seeds", "2", "--embed-cache", str(emb))  # fmt: skip
     trained = VerifierModel.load(model_file)
-    assert trained.has_head and trained.hw1 is not None and trained.hw1.shape[1] == 4
+    assert trained.has_head and trained.hw1 is not None and trained.hw1.shape[1] == 8  # 2 MLPs of 4
+    assert trained.wmatrix is not None and "white_cos" in trained.head_parts
     run("calibrate", "--pairs", str(slice_file), "--target-precision", "0.8", "--verifier", str(model_file),
         "--limit", "40", "--embed-cache", str(emb))  # fmt: skip
     calibrated = VerifierModel.load(model_file)

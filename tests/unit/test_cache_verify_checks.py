@@ -95,3 +95,19 @@ def test_vetoes_report_every_failing_check_and_respect_enabled() -> None:
     assert found == {"numbers", "negation", "question_kind", "entities"}
     assert [v.check for v in checks.vetoes(a, b, enabled=("numbers",))] == ["numbers"]
     assert checks.vetoes("How do I learn Python?", "How can I learn Python?") == []
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("How do I overcome my inferiority complex ?", "how do I overcome my inferiority complex", True),
+        ("What does 心中 mean?", "what does 心中 mean", True),
+        # ASCII words alone are equal here; the questions are not
+        ("What does 嘚瑟 mean?", "What does 心中 mean?", False),
+        ("Что такое любовь?", "Что такое дружба?", False),
+        ("?", "!", False),  # no words at all is not "the same wording"
+        ("How do I learn Python?", "How do I learn Python fast?", False),
+    ],
+)
+def test_same_wording_compares_words_of_any_script(a: str, b: str, same: bool) -> None:
+    assert checks.same_wording(a, b) is same

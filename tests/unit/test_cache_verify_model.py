@@ -11,9 +11,9 @@ import pytest
 from thrifty.cache.evaluate import choose_threshold, pair_stats, wilson_lower
 from thrifty.cache.verify import DEFAULT_PATH, load_verifier
 from thrifty.cache.verify.features import BUCKETS, DENSE, extract, fit_idf
+from thrifty.cache.verify.fitting import SparseRows, fit_lexical, fit_logistic
 from thrifty.cache.verify.model import COMBINER, LEXICAL, VerifierModel
 from thrifty.cache.verify.pairs import Pair, PairsFormatError, read_pairs, sample, select
-from thrifty.cache.verify.fitting import SparseRows, fit_lexical, fit_logistic
 from thrifty.cache.verify.train import TrainSettings
 
 
@@ -137,7 +137,7 @@ def test_vetoed_or_distant_pair_scores_zero_and_is_rejected() -> None:
 
 
 def test_bundled_default_is_small_calibrated_and_separates_obvious_cases() -> None:
-    assert DEFAULT_PATH.stat().st_size < 1_000_000
+    assert DEFAULT_PATH.stat().st_size < 3_000_000  # a few MB at most (the head is stored in fp16)
     verifier = load_verifier()
     same = verifier.accept("How can I learn Python quickly?", "How can I learn Python quickly", 0.99)
     other = verifier.accept("What is the capital of France?", "What is the capital of Germany?", 0.9)

@@ -38,6 +38,17 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower().replace("’", "'"))
 
 
+_NOT_WORD = re.compile(r"[\W_]+")  # Unicode-aware: CJK, Cyrillic, accented letters are word characters
+
+
+def same_wording(a: str, b: str) -> bool:
+    """The same words in the same order, in any script: only case, spacing or punctuation differ.
+    (`words` keeps ASCII words only, so it cannot tell "What does 心中 mean?" from "What does 女漢子
+    mean?".)"""
+    left = _NOT_WORD.sub(" ", a.lower().replace("’", "'")).strip()
+    return bool(left) and left == _NOT_WORD.sub(" ", b.lower().replace("’", "'")).strip()
+
+
 def numbers(text: str) -> set[str]:
     found = {n.replace(",", "").rstrip(".") for n in _NUMBER.findall(text)}
     found |= {_NUMBER_WORDS[w] for w in words(text) if w in _NUMBER_WORDS}

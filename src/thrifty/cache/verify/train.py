@@ -46,8 +46,8 @@ class TrainSettings:
     folds: int = 5  # out-of-fold lexical logits for the later stages
     train_pairs: int | None = None  # a deterministic sample of the train split (None: all of it)
     head_hidden: int = 64  # > 0: fit an embedding head (scikit-learn at train time only)
-    head_alpha: float = 1e-3  # its L2 penalty
-    head_seeds: int = 3  # MLPs averaged into the head
+    head_alpha: float = 1e-2  # its L2 penalty
+    head_seeds: int = 5  # MLPs averaged into the head
     head_parts: tuple[str, ...] = ("absdiff", "prod", "white_absdiff", "white_prod", "white_cos", "sum")
     seed: int = 0
 
