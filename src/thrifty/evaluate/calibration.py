@@ -27,11 +27,16 @@ def _oof_router(model: LearnedModel, data: OutcomeSet, emb: np.ndarray | None) -
     from thrifty.routing.train import train
 
     out = np.zeros(data.scores.shape)
-    l2 = float(model.meta.get("l2", 4.0))
+    grids = {
+        "l2_grid": (float(model.meta.get("l2", 4.0)),),
+        "dense_l2_grid": (float(model.meta.get("dense_l2", 1.0)),),
+        "use_ngrams": model.stack is not None and model.idf is not None,
+        "scale_grid": (model.embed_scale,),
+    }
     for fold in np.unique(data.folds):
         held = data.folds == fold
         sub, _ = train(
-            data.subset(~held), None if emb is None else emb[~held], l2_grid=(l2,), blend_grid=(model.blend,)
+            data.subset(~held), None if emb is None else emb[~held], embed_tokens=model.embed_tokens, **grids
         )
         out[held] = router_probs(sub, data.subset(held), None if emb is None else emb[held])
     return out
@@ -42,14 +47,14 @@ def calibrate_router(
 ) -> dict[str, Any]:
     import numpy as np
 
-    from thrifty.evaluate.route import router_costs, router_probs
-    from thrifty.routing.train import train
+    from thrifty.evaluate.route import router_cache, router_costs, router_probs
+    from thrifty.routing.train import EMBED_TOKENS, train
 
-    cache = cache or EmbeddingCache()
+    cache = cache or router_cache(EMBED_TOKENS)
     data = load_outcomes(path)
     cal, test = data.split()
     cal_emb = embed_rows(data, cal, cache, embed)
-    model, _ = train(cal, cal_emb)
+    model, _ = train(cal, cal_emb, embed_tokens=EMBED_TOKENS)
     est = router_costs(model, cal)
     oof = _oof_router(model, cal, cal_emb)
     ref_cal = Reference.of(cal.scores, cal.costs)

@@ -13,7 +13,7 @@ from thrifty.evaluate.baselines import baselines
 from thrifty.evaluate.curves import table
 from thrifty.evaluate.metrics import Curve, Reference, sweep
 from thrifty.routing.data import OutcomeSet, load_outcomes
-from thrifty.routing.embedcache import EmbeddingCache
+from thrifty.routing.embedcache import EmbeddingCache, truncated_embedder
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,6 +26,13 @@ def embed_rows(
 ) -> np.ndarray | None:
     """Embeddings of `part`'s prompts, computed (and cached) once for the whole file `full`."""
     return cache.embed(full.prompts)[part.rows] if use else None
+
+
+def router_cache(embed_tokens: int | None, directory: Path | None = None) -> EmbeddingCache:
+    """An embedding cache whose embedder reads the first `embed_tokens` tokens (None: all)."""
+    from thrifty.routing.train import FULL_TOKENS
+
+    return EmbeddingCache(truncated_embedder(embed_tokens or FULL_TOKENS), directory)
 
 
 def router_probs(model: LearnedModel, data: OutcomeSet, embeddings: np.ndarray | None) -> np.ndarray:
@@ -55,25 +62,37 @@ def evaluate_router(
     *,
     router: str | Path | None = None,
     embed: bool = True,
+    embed_tokens: int | None = None,
     cache: EmbeddingCache | None = None,
 ) -> dict[str, Any]:
-    """Train on folds 0–3 (or load `router`), report on fold 4. Returns a JSON-able dict."""
-    from thrifty.routing.learned import LearnedModel
-    from thrifty.routing.train import train
+    """Train on folds 0–3 (or load `router`), report on fold 4. Returns a JSON-able dict.
 
-    cache = cache or EmbeddingCache()
+    `embed_tokens`: the prompt tokens the trained router embeds (default `train.EMBED_TOKENS`)."""
+    from thrifty.routing.learned import LearnedModel
+    from thrifty.routing.train import EMBED_TOKENS, train
+
     data = load_outcomes(path)
     train_set, test_set = data.split()
     if len(test_set) == 0 or len(train_set) == 0:
         raise ValueError("the data needs rows in folds 0–3 (train) and fold 4 (test)")
     trained: dict[str, Any] = {}
     if router is None:
+        tokens = embed_tokens or EMBED_TOKENS
+        cache = cache or router_cache(tokens)
         emb = embed_rows(data, train_set, cache, embed)
-        model, report = train(train_set, emb, meta={"data": Path(path).name})
-        trained = {"l2": report.l2, "blend": report.blend, "cv_apgr_cost": report.cv_apgr}
+        model, report = train(train_set, emb, embed_tokens=tokens, meta={"data": Path(path).name})
+        trained = {
+            "ngram_l2": report.l2,
+            "dense_l2": report.dense_l2,
+            "heads": report.heads,
+            "embed_scale": report.embed_scale,
+            "cv_apgr": report.cv_apgr,
+        }
     else:
         model = LearnedModel.load(router)
-        trained = {"router_file": str(router), **{k: model.meta.get(k) for k in ("data", "rows", "l2")}}
+        cache = cache or router_cache(model.embed_tokens)
+        keys = ("data", "rows", "l2", "dense_l2", "cv_apgr")
+        trained = {"router_file": str(router), **{k: model.meta.get(k) for k in keys}}
     probs = router_probs(model, test_set, embed_rows(data, test_set, cache, model.use_embedding))
     ref = Reference.of(test_set.scores, test_set.costs)
     curve = sweep(probs, router_costs(model, test_set), test_set.scores, test_set.costs, ref)
@@ -86,6 +105,8 @@ def evaluate_router(
         "router": {
             "kind": "learned",
             "embedding": model.use_embedding,
+            "embed_tokens": model.embed_tokens,
+            "ngram_head": model.idf is not None,
             "training": trained,
             **curve_report(curve),
         },

@@ -1,7 +1,11 @@
-"""The learned router: per-model P(good answer | prompt) from embeddings + lexical features.
+"""The learned router: per-model P(good answer | prompt) from two linear heads, stacked.
 
-Each candidate model gets a logistic regression over [embedding | lexical | 1]; optionally blended
-with a kNN estimate over the training prompts. Saved as one `.npz` file (numpy only at run time).
+- the *n-gram head*: a logistic regression over hashed WordPiece TF-IDF uni/bigrams (ngrams.py);
+- the *dense head*: a logistic regression over [embedding of the first `embed_tokens` tokens
+  (optional) × `embed_scale` | lexical measurements | 1].
+
+A per-model stacker (`stack`) weighs the two heads' logits and calibrates the result. Saved as one
+`.npz` file; routing needs numpy, `tokenizers` and (only with an embedding) the embedder.
 """
 
 from __future__ import annotations
@@ -19,8 +23,27 @@ if TYPE_CHECKING:
     import numpy as np
 
     from thrifty.embed import Embedder
+    from thrifty.routing.ngrams import NgramFeaturizer, SparseRows
 
-FORMAT = "thrifty-learned-router/2"
+FORMAT = "thrifty-learned-router/3"
+
+
+def stacked(dense_logit: np.ndarray, ngram_logit: np.ndarray | None, stack: np.ndarray) -> np.ndarray:
+    """(n, m) σ(a·dense logit + b·n-gram logit + c) per model column (stack rows are (a, b, c))."""
+    from thrifty.routing.logistic import sigmoid
+
+    z = dense_logit * stack[:, 0] + stack[:, 2]
+    if ngram_logit is not None:
+        z = z + ngram_logit * stack[:, 1]
+    return sigmoid(z)
+
+
+def dense_design(embeddings: np.ndarray | None, texts: Sequence[str], scale: float = 1.0) -> np.ndarray:
+    """The dense head's (n, d) float64 design: [embedding × scale (if given) | lexical | 1]."""
+    import numpy as np
+
+    emb = None if embeddings is None else embeddings.astype(np.float64) * scale
+    return Featurizer().combine(emb, texts).astype(np.float64)
 
 
 class RouterFileError(ValueError):
@@ -32,38 +55,57 @@ class LearnedModel:
     """The trained parameters, independent of how prompts are embedded."""
 
     models: list[str]
-    weights: np.ndarray
-    """(m, d) logistic weights per model."""
+    dense_weights: np.ndarray
+    """(m, d) logistic weights per model over [embedding? | lexical | 1]."""
     est_cost: np.ndarray
     """(m,) mean USD per call on the training data: the cost a decision assumes."""
-    blend: float = 1.0
-    """Share of the logistic estimate; the rest is kNN (needs knn_keys/knn_scores)."""
-    knn_k: int = 0
-    knn_keys: np.ndarray | None = None
-    knn_scores: np.ndarray | None = None
-    prior_table: np.ndarray | None = None
-    """(buckets, m) token priors (token_prior.py), or None."""
-    use_embedding: bool = True
+    idf: np.ndarray | None = None
+    """(dim,) IDF of the n-gram buckets; None: no n-gram head."""
+    ngram_weights: np.ndarray | None = None
+    """(m, 1 + dim) logistic weights per model over [1 | n-grams]."""
+    stack: np.ndarray | None = None
+    """(m, 3) per model (a, b, c): P = σ(a·dense logit + b·n-gram logit + c), fitted on out-of-fold
+    logits, so the heads are weighed per model and a predicted 0.8 means about 80 % (quality-target
+    policies rely on it). None: the dense head alone."""
+    embed_tokens: int | None = None
+    """Tokens of the prompt the dense head embeds; None: no embedding."""
+    embed_scale: float = 1.0
+    """The embedding's factor in the dense design (a smaller one regularises it more than the rest)."""
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def features(self, texts: Sequence[str], embeddings: np.ndarray | None) -> np.ndarray:
-        from thrifty.routing import token_prior
+    @property
+    def use_embedding(self) -> bool:
+        return self.embed_tokens is not None
 
-        priors = None if self.prior_table is None else token_prior.features(texts, self.prior_table)
-        return Featurizer().combine(embeddings if self.use_embedding else None, texts, priors)
+    def ngrams(self) -> NgramFeaturizer | None:
+        from thrifty.routing.ngrams import NgramFeaturizer
 
-    def predict(self, texts: Sequence[str], embeddings: np.ndarray | None) -> np.ndarray:
-        """(n, m) predicted quality per prompt and model."""
-        from thrifty.routing.knn import knn_quality
+        return None if self.idf is None else NgramFeaturizer(self.idf)
+
+    def predict(
+        self,
+        texts: Sequence[str],
+        embeddings: np.ndarray | None,
+        sparse: SparseRows | None = None,
+    ) -> np.ndarray:
+        """(n, m) predicted quality per prompt and model (`sparse`: n-gram rows if already built)."""
+        import numpy as np
+
         from thrifty.routing.logistic import sigmoid
 
-        x = self.features(texts, embeddings)
-        probs = sigmoid(x.astype("float64") @ self.weights.T.astype("float64"))
-        usable = embeddings is not None and self.knn_keys is not None and self.knn_scores is not None
-        if self.blend < 1.0 and usable:
-            near = knn_quality(embeddings, self.knn_keys, self.knn_scores.astype("float64"), self.knn_k)
-            probs = self.blend * probs + (1.0 - self.blend) * near
-        return probs
+        if self.use_embedding and embeddings is None:
+            raise ValueError("this router needs prompt embeddings")
+        x = dense_design(embeddings if self.use_embedding else None, texts, self.embed_scale)
+        dense_logit = x @ self.dense_weights.T.astype(np.float64)
+        if self.stack is None:
+            return sigmoid(dense_logit)
+        ngrams = self.ngrams()
+        ngram_logit = None
+        if ngrams is not None and self.ngram_weights is not None:
+            rows = sparse if sparse is not None else ngrams.transform(texts)
+            w = self.ngram_weights.astype(np.float64)
+            ngram_logit = np.stack([rows.matvec(w[j, 1:]) + w[j, 0] for j in range(len(w))], axis=1)
+        return stacked(dense_logit, ngram_logit, self.stack)
 
     def save(self, path: str | Path) -> Path:
         import numpy as np
@@ -73,18 +115,16 @@ class LearnedModel:
         arrays: dict[str, Any] = {
             "format": np.array(FORMAT),
             "models": np.array(self.models),
-            "weights": self.weights.astype(np.float32),
+            "dense_weights": self.dense_weights.astype(np.float32),
             "est_cost": self.est_cost.astype(np.float64),
-            "blend": np.array(self.blend),
-            "knn_k": np.array(self.knn_k),
-            "use_embedding": np.array(self.use_embedding),
+            "embed_tokens": np.array(-1 if self.embed_tokens is None else self.embed_tokens),
+            "embed_scale": np.array(self.embed_scale),
+            "stack": np.zeros((0, 3)) if self.stack is None else self.stack.astype(np.float64),
             "meta": np.array(json.dumps({**self.meta, "lexical": list(LEXICAL_NAMES)})),
         }
-        if self.blend < 1.0 and self.knn_keys is not None and self.knn_scores is not None:
-            arrays["knn_keys"] = self.knn_keys.astype(np.float16)
-            arrays["knn_scores"] = self.knn_scores.astype(np.float16)
-        if self.prior_table is not None:
-            arrays["prior_table"] = self.prior_table.astype(np.float16)
+        if self.idf is not None and self.ngram_weights is not None:
+            arrays["idf"] = self.idf.astype(np.float32)
+            arrays["ngram_weights"] = self.ngram_weights.astype(np.float32)
         with path.open("wb") as fh:
             np.savez_compressed(fh, **arrays)
         return path
@@ -98,20 +138,21 @@ class LearnedModel:
         except (OSError, ValueError) as exc:
             raise RouterFileError(f"cannot read router file {path}: {exc}") from None
         if "format" not in data or str(data["format"]) != FORMAT:
-            raise RouterFileError(f"{path} is not a {FORMAT} file")
+            raise RouterFileError(f"{path} is not a {FORMAT} file; retrain it with `thrifty route train`")
         meta = json.loads(str(data["meta"]))
         if meta.get("lexical") != list(LEXICAL_NAMES):
             raise RouterFileError(f"{path} was trained with other lexical features; retrain it")
+        tokens = int(data["embed_tokens"])
+        has_ngrams = "idf" in data and "ngram_weights" in data
         return cls(
             models=[str(m) for m in data["models"]],
-            weights=data["weights"],
+            dense_weights=data["dense_weights"],
             est_cost=data["est_cost"],
-            blend=float(data["blend"]),
-            knn_k=int(data["knn_k"]),
-            knn_keys=data.get("knn_keys"),
-            knn_scores=data.get("knn_scores"),
-            prior_table=data.get("prior_table"),
-            use_embedding=bool(data["use_embedding"]),
+            idf=data["idf"].astype(np.float32) if has_ngrams else None,
+            ngram_weights=data["ngram_weights"].astype(np.float32) if has_ngrams else None,
+            embed_tokens=None if tokens < 0 else tokens,
+            embed_scale=float(data["embed_scale"]),
+            stack=data["stack"] if len(data["stack"]) else None,
             meta=meta,
         )
 
@@ -122,6 +163,7 @@ class LearnedRouter:
     def __init__(self, model: LearnedModel, embedder: Embedder | None = None) -> None:
         self.model = model
         self._embedder = embedder
+        self._ngrams = model.ngrams()
 
     @classmethod
     def load(cls, path: str | Path, embedder: Embedder | None = None) -> LearnedRouter:
@@ -133,13 +175,15 @@ class LearnedRouter:
 
     @property
     def embedder(self) -> Embedder:
+        """The process's embedder backend, limited to the router's `embed_tokens`."""
         if self._embedder is None:
-            from thrifty.embed import get_embedder
+            from thrifty.routing.embedcache import truncated_embedder
 
-            self._embedder = get_embedder()
+            self._embedder = truncated_embedder(self.model.embed_tokens or 256)
         return self._embedder
 
     def quality(self, signals: Signals) -> list[float]:
         text = signals.text
         emb = self.embedder.embed([text]) if self.model.use_embedding else None
-        return [float(v) for v in self.model.predict([text], emb)[0]]
+        sparse = None if self._ngrams is None else self._ngrams.transform([text])
+        return [float(v) for v in self.model.predict([text], emb, sparse)[0]]

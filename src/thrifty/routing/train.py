@@ -1,39 +1,59 @@
 """Training the learned router on recorded outcomes (numpy only).
 
-Features: [prompt embedding (optional) | lexical | token priors | 1]; token priors of training rows
-are out-of-fold. Hyper-parameters (L2 strength, kNN blend when embeddings are used) are chosen by
-cross-validation across the folds of the training rows, maximising APGR of the resulting router;
-the final model is refit on all of them.
+Two heads per model (see learned.py): an n-gram logistic regression (L-BFGS on hashed TF-IDF) and a
+dense one ([embedding × scale? | lexical | 1], Newton steps). Each head's L2 strength (and the
+embedding scale) is chosen by cross-validation across the folds of the training rows: out-of-fold
+predictions, scored by the APGR of the resulting router (on the calls axis, the RouteLLM paper's, for
+two models; on the cost axis for more, where a share of calls mixes models of different prices). A
+per-model stacker over the two heads' out-of-fold logits weighs and calibrates them; it is kept only
+if it beats the dense head alone. The final heads are refit on all training rows. The IDF table is
+fitted on all training prompts (no labels involved).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from thrifty.routing import token_prior
 from thrifty.routing.data import OutcomeSet
-from thrifty.routing.features import Featurizer
-from thrifty.routing.learned import LearnedModel
+from thrifty.routing.learned import LearnedModel, dense_design, stacked
 
 if TYPE_CHECKING:
     import numpy as np
 
-L2_GRID = (1.0, 4.0, 16.0, 64.0)
-BLEND_GRID = (1.0, 0.75, 0.5, 0.25)
-KNN_K = 40
+    from thrifty.routing.ngrams import SparseRows
+    from thrifty.routing.sparse_logistic import Design
+
+L2_GRID = (2.0, 4.0, 8.0)
+"""N-gram head (rows are unit-norm TF-IDF)."""
+DENSE_L2_GRID = (0.01, 0.1, 1.0, 10.0)
+SCALE_GRID = (0.1, 0.3, 1.0)
+"""The embedding's factor in the dense design (only with embeddings)."""
+FULL_TOKENS = 256
+EMBED_TOKENS = 32
+"""Default prompt tokens the dense head embeds: a decision must stay within a few ms (docs/routing.md)."""
 
 
 @dataclass(slots=True)
 class TrainReport:
     l2: float
-    blend: float
+    dense_l2: float
+    embed_scale: float
+    heads: str
+    """"both" (dense + n-gram heads, stacked) or "dense" (the n-gram head did not help)."""
     cv_apgr: float
     grid: dict[str, float]
 
 
-def _fit_all(x: np.ndarray, scores: np.ndarray, l2: float) -> np.ndarray:
+def _router_apgr(probs: np.ndarray, est_cost: np.ndarray, scores: np.ndarray, costs: np.ndarray) -> float:
+    from thrifty.evaluate.metrics import Reference, sweep
+
+    ref = Reference.of(scores, costs)
+    return sweep(probs, est_cost, scores, costs, ref).apgr("calls" if scores.shape[1] == 2 else "cost")
+
+
+def _fit_dense(x: np.ndarray, scores: np.ndarray, l2: float) -> np.ndarray:
     import numpy as np
 
     from thrifty.routing.logistic import fit
@@ -41,76 +61,127 @@ def _fit_all(x: np.ndarray, scores: np.ndarray, l2: float) -> np.ndarray:
     return np.stack([fit(x, scores[:, j], l2) for j in range(scores.shape[1])])
 
 
-def _router_apgr(probs: np.ndarray, est_cost: np.ndarray, scores: np.ndarray, costs: np.ndarray) -> float:
-    from thrifty.evaluate.metrics import Reference, sweep
-
-    ref = Reference.of(scores, costs)
-    return sweep(probs, est_cost, scores, costs, ref).apgr("cost")
-
-
-def design(data: OutcomeSet, embeddings: np.ndarray | None) -> np.ndarray:
-    """Training design matrix (token priors out-of-fold)."""
-    priors = token_prior.out_of_fold(data.prompts, data.scores, data.folds)
-    return Featurizer().combine(embeddings, data.prompts, priors)
-
-
-def _out_of_fold(
-    x: np.ndarray, emb: np.ndarray | None, data: OutcomeSet, l2_grid: Sequence[float], knn_k: int
-) -> tuple[dict[float, np.ndarray], np.ndarray | None]:
-    """Out-of-fold logistic predictions per L2 value, and out-of-fold kNN predictions."""
+def _fit_ngram(x: Design, scores: np.ndarray, l2: float) -> np.ndarray:
     import numpy as np
 
-    from thrifty.routing.knn import knn_quality
-    from thrifty.routing.logistic import sigmoid
+    from thrifty.routing.sparse_logistic import fit
 
-    logit = {l2: np.zeros(data.scores.shape) for l2 in l2_grid}
-    near = None if emb is None else np.zeros(data.scores.shape)
+    return np.stack([fit(x, scores[:, j], l2) for j in range(scores.shape[1])])
+
+
+def _ngram_design(rows: SparseRows) -> Design:
+    import numpy as np
+
+    from thrifty.routing.sparse_logistic import Design
+
+    return Design(np.ones((len(rows), 1)), rows)
+
+
+def _oof(
+    kind: str, x: np.ndarray | Design, data: OutcomeSet, grid: Sequence[float]
+) -> dict[float, np.ndarray]:
+    """Out-of-fold logits of one head per L2 value."""
+    import numpy as np
+
+    out = {l2: np.zeros(data.scores.shape) for l2 in grid}
     for fold in np.unique(data.folds):
         held = data.folds == fold
-        for l2 in l2_grid:
-            w = _fit_all(x[~held], data.scores[~held], l2)
-            logit[l2][held] = sigmoid(x[held].astype(np.float64) @ w.T)
-        if near is not None and emb is not None:
-            near[held] = knn_quality(emb[held], emb[~held], data.scores[~held], knn_k)
-    return logit, near
+        train_rows, held_rows = np.flatnonzero(~held), np.flatnonzero(held)
+        for l2 in grid:
+            if kind == "dense":
+                assert isinstance(x, np.ndarray)
+                w = _fit_dense(x[train_rows], data.scores[train_rows], l2)
+                out[l2][held] = x[held_rows].astype(np.float64) @ w.T
+            else:
+                assert not isinstance(x, np.ndarray)
+                w = _fit_ngram(x.take(train_rows), data.scores[train_rows], l2)
+                part = x.take(held_rows)
+                out[l2][held] = np.stack([part.matvec(wj) for wj in w], axis=1)
+    return out
+
+
+def _stack(dense: np.ndarray, ngram: np.ndarray | None, scores: np.ndarray) -> np.ndarray:
+    """(m, 3) per model (a, b, c) of y ~ σ(a·dense logit + b·n-gram logit + c), on out-of-fold logits."""
+    import numpy as np
+
+    from thrifty.routing.logistic import fit
+
+    ones = np.ones(len(dense))
+    rows = []
+    for j in range(scores.shape[1]):
+        cols = [dense[:, j]] if ngram is None else [dense[:, j], ngram[:, j]]
+        w = fit(np.stack([*cols, ones], axis=1), scores[:, j], 1.0)
+        rows.append([w[0], w[1] if ngram is not None else 0.0, w[-1]])
+    return np.asarray(rows)
+
+
+def _best(oof: dict[Any, np.ndarray], score: Callable[[np.ndarray], float]) -> tuple[Any, dict[Any, float]]:
+    figures = {key: score(p) for key, p in oof.items()}
+    return max(figures, key=lambda k: figures[k]), figures
 
 
 def train(
     data: OutcomeSet,
     embeddings: np.ndarray | None,
     *,
+    embed_tokens: int | None = None,
     l2_grid: Sequence[float] = L2_GRID,
-    blend_grid: Sequence[float] = BLEND_GRID,
-    knn_k: int = KNN_K,
+    dense_l2_grid: Sequence[float] = DENSE_L2_GRID,
+    use_ngrams: bool = True,
+    scale_grid: Sequence[float] = SCALE_GRID,
     meta: dict | None = None,
 ) -> tuple[LearnedModel, TrainReport]:
-    """Train on `data` (its folds are the CV folds). `embeddings=None` trains without embeddings."""
+    """Train on `data` (its folds are the CV folds). `embeddings=None` trains without embeddings;
+    `embed_tokens` records how many prompt tokens the embeddings were computed from."""
     import numpy as np
+
+    from thrifty.routing.logistic import sigmoid
+    from thrifty.routing.ngrams import NgramFeaturizer
 
     if len(np.unique(data.folds)) < 2:
         raise ValueError("training data needs at least two folds for cross-validation")
-    x = design(data, embeddings)
     est_cost = data.costs.mean(axis=0)
-    logit, near = _out_of_fold(x, embeddings, data, l2_grid, knn_k)
-    grid: dict[tuple[float, float], float] = {}
-    for l2 in l2_grid:
-        for blend in blend_grid if near is not None else (1.0,):
-            probs = logit[l2] if near is None else blend * logit[l2] + (1 - blend) * near
-            grid[(l2, blend)] = _router_apgr(probs, est_cost, data.scores, data.costs)
-    l2, blend = max(grid, key=lambda key: grid[key])
-    keep_knn = blend < 1.0 and embeddings is not None
+
+    def score(p: np.ndarray) -> float:
+        return _router_apgr(p, est_cost, data.scores, data.costs)
+
+    scales = (1.0,) if embeddings is None else tuple(scale_grid)
+    dense = {s: dense_design(embeddings, data.prompts, s) for s in scales}
+    dense_oof = {(s, l2): z for s in scales for l2, z in _oof("dense", dense[s], data, dense_l2_grid).items()}
+    (scale, dense_l2), dense_fig = _best(dense_oof, lambda z: score(sigmoid(z)))
+    grid: dict[str, float] = {f"dense scale={a:g},l2={b:g}": v for (a, b), v in dense_fig.items()}
+    ngrams = NgramFeaturizer().fit(data.prompts)
+    sparse = _ngram_design(ngrams.transform(data.prompts))
+    stacks = {"dense": _stack(dense_oof[(scale, dense_l2)], None, data.scores)}
+    figures = {"dense": score(stacked(dense_oof[(scale, dense_l2)], None, stacks["dense"]))}
+    l2 = l2_grid[0]
+    if use_ngrams:
+        ngram_oof = _oof("ngram", sparse, data, l2_grid)
+        l2, ngram_fig = _best(ngram_oof, lambda z: score(sigmoid(z)))
+        grid.update({f"ngram l2={k:g}": v for k, v in ngram_fig.items()})
+        stacks["both"] = _stack(dense_oof[(scale, dense_l2)], ngram_oof[l2], data.scores)
+        figures["both"] = score(stacked(dense_oof[(scale, dense_l2)], ngram_oof[l2], stacks["both"]))
+    grid.update({f"stacked {k}": v for k, v in figures.items()})
+    heads = max(figures, key=lambda k: figures[k])
+    cv_apgr = figures[heads]
+    with_ngrams = heads == "both"
     model = LearnedModel(
         models=list(data.models),
-        weights=_fit_all(x, data.scores, l2).astype(np.float32),
+        dense_weights=_fit_dense(dense[scale], data.scores, dense_l2).astype(np.float32),
         est_cost=est_cost,
-        blend=blend,
-        knn_k=knn_k,
-        knn_keys=embeddings if keep_knn else None,
-        knn_scores=data.scores if keep_knn else None,
-        prior_table=token_prior.fit_table(data.prompts, data.scores),
-        use_embedding=embeddings is not None,
-        meta={**(meta or {}), "rows": len(data), "l2": l2, "cv_apgr_cost": grid[(l2, blend)]},
+        idf=ngrams.idf if with_ngrams else None,
+        ngram_weights=_fit_ngram(sparse, data.scores, l2).astype(np.float32) if with_ngrams else None,
+        stack=stacks[heads],
+        embed_tokens=(embed_tokens or FULL_TOKENS) if embeddings is not None else None,
+        embed_scale=scale,
+        meta={
+            **(meta or {}),
+            "rows": len(data),
+            "l2": l2,
+            "dense_l2": dense_l2,
+            "embed_scale": scale,
+            "heads": heads,
+            "cv_apgr": cv_apgr,
+        },
     )
-    named = {f"l2={a:g},blend={b:g}": v for (a, b), v in grid.items()}
-    report = TrainReport(l2, blend, grid[(l2, blend)], named)
-    return model, report
+    return model, TrainReport(l2, dense_l2, scale, heads, cv_apgr, grid)
