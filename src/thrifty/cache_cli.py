@@ -155,6 +155,12 @@ def calibrate_command(
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     dev, dev_cos = model.meta["dev"], model.meta["dev_cosine"]
+    if dev["duplicates"] in (0, dev["pairs"]):
+        click.echo(
+            "warning: the dev pairs are all of one label, so every threshold (or none) meets the target; "
+            "this point says nothing about precision. Calibrate on a file with both labels.",
+            err=True,
+        )
     click.echo(f"vetoes: {', '.join(model.vetoes) or 'none'}")
     click.echo(
         f"threshold {model.threshold:.4f}: dev precision {_pct(dev['precision'])}, "

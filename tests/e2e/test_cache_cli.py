@@ -143,6 +143,16 @@ def test_bad_inputs_get_clear_errors(workdir: Path) -> None:
     assert proc.returncode == 2 and "unknown check(s) colour" in proc.stderr
 
 
+def test_calibrating_on_one_label_warns(workdir: Path) -> None:
+    positives = workdir / "positives.jsonl"
+    rows = [{"a": f"How do I learn {t}?", "b": f"How can I learn {t}?", "duplicate": True} for t in TOPICS]
+    positives.write_text("".join(json.dumps(r) + "\n" for r in rows * 3))
+    assert select(read_pairs(positives), "dev")  # the file has dev pairs to calibrate on
+    proc = run("calibrate", "--pairs", str(positives), "--target-precision", "0.95", "--out",
+               str(workdir / "pos.npz"), "--embed-cache", str(workdir / "emb"))  # fmt: skip
+    assert "all of one label" in proc.stderr and "threshold" in proc.stdout
+
+
 @pytest.mark.skipif(not QQP.exists(), reason="needs ../shared/data/cache/qqp_pairs.jsonl")
 def test_train_calibrate_eval_on_a_slice_of_qqp(workdir: Path) -> None:
     slice_file = workdir / "qqp_slice.jsonl"
