@@ -29,17 +29,6 @@ def _gelu(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + _erf(x * np.float32(1 / np.sqrt(2.0))))
 
 
-def _limit_blas_threads() -> None:
-    """One BLAS thread per process (THRIFTY_BLAS_THREADS to change): the gateway runs many small
-    embeddings concurrently, and a multi-threaded BLAS on tiny matrices spends its time synchronising
-    threads — measured 10x slower per embedding on a busy 2-core machine."""
-    import os
-
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=int(os.environ.get("THRIFTY_BLAS_THREADS", "1")), user_api="blas")
-
-
 class _Layer:
     def __init__(self, w: dict[str, np.ndarray], prefix: str, heads: int) -> None:
         def get(name: str) -> np.ndarray:
@@ -93,7 +82,6 @@ class MiniLMEmbedder(SentenceEncoder):
         self._ln = (weights["embeddings.LayerNorm.weight"], weights["embeddings.LayerNorm.bias"])
         layers = sorted({int(k.split(".")[2]) for k in weights if k.startswith("encoder.layer.")})
         self._layers = [_Layer(weights, f"encoder.layer.{i}", heads=12) for i in layers]
-        _limit_blas_threads()
 
     @classmethod
     def bundled(cls, max_tokens: int = MAX_TOKENS) -> MiniLMEmbedder:
