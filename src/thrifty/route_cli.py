@@ -27,14 +27,17 @@ def route() -> None:
     """Routers and cascades: train, eval, calibrate (offline, on recorded outcomes)."""
 
 
-_TOKENS_HELP = "Prompt tokens the router embeds (default 32; more is slower: ~0.11 ms per token)."
+_TOKENS_HELP = (
+    "Router: also embed the first N prompt tokens (default: no embedding; each token costs ~0.11 ms "
+    "per decision on int8 ONNX)."
+)
 
 
 @route.command("train")
 @click.option("--data", "data_path", required=True, help="Outcome JSONL (see docs/routing.md).")
 @click.option("--out", "out_path", required=True, help="Router file to write (.npz).")
 @click.option("--all-folds", is_flag=True, help="Train on every row (default: folds 0–3 only).")
-@click.option("--no-embedding", is_flag=True, help="N-grams and lexical features only.")
+@click.option("--no-embedding", is_flag=True, help="N-grams and lexical features only (the default).")
 @click.option("--embed-tokens", type=click.IntRange(1, 256), default=None, help=_TOKENS_HELP)
 def train_cmd(
     data_path: str, out_path: str, all_folds: bool, no_embedding: bool, embed_tokens: int | None
@@ -42,15 +45,15 @@ def train_cmd(
     """Train a learned router (per-model P(good | prompt))."""
     from thrifty.evaluate.route import router_cache
     from thrifty.routing.data import OutcomeDataError, load_outcomes
-    from thrifty.routing.train import EMBED_TOKENS, train
+    from thrifty.routing.train import train
 
     try:
         data = load_outcomes(data_path)
     except OutcomeDataError as exc:
         _fail(str(exc))
     rows = data if all_folds else data.split()[0]
-    tokens = embed_tokens or EMBED_TOKENS
-    emb = None if no_embedding else router_cache(tokens).embed(data.prompts)[rows.rows]
+    tokens = None if no_embedding else embed_tokens
+    emb = None if tokens is None else router_cache(tokens).embed(data.prompts)[rows.rows]
     try:
         model, report = train(rows, emb, embed_tokens=tokens, meta={"data": data_path.rsplit("/", 1)[-1]})
     except ValueError as exc:
@@ -90,7 +93,7 @@ def train_gate_cmd(data_path: str, out_path: str, no_embedding: bool) -> None:
 @click.option("--router", "router_path", default=None, help="Evaluate this router file instead of training.")
 @click.option("--cascade", is_flag=True, help="Evaluate a gated cascade (needs recorded responses).")
 @click.option("--gate", "gate_path", default=None, help="Cascade: evaluate this gate file.")
-@click.option("--no-embedding", is_flag=True, help="Train without prompt embeddings.")
+@click.option("--no-embedding", is_flag=True, help="Train without prompt embeddings (router: the default).")
 @click.option("--embed-tokens", type=click.IntRange(1, 256), default=None, help=_TOKENS_HELP)
 @click.option("--json", "as_json", is_flag=True)
 def eval_cmd(
@@ -117,7 +120,7 @@ def eval_cmd(
             from thrifty.evaluate.route import evaluate_router
 
             result = evaluate_router(
-                data_path, router=router_path, embed=not no_embedding, embed_tokens=embed_tokens
+                data_path, router=router_path, embed_tokens=None if no_embedding else embed_tokens
             )
             _emit(result, as_json, printing.print_router)
     except (OutcomeDataError, RouterFileError, ValueError) as exc:
@@ -128,9 +131,12 @@ def eval_cmd(
 @click.option("--data", "data_path", required=True)
 @click.option("--target", required=True, help="quality:0.95 (≥ 95 % of strong quality) or strong:0.3.")
 @click.option("--cascade", is_flag=True, help="Calibrate the cascade gate threshold instead of router λ.")
-@click.option("--no-embedding", is_flag=True, help="Train without prompt embeddings.")
+@click.option("--no-embedding", is_flag=True, help="Train without prompt embeddings (router: the default).")
+@click.option("--embed-tokens", type=click.IntRange(1, 256), default=None, help=_TOKENS_HELP)
 @click.option("--json", "as_json", is_flag=True)
-def calibrate_cmd(data_path: str, target: str, cascade: bool, no_embedding: bool, as_json: bool) -> None:
+def calibrate_cmd(
+    data_path: str, target: str, cascade: bool, no_embedding: bool, embed_tokens: int | None, as_json: bool
+) -> None:
     """Pick λ / the gate threshold on folds 0–3 for a target; report what it achieved on fold 4."""
     from thrifty.evaluate import printing
     from thrifty.evaluate.calibration import calibrate_cascade, calibrate_router
@@ -143,7 +149,7 @@ def calibrate_cmd(data_path: str, target: str, cascade: bool, no_embedding: bool
         result = (
             calibrate_cascade(data_path, goal, embed=embed)
             if cascade
-            else calibrate_router(data_path, goal, embed=embed)
+            else calibrate_router(data_path, goal, embed_tokens=None if no_embedding else embed_tokens)
         )
     except (OutcomeDataError, ValueError) as exc:
         _fail(str(exc))

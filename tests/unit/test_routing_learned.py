@@ -130,3 +130,47 @@ def test_cli_eval_json_train_and_calibrate(tmp_path, data_file):
 def test_cli_bad_file_is_a_clear_error(tmp_path):
     missing = CliRunner().invoke(route, ["eval", "--data", str(tmp_path / "nope.jsonl"), "--no-embedding"])
     assert missing.exit_code == 2 and "cannot read" in missing.output
+
+
+def test_cli_router_with_truncated_embedding(tmp_path, data_file):
+    """`--embed-tokens N`: the dense head embeds the first N tokens; the router file remembers N and a
+    reloaded router embeds the same way (same figures)."""
+    runner = CliRunner()
+    env = {"THRIFTY_CACHE_DIR": str(tmp_path / "cache")}
+    out = tmp_path / "router.npz"
+    trained = runner.invoke(
+        route, ["train", "--data", str(data_file), "--out", str(out), "--embed-tokens", "8"], env=env
+    )
+    assert trained.exit_code == 0, trained.output
+    model = LearnedModel.load(out)
+    assert model.embed_tokens == 8 and model.use_embedding
+    router = LearnedRouter(model)
+    assert getattr(router.embedder, "max_tokens", 8) == 8
+    quality = dict(
+        zip(router.models, router.quality(Signals.of_prompt("question 3 about quantum word2")), strict=True)
+    )
+    assert quality["huge"] > 0.8 > quality["tiny"]
+    first = runner.invoke(route, ["eval", "--data", str(data_file), "--router", str(out), "--json"], env=env)
+    again = runner.invoke(route, ["eval", "--data", str(data_file), "--router", str(out), "--json"], env=env)
+    assert first.exit_code == 0, first.output
+    a, b = json.loads(first.output)["router"], json.loads(again.output)["router"]
+    assert a["embed_tokens"] == 8 and a["apgr"] == pytest.approx(b["apgr"], abs=1e-12)
+    assert a["apgr_bootstrap"]["low"] <= a["apgr"] <= a["apgr_bootstrap"]["high"]
+
+
+def test_bootstrap_interval_brackets_the_figure():
+    import numpy as np
+
+    from thrifty.evaluate.bootstrap import apgr_interval
+    from thrifty.evaluate.metrics import Reference, sweep
+
+    rng = np.random.default_rng(3)
+    n = 400
+    scores = np.stack([rng.random(n) < 0.85, rng.random(n) < 0.6], axis=1).astype(float)
+    costs = np.tile([0.01, 0.0002], (n, 1))
+    probs = scores + rng.normal(0, 0.8, scores.shape)  # an informative, noisy router
+    est = costs.mean(axis=0)
+    figure = sweep(probs, est, scores, costs, Reference.of(scores, costs)).apgr("calls")
+    noise = apgr_interval(probs, est, scores, costs, resamples=60)
+    assert noise["low"] < figure < noise["high"] and 0.005 < noise["std"] < 0.1
+    assert figure > 0.55  # better than random (0.5)

@@ -43,18 +43,23 @@ def _oof_router(model: LearnedModel, data: OutcomeSet, emb: np.ndarray | None) -
 
 
 def calibrate_router(
-    path: str | Path, target: Target, *, embed: bool = True, cache: EmbeddingCache | None = None
+    path: str | Path,
+    target: Target,
+    *,
+    embed_tokens: int | None = None,
+    cache: EmbeddingCache | None = None,
 ) -> dict[str, Any]:
     import numpy as np
 
     from thrifty.evaluate.route import router_cache, router_costs, router_probs
-    from thrifty.routing.train import EMBED_TOKENS, train
+    from thrifty.routing.train import train
 
-    cache = cache or router_cache(EMBED_TOKENS)
+    cache = cache or router_cache(embed_tokens)
+    embed = embed_tokens is not None
     data = load_outcomes(path)
     cal, test = data.split()
     cal_emb = embed_rows(data, cal, cache, embed)
-    model, _ = train(cal, cal_emb, embed_tokens=EMBED_TOKENS)
+    model, _ = train(cal, cal_emb, embed_tokens=embed_tokens)
     est = router_costs(model, cal)
     oof = _oof_router(model, cal, cal_emb)
     ref_cal = Reference.of(cal.scores, cal.costs)

@@ -144,15 +144,21 @@ class Curve:
 
 
 def sweep(
-    probs: np.ndarray, est_cost: np.ndarray, scores: np.ndarray, costs: np.ndarray, ref: Reference
+    probs: np.ndarray,
+    est_cost: np.ndarray,
+    scores: np.ndarray,
+    costs: np.ndarray,
+    ref: Reference,
+    *,
+    limit: int = 1500,
 ) -> Curve:
     """Curve of the policy `argmax_j probs[:, j] − λ·est_cost[j]` over all λ ≥ 0.
 
     `probs` (n, m): predicted quality per prompt and model; `est_cost` (m,): the router's cost estimate
-    per call (a constant per model, as known before the call)."""
+    per call (a constant per model, as known before the call); `limit`: at most that many λ values."""
     import numpy as np
 
-    lambdas = _breakpoints(probs, est_cost)
+    lambdas = _breakpoints(probs, est_cost, limit)
     points = []
     for lam in lambdas:
         choice = np.argmax(probs - lam * est_cost[None, :], axis=1)

@@ -47,6 +47,12 @@ def print_router(r: dict[str, Any]) -> None:
     s = r["router"]
     click.echo("router:")
     _figures("learned", s)
+    if "apgr_bootstrap" in s:
+        b = s["apgr_bootstrap"]
+        click.echo(
+            f"  APGR 95 % interval over resampled test prompts: {b['low']:.3f}–{b['high']:.3f}"
+            f" (bootstrap sd {b['std']:.3f}, {b['resamples']} resamples)"
+        )
     click.echo(f"  cost at 95 % of strong quality: {_pct(s['cost_at_95_share'])} of always-strong cost")
     _curve(s["curve_calls"], "calls")
     _curve(s["curve_cost"], "cost")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from thrifty.evaluate.baselines import baselines
+from thrifty.evaluate.bootstrap import apgr_interval
 from thrifty.evaluate.curves import table
 from thrifty.evaluate.metrics import Curve, Reference, sweep
 from thrifty.routing.data import OutcomeSet, load_outcomes
@@ -61,15 +62,15 @@ def evaluate_router(
     path: str | Path,
     *,
     router: str | Path | None = None,
-    embed: bool = True,
     embed_tokens: int | None = None,
     cache: EmbeddingCache | None = None,
 ) -> dict[str, Any]:
     """Train on folds 0–3 (or load `router`), report on fold 4. Returns a JSON-able dict.
 
-    `embed_tokens`: the prompt tokens the trained router embeds (default `train.EMBED_TOKENS`)."""
+    `embed_tokens`: the trained router's dense head also embeds the first that many prompt tokens
+    (default: no embedding, n-grams and lexical features only)."""
     from thrifty.routing.learned import LearnedModel
-    from thrifty.routing.train import EMBED_TOKENS, train
+    from thrifty.routing.train import train
 
     data = load_outcomes(path)
     train_set, test_set = data.split()
@@ -77,10 +78,9 @@ def evaluate_router(
         raise ValueError("the data needs rows in folds 0–3 (train) and fold 4 (test)")
     trained: dict[str, Any] = {}
     if router is None:
-        tokens = embed_tokens or EMBED_TOKENS
-        cache = cache or router_cache(tokens)
-        emb = embed_rows(data, train_set, cache, embed)
-        model, report = train(train_set, emb, embed_tokens=tokens, meta={"data": Path(path).name})
+        cache = cache or router_cache(embed_tokens)
+        emb = embed_rows(data, train_set, cache, embed_tokens is not None)
+        model, report = train(train_set, emb, embed_tokens=embed_tokens, meta={"data": Path(path).name})
         trained = {
             "ngram_l2": report.l2,
             "dense_l2": report.dense_l2,
@@ -95,7 +95,9 @@ def evaluate_router(
         trained = {"router_file": str(router), **{k: model.meta.get(k) for k in keys}}
     probs = router_probs(model, test_set, embed_rows(data, test_set, cache, model.use_embedding))
     ref = Reference.of(test_set.scores, test_set.costs)
-    curve = sweep(probs, router_costs(model, test_set), test_set.scores, test_set.costs, ref)
+    est = router_costs(model, test_set)
+    curve = sweep(probs, est, test_set.scores, test_set.costs, ref)
+    noise = apgr_interval(probs, est, test_set.scores, test_set.costs)
     return {
         "data": Path(path).name,
         "models": data.models,
@@ -109,6 +111,7 @@ def evaluate_router(
             "ngram_head": model.idf is not None,
             "training": trained,
             **curve_report(curve),
+            "apgr_bootstrap": noise,
         },
         "baselines": baselines(test_set.scores, test_set.costs, data.models, ref),
     }

@@ -29,13 +29,13 @@ FORMAT = "thrifty-learned-router/3"
 
 
 def stacked(dense_logit: np.ndarray, ngram_logit: np.ndarray | None, stack: np.ndarray) -> np.ndarray:
-    """(n, m) σ(a·dense logit + b·n-gram logit + c) per model column (stack rows are (a, b, c))."""
+    """(n, m): per model j, σ(stack[j] · [dense logits of every model | n-gram logits of every model | 1])."""
+    import numpy as np
+
     from thrifty.routing.logistic import sigmoid
 
-    z = dense_logit * stack[:, 0] + stack[:, 2]
-    if ngram_logit is not None:
-        z = z + ngram_logit * stack[:, 1]
-    return sigmoid(z)
+    parts = [dense_logit, *([] if ngram_logit is None else [ngram_logit]), np.ones((len(dense_logit), 1))]
+    return sigmoid(np.hstack(parts) @ stack.T)
 
 
 def dense_design(embeddings: np.ndarray | None, texts: Sequence[str], scale: float = 1.0) -> np.ndarray:
@@ -64,9 +64,10 @@ class LearnedModel:
     ngram_weights: np.ndarray | None = None
     """(m, 1 + dim) logistic weights per model over [1 | n-grams]."""
     stack: np.ndarray | None = None
-    """(m, 3) per model (a, b, c): P = σ(a·dense logit + b·n-gram logit + c), fitted on out-of-fold
-    logits, so the heads are weighed per model and a predicted 0.8 means about 80 % (quality-target
-    policies rely on it). None: the dense head alone."""
+    """(m, 2m + 1), or (m, m + 1) without the n-gram head: per model, a logistic regression over
+    both heads' logits of every model, fitted on out-of-fold logits: it weighs the heads, lets one
+    model's estimate inform another's (a question hard for one is often hard for all) and calibrates
+    the result, so a predicted 0.8 means about 80 % (quality-target policies rely on it)."""
     embed_tokens: int | None = None
     """Tokens of the prompt the dense head embeds; None: no embedding."""
     embed_scale: float = 1.0
@@ -99,6 +100,8 @@ class LearnedModel:
         dense_logit = x @ self.dense_weights.T.astype(np.float64)
         if self.stack is None:
             return sigmoid(dense_logit)
+        if self.stack.shape[1] == len(self.models) + 1:
+            return stacked(dense_logit, None, self.stack)
         ngrams = self.ngrams()
         ngram_logit = None
         if ngrams is not None and self.ngram_weights is not None:
@@ -119,7 +122,7 @@ class LearnedModel:
             "est_cost": self.est_cost.astype(np.float64),
             "embed_tokens": np.array(-1 if self.embed_tokens is None else self.embed_tokens),
             "embed_scale": np.array(self.embed_scale),
-            "stack": np.zeros((0, 3)) if self.stack is None else self.stack.astype(np.float64),
+            "stack": np.zeros((0, 0)) if self.stack is None else self.stack.astype(np.float64),
             "meta": np.array(json.dumps({**self.meta, "lexical": list(LEXICAL_NAMES)})),
         }
         if self.idf is not None and self.ngram_weights is not None:

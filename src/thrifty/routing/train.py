@@ -5,9 +5,9 @@ dense one ([embedding × scale? | lexical | 1], Newton steps). Each head's L2 st
 embedding scale) is chosen by cross-validation across the folds of the training rows: out-of-fold
 predictions, scored by the APGR of the resulting router (on the calls axis, the RouteLLM paper's, for
 two models; on the cost axis for more, where a share of calls mixes models of different prices). A
-per-model stacker over the two heads' out-of-fold logits weighs and calibrates them; it is kept only
-if it beats the dense head alone. The final heads are refit on all training rows. The IDF table is
-fitted on all training prompts (no labels involved).
+per-model stacker over the heads' out-of-fold logits (of all models) weighs and calibrates them; the
+n-gram head is kept only if it beats the dense head alone. The final heads are refit on all
+training rows. The IDF table is fitted on all training prompts (no labels involved).
 """
 
 from __future__ import annotations
@@ -25,14 +25,12 @@ if TYPE_CHECKING:
     from thrifty.routing.ngrams import SparseRows
     from thrifty.routing.sparse_logistic import Design
 
-L2_GRID = (2.0, 4.0, 8.0)
+L2_GRID = (1.0, 2.0, 4.0)
 """N-gram head (rows are unit-norm TF-IDF)."""
 DENSE_L2_GRID = (0.01, 0.1, 1.0, 10.0)
 SCALE_GRID = (0.1, 0.3, 1.0)
 """The embedding's factor in the dense design (only with embeddings)."""
 FULL_TOKENS = 256
-EMBED_TOKENS = 32
-"""Default prompt tokens the dense head embeds: a decision must stay within a few ms (docs/routing.md)."""
 
 
 @dataclass(slots=True)
@@ -101,18 +99,13 @@ def _oof(
 
 
 def _stack(dense: np.ndarray, ngram: np.ndarray | None, scores: np.ndarray) -> np.ndarray:
-    """(m, 3) per model (a, b, c) of y ~ σ(a·dense logit + b·n-gram logit + c), on out-of-fold logits."""
+    """Per model, a logistic regression of its scores on all out-of-fold logits (see LearnedModel.stack)."""
     import numpy as np
 
     from thrifty.routing.logistic import fit
 
-    ones = np.ones(len(dense))
-    rows = []
-    for j in range(scores.shape[1]):
-        cols = [dense[:, j]] if ngram is None else [dense[:, j], ngram[:, j]]
-        w = fit(np.stack([*cols, ones], axis=1), scores[:, j], 1.0)
-        rows.append([w[0], w[1] if ngram is not None else 0.0, w[-1]])
-    return np.asarray(rows)
+    x = np.hstack([dense, *([] if ngram is None else [ngram]), np.ones((len(dense), 1))])
+    return np.stack([fit(x, scores[:, j], 1.0) for j in range(scores.shape[1])])
 
 
 def _best(oof: dict[Any, np.ndarray], score: Callable[[np.ndarray], float]) -> tuple[Any, dict[Any, float]]:
