@@ -166,6 +166,7 @@ class LearnedRouter:
     def __init__(self, model: LearnedModel, embedder: Embedder | None = None) -> None:
         self.model = model
         self._embedder = embedder
+        self._embedder_checked = False
         self._ngrams = model.ngrams()
 
     @classmethod
@@ -178,11 +179,14 @@ class LearnedRouter:
 
     @property
     def embedder(self) -> Embedder:
-        """The process's embedder backend, limited to the router's `embed_tokens`."""
-        if self._embedder is None:
+        """The given (else the process's) embedder backend, limited to the router's `embed_tokens`:
+        a router trained on 32-token embeddings must not be fed whole-prompt ones."""
+        if not self._embedder_checked:
             from thrifty.routing.embedcache import truncated_embedder
 
-            self._embedder = truncated_embedder(self.model.embed_tokens or 256)
+            self._embedder = truncated_embedder(self.model.embed_tokens or 256, base=self._embedder)
+            self._embedder_checked = True
+        assert self._embedder is not None
         return self._embedder
 
     def quality(self, signals: Signals) -> list[float]:
