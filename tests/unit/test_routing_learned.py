@@ -136,7 +136,9 @@ def test_cli_router_with_truncated_embedding(tmp_path, data_file):
     """`--embed-tokens N`: the dense head embeds the first N tokens; the router file remembers N and a
     reloaded router embeds the same way (same figures)."""
     runner = CliRunner()
-    env = {"THRIFTY_CACHE_DIR": str(tmp_path / "cache")}
+    env: dict[
+        str, str
+    ] = {}  # default caches: vectors keyed by embedder id + prompts, the ONNX model built once
     out = tmp_path / "router.npz"
     trained = runner.invoke(
         route, ["train", "--data", str(data_file), "--out", str(out), "--embed-tokens", "8"], env=env
