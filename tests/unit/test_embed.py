@@ -81,3 +81,12 @@ def test_model_file_is_built_once_into_the_cache_dir(tmp_path, monkeypatch):
     second = OnnxMiniLMEmbedder.bundled()
     assert files[0].stat().st_mtime_ns == stamp
     np.testing.assert_array_equal(first.embed(TEXTS), second.embed(TEXTS))
+
+
+def test_a_token_limit_shares_the_model_and_only_truncates(embedder):
+    long_text = "word " * 100
+    limited = embedder.with_max_tokens(16)
+    assert limited.max_tokens == 16 and embedder.max_tokens == 256 and limited.id == embedder.id
+    np.testing.assert_allclose(limited.embed_one(long_text), embedder.embed_one("word " * 14), atol=1e-5)
+    assert not np.allclose(limited.embed_one(long_text), embedder.embed_one(long_text), atol=1e-3)
+    assert load_embedder("numpy", max_tokens=16).max_tokens == 16

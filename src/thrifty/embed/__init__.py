@@ -36,17 +36,21 @@ class Embedder(Protocol):
     def embed_one(self, text: str) -> np.ndarray: ...
 
 
-def load_embedder(backend: str | None = None) -> Embedder:
-    """A new embedder of `backend` (default: `THRIFTY_EMBEDDER`, else onnx-int8)."""
+def load_embedder(backend: str | None = None, max_tokens: int | None = None) -> Embedder:
+    """A new embedder of `backend` (default: `THRIFTY_EMBEDDER`, else onnx-int8) reading at most
+    `max_tokens` tokens of a text (default: the model's 256)."""
+    from thrifty.embed.encoder import MAX_TOKENS
+
     backend = backend or os.environ.get("THRIFTY_EMBEDDER") or BACKENDS[0]
+    limit = max_tokens or MAX_TOKENS
     if backend == "numpy":
         from thrifty.embed.minilm import MiniLMEmbedder
 
-        return MiniLMEmbedder.bundled()
+        return MiniLMEmbedder.bundled(limit)
     if backend in ("onnx-int8", "onnx-fp32"):
         from thrifty.embed.onnx_minilm import OnnxMiniLMEmbedder
 
-        return OnnxMiniLMEmbedder.bundled(quantize=backend == "onnx-int8")
+        return OnnxMiniLMEmbedder.bundled(limit, quantize=backend == "onnx-int8")
     raise ValueError(f"THRIFTY_EMBEDDER must be one of {', '.join(BACKENDS)}, not {backend!r}")
 
 

@@ -45,6 +45,20 @@ class SentenceEncoder:
         self._lock = threading.Lock()  # the tokenizer's truncation/padding state is shared
         limit_blas_threads()
 
+    def with_max_tokens(self, max_tokens: int) -> SentenceEncoder:
+        """The same model (weights and session shared, nothing reloaded) reading at most `max_tokens`."""
+        import copy
+
+        from tokenizers import Tokenizer
+
+        clone = copy.copy(self)
+        clone._tok = Tokenizer.from_str(self._tok.to_str())
+        clone._tok.no_padding()
+        clone._tok.enable_truncation(max_length=max_tokens)
+        clone.max_tokens = max_tokens
+        clone._lock = threading.Lock()
+        return clone
+
     def _encode_ids(self, texts: Sequence[str]) -> list[list[int]]:
         with self._lock:
             return [e.ids for e in self._tok.encode_batch(list(texts))]
