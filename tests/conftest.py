@@ -33,8 +33,11 @@ def base_config(fake: FakeProvider) -> dict[str, Any]:
     return {
         "providers": {
             "fakeai": {"type": "openai", "base_url": fake.openai_base_url, "api_key": PROVIDER_SECRET},
-            "fakeanthropic": {"type": "anthropic", "base_url": fake.anthropic_base_url,
-                              "api_key": PROVIDER_SECRET},
+            "fakeanthropic": {
+                "type": "anthropic",
+                "base_url": fake.anthropic_base_url,
+                "api_key": PROVIDER_SECRET,
+            },
         },
         "models": {
             "gpt-4o": {"deployments": [{"provider": "fakeai"}]},
@@ -48,8 +51,11 @@ def base_config(fake: FakeProvider) -> dict[str, Any]:
                     {"provider": "fakeai", "model": "backup-up", "priority": 1},
                 ],
             },
-            "flaky": {"price": "gpt-4o", "deployments": [{"provider": "fakeai", "model": "flaky-up"}],
-                      "fallbacks": ["claude-sonnet-4-5"]},
+            "flaky": {
+                "price": "gpt-4o",
+                "deployments": [{"provider": "fakeai", "model": "flaky-up"}],
+                "fallbacks": ["claude-sonnet-4-5"],
+            },
         },
         "retry": {"max_retries": 2, "backoff_base_s": 0.01, "backoff_max_s": 0.05, "retry_after_max_s": 2},
         "breaker": {"failure_threshold": 3, "cooldown_s": 1.0},
@@ -78,8 +84,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, fake_server: FakeProvider)
     gp.stop()
 
 
-def ledger_rows(path: Path, *, expect: int = 0, timeout: float = 10.0,
-                request_id: str | None = None) -> list[dict[str, Any]]:
+def ledger_rows(
+    path: Path, *, expect: int = 0, timeout: float = 10.0, request_id: str | None = None
+) -> list[dict[str, Any]]:
     """Rows of a SQLite ledger (optionally of one request), waiting until at least `expect` are there
     (the writer batches)."""
     deadline = time.monotonic() + timeout
