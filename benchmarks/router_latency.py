@@ -56,8 +56,8 @@ def timed(fn: Callable[[str], object], texts: list[str]) -> list[float]:
 
 def trained_router(embed_tokens: int | None):
     """A router of the shipped shape, trained here (small: the GSM8K file or synthetic rows)."""
+    from thrifty.embed import get_embedder
     from thrifty.routing.data import from_rows, load_outcomes
-    from thrifty.routing.embedcache import truncated_embedder
     from thrifty.routing.learned import LearnedRouter
     from thrifty.routing.train import train
 
@@ -69,7 +69,7 @@ def trained_router(embed_tokens: int | None):
             {"prompt": SAMPLES[i % 5] + f" {i}", "fold": i % 4, "outcomes": _outcomes(i)} for i in range(200)
         ]
         data = from_rows(rows)
-    embedder = truncated_embedder(embed_tokens) if embed_tokens else None
+    embedder = get_embedder(embed_tokens) if embed_tokens else None
     emb = embedder.embed(data.prompts) if embedder else None
     # fixed hyper-parameters (no grid): latency does not depend on them
     model, _ = train(

@@ -147,7 +147,7 @@ def test_cli_router_with_truncated_embedding(tmp_path, data_file):
     model = LearnedModel.load(out)
     assert model.embed_tokens == 8 and model.use_embedding
     router = LearnedRouter(model)
-    assert getattr(router.embedder, "max_tokens", 8) == 8
+    assert router.embedder.max_tokens == 8
     quality = dict(
         zip(router.models, router.quality(Signals.of_prompt("question 3 about quantum word2")), strict=True)
     )

@@ -28,12 +28,25 @@ BACKENDS = ("onnx-int8", "onnx-fp32", "numpy")
 class Embedder(Protocol):
     dim: int
     id: str
+    max_tokens: int
+    """Tokens of a text it reads; the rest is cut off."""
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), dim) float32 rows, L2-normalised."""
         ...
 
     def embed_one(self, text: str) -> np.ndarray: ...
+
+    def with_max_tokens(self, max_tokens: int) -> Embedder:
+        """The same model (nothing reloaded) reading at most `max_tokens` tokens of a text."""
+        ...
+
+
+def limited(embedder: Embedder, max_tokens: int | None) -> Embedder:
+    """`embedder` reading at most `max_tokens` tokens (None: unchanged)."""
+    if max_tokens is None or embedder.max_tokens == max_tokens:
+        return embedder
+    return embedder.with_max_tokens(max_tokens)
 
 
 def load_embedder(backend: str | None = None, max_tokens: int | None = None) -> Embedder:
@@ -69,6 +82,7 @@ class _Holder:
 _HOLDER = _Holder()
 
 
-def get_embedder() -> Embedder:
-    """The process's bundled MiniLM embedder (loaded lazily, shared read-only)."""
-    return _HOLDER.get()
+def get_embedder(max_tokens: int | None = None) -> Embedder:
+    """The process's bundled MiniLM embedder (loaded lazily, shared read-only), reading at most
+    `max_tokens` tokens of a text when given (the model is shared, not reloaded)."""
+    return limited(_HOLDER.get(), max_tokens)

@@ -14,7 +14,7 @@ from thrifty.evaluate.bootstrap import apgr_interval
 from thrifty.evaluate.curves import table
 from thrifty.evaluate.metrics import Curve, Reference, sweep
 from thrifty.routing.data import OutcomeSet, load_outcomes
-from thrifty.routing.embedcache import EmbeddingCache, truncated_embedder
+from thrifty.routing.embedcache import EmbeddingCache
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,9 +31,10 @@ def embed_rows(
 
 def router_cache(embed_tokens: int | None, directory: Path | None = None) -> EmbeddingCache:
     """An embedding cache whose embedder reads the first `embed_tokens` tokens (None: all)."""
+    from thrifty.embed import get_embedder
     from thrifty.routing.train import FULL_TOKENS
 
-    return EmbeddingCache(truncated_embedder(embed_tokens or FULL_TOKENS), directory)
+    return EmbeddingCache(get_embedder(embed_tokens or FULL_TOKENS), directory)
 
 
 def router_probs(model: LearnedModel, data: OutcomeSet, embeddings: np.ndarray | None) -> np.ndarray:

@@ -28,19 +28,7 @@ def default_cache_dir() -> Path:
 
 def embedder_key(embedder: Embedder) -> str:
     """What identifies an embedder's vectors: its backend id and its token limit."""
-    return f"{getattr(embedder, 'id', type(embedder).__name__)}/t{getattr(embedder, 'max_tokens', '')}"
-
-
-def truncated_embedder(max_tokens: int, base: Embedder | None = None) -> Embedder:
-    """The process's embedder backend reading only the first `max_tokens` tokens of a text (the
-    router's latency grows with the tokens embedded: ~1 ms + 0.11 ms per token on int8 ONNX)."""
-    from thrifty.embed import get_embedder
-
-    base = base or get_embedder()
-    if getattr(base, "max_tokens", None) == max_tokens:
-        return base
-    limited = getattr(base, "with_max_tokens", None)
-    return limited(max_tokens) if limited is not None else base  # another backend: its own limit
+    return f"{embedder.id}/t{embedder.max_tokens}"
 
 
 class EmbeddingCache:

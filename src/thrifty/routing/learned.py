@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,12 +101,11 @@ class LearnedModel:
         dense_logit = x @ self.dense_weights.T.astype(np.float64)
         if self.stack is None:
             return sigmoid(dense_logit)
-        if self.stack.shape[1] == len(self.models) + 1:
-            return stacked(dense_logit, None, self.stack)
-        ngrams = self.ngrams()
         ngram_logit = None
-        if ngrams is not None and self.ngram_weights is not None:
-            rows = sparse if sparse is not None else ngrams.transform(texts)
+        if self.idf is not None and self.ngram_weights is not None:
+            from thrifty.routing.ngrams import NgramFeaturizer
+
+            rows = sparse if sparse is not None else NgramFeaturizer(self.idf).transform(texts)
             w = self.ngram_weights.astype(np.float64)
             ngram_logit = np.stack([rows.matvec(w[j, 1:]) + w[j, 0] for j in range(len(w))], axis=1)
         return stacked(dense_logit, ngram_logit, self.stack)
@@ -165,8 +165,7 @@ class LearnedRouter:
 
     def __init__(self, model: LearnedModel, embedder: Embedder | None = None) -> None:
         self.model = model
-        self._embedder = embedder
-        self._embedder_checked = False
+        self._given = embedder
         self._ngrams = model.ngrams()
 
     @classmethod
@@ -177,17 +176,15 @@ class LearnedRouter:
     def models(self) -> list[str]:
         return self.model.models
 
-    @property
+    @cached_property
     def embedder(self) -> Embedder:
-        """The given (else the process's) embedder backend, limited to the router's `embed_tokens`:
-        a router trained on 32-token embeddings must not be fed whole-prompt ones."""
-        if not self._embedder_checked:
-            from thrifty.routing.embedcache import truncated_embedder
+        """The given (else the process's) embedder, limited to the router's `embed_tokens`: a router
+        trained on 32-token embeddings must not be fed whole-prompt ones."""
+        from thrifty.embed import get_embedder, limited
+        from thrifty.embed.encoder import MAX_TOKENS
 
-            self._embedder = truncated_embedder(self.model.embed_tokens or 256, base=self._embedder)
-            self._embedder_checked = True
-        assert self._embedder is not None
-        return self._embedder
+        tokens = self.model.embed_tokens or MAX_TOKENS
+        return get_embedder(tokens) if self._given is None else limited(self._given, tokens)
 
     def quality(self, signals: Signals) -> list[float]:
         text = signals.text

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from thrifty.embed.encoder import MAX_TOKENS
 from thrifty.routing.data import OutcomeSet
 from thrifty.routing.learned import LearnedModel, dense_design, stacked
 
@@ -30,7 +31,7 @@ L2_GRID = (1.0, 2.0, 4.0)
 DENSE_L2_GRID = (0.01, 0.1, 1.0, 10.0)
 SCALE_GRID = (0.1, 0.3, 1.0)
 """The embedding's factor in the dense design (only with embeddings)."""
-FULL_TOKENS = 256
+FULL_TOKENS = MAX_TOKENS  # the embedder's whole window
 
 
 @dataclass(slots=True)

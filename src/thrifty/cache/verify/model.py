@@ -39,20 +39,6 @@ _HEAD = ("hw1", "hb1", "hw2")  # optional embedding head (absent in text-only mo
 _WHITENING = ("wmean", "wmatrix")  # present when a head input is whitened
 
 
-_BLOCK = 384  # rows per matrix-vector block in `_matvec`
-
-
-def _matvec(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """x @ w in blocks of rows. One product this size (about 2,000 x 320) can make a multi-threaded
-    OpenBLAS wake its threads: measured 5-11 ms instead of ~0.2 ms on this busy 2-core machine (the
-    gateway's ONNX embedder leaves numpy's BLAS multi-threaded). Blocks of 384 rows stay on the calling
-    thread: 0.17 ms for the shipped head, against 0.32 ms for a BLAS-free `np.einsum`."""
-    out = x[:_BLOCK] @ w[:_BLOCK]
-    for start in range(_BLOCK, len(x), _BLOCK):
-        out += x[start : start + _BLOCK] @ w[start : start + _BLOCK]
-    return out
-
-
 @dataclass
 class VerifierModel:
     idf: np.ndarray  # (BUCKETS,) word weights
@@ -117,7 +103,7 @@ class VerifierModel:
         assert self.hw1 is not None and self.hb1 is not None and self.hw2 is not None
         standardised = (np.asarray(row, dtype=np.float32) - self.cmean) / self.cstd
         x = head_features(standardised, u, v, self.head_parts, self.whitening)
-        hidden = np.maximum(_matvec(x, self.hw1) + self.hb1, 0.0)
+        hidden = np.maximum(x @ self.hw1 + self.hb1, 0.0)
         z = float(hidden @ self.hw2 + self.hb2)
         return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
 
