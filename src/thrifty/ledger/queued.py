@@ -142,7 +142,7 @@ class QueuedLedger(Ledger):
                     conn = _discard(conn)
                     self._waiters.extendleft(reversed(waiters))  # flush() waits on
                     delay = self._failed(exc, delay)
-                    if stopping and stop_deadline is not None and time.monotonic() >= stop_deadline:
+                    if stop_deadline is not None and time.monotonic() >= stop_deadline:
                         self._give_up()
                         return
                     continue

@@ -25,9 +25,8 @@ _CHUNK = 1024
 
 
 def embedder_id(embedder: Embedder) -> str:
-    """A file-name-safe name of the embedder's backend (its `id`, else its class name)."""
-    raw = str(getattr(embedder, "id", "") or type(embedder).__name__)
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", raw)
+    """A file-name-safe name of the embedder's backend (its `id`)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", embedder.id)
 
 
 class EmbeddingCache:
