@@ -46,3 +46,55 @@ def test_large_scope_moves_to_hnsw_and_keeps_recall():
     assert hits >= 0.95 * len(range(0, 600, 7))
     key, cosine = index.search("big", rows[5], 1)[0]
     assert key == 5 and abs(cosine - 1.0) < 1e-4
+
+
+def test_removed_keys_are_never_returned_and_empty_scopes_are_freed():
+    rows = unit_rows(20, 16, 4)
+    index = VectorIndex(16)
+    for i, row in enumerate(rows):
+        index.add("s", i, row)
+    index.add("lone", 99, rows[0])
+    for i in range(0, 20, 2):
+        index.remove("s", i)
+    index.remove("s", 12345)  # unknown keys are ignored
+    assert len(index) == 11
+    for i, row in enumerate(rows):
+        keys = [k for k, _ in index.search("s", row, 20)]
+        assert (i in keys) == (i % 2 == 1) and len(keys) == 10
+    index.remove("lone", 99)
+    assert "lone" not in index.scopes
+
+
+def test_a_graph_with_many_dead_keys_is_rebuilt_without_them():
+    rows = unit_rows(400, 32, 5)
+    index = VectorIndex(32, ann_threshold=100)
+    for i, row in enumerate(rows):
+        index.add("big", i, row)
+    index.wait(60)
+    graph = index.scopes["big"]
+    assert isinstance(graph, HnswScope)
+    for i in range(90):  # under a quarter dead: marked, skipped, no rebuild
+        index.remove("big", i)
+    assert index.scopes["big"] is graph and all(index.search("big", rows[i], 1)[0][0] != i for i in range(90))
+    for i in range(90, 360):  # the rest: rebuilt, and with 40 left it is exact again
+        index.remove("big", i)
+    index.wait(60)
+    assert isinstance(index.scopes["big"], ExactScope) and len(index) == 40
+    assert {index.search("big", rows[i], 1)[0][0] for i in range(360, 400)} == set(range(360, 400))
+
+
+def test_changes_made_during_a_rebuild_are_kept():
+    rows = unit_rows(700, 32, 6)
+    index = VectorIndex(32, ann_threshold=200)
+    for i in range(600):
+        index.add("big", i, rows[i])
+        if i >= 200 and i % 3 == 0:
+            index.remove("big", i - 150)  # removals while the graph may be building
+    for i in range(600, 700):
+        index.add("big", i, rows[i])
+    index.wait(60)  # and any rebuild started by removals made during the first
+    removed = {i - 150 for i in range(200, 600) if i % 3 == 0}
+    expected = set(range(700)) - removed
+    assert len(index) == len(expected)
+    found = {index.search("big", rows[i], 1)[0][0] for i in range(700)}
+    assert found <= expected and len(found) >= 0.95 * len(expected)

@@ -156,3 +156,59 @@ async def test_semantic_store_keeps_its_size_bound(tmp_path: Path):
     newest = await store.search("s", unit(49), k=1, min_cosine=0.5)
     assert [text_of(n.entry) for n in newest] == ["answer 49"]
     assert await store.search("s", unit(0), k=1, min_cosine=0.99) == []  # evicted: never served
+
+
+async def test_the_index_forgets_evicted_and_expired_rows(tmp_path: Path):
+    store = SqliteSemanticStore(str(tmp_path / "c.db"), dim=8, max_entries=20)
+    for i in range(200):
+        await store.add(f"scope-{i % 3}", unit(i), entry(f"answer {i}", f"q{i}"), ttl_s=60)
+    assert len(store.index) == len(store) <= 20  # memory follows the size bound, not every row ever added
+    await store.add("short", unit(500), entry("brief", "q"), ttl_s=0.2)
+    time.sleep(0.3)
+    await store.add("s", unit(501), entry("later", "q"), ttl_s=60)  # any write purges expired rows
+    assert "short" not in store.index.scopes
+    assert len(store.index) == len(store)
+
+
+async def test_every_process_forgets_rows_another_one_evicted(tmp_path: Path):
+    path = str(tmp_path / "c.db")
+    reader = SqliteSemanticStore(path, dim=8, max_entries=30)
+    for i in range(30):
+        await reader.add("s", unit(i), entry(f"answer {i}", f"q{i}"), ttl_s=60)
+    writer = SqliteSemanticStore(path, dim=8, max_entries=30)
+    for i in range(30, 90):
+        await writer.add("s", unit(i), entry(f"answer {i}", f"q{i}"), ttl_s=60)
+    assert await reader.search("s", unit(0), k=1, min_cosine=0.99) == []  # evicted by the writer
+    found = await reader.search("s", unit(89), k=1, min_cosine=0.99)
+    assert [text_of(n.entry) for n in found] == ["answer 89"]
+    assert len(reader.index) == len(writer.index) == len(reader)
+
+
+async def test_a_served_entry_outlives_older_unused_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from thrifty.cache.backends import sqlite_semantic
+
+    monkeypatch.setattr(sqlite_semantic, "USED_RESOLUTION_S", 0.0)
+    store = SqliteSemanticStore(str(tmp_path / "c.db"), dim=8, max_entries=20)
+    for i in range(20):
+        await store.add("s", unit(i), entry(f"answer {i}", f"q{i}"), ttl_s=60)
+    (first,) = await store.search("s", unit(0), k=1, min_cosine=0.99)
+    await store.touch(first)
+    await store.add("s", unit(20), entry("answer 20", "q20"), ttl_s=60)  # over the bound: evicts the LRU
+    assert [text_of(n.entry) for n in await store.search("s", unit(0), k=1, min_cosine=0.99)] == ["answer 0"]
+    assert await store.search("s", unit(1), k=1, min_cosine=0.99) == []
+
+
+async def test_a_process_idle_past_the_journal_rebuilds_its_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from thrifty.cache.backends import sqlite_semantic
+
+    path = str(tmp_path / "c.db")
+    idle = SqliteSemanticStore(path, dim=8, max_entries=10)
+    await idle.add("s", unit(0), entry("answer 0", "q0"), ttl_s=60)
+    busy = SqliteSemanticStore(path, dim=8, max_entries=10)
+    monkeypatch.setattr(sqlite_semantic, "GONE_KEEP_S", 0.0)  # the journal is trimmed on every write
+    for i in range(1, 30):
+        await busy.add("s", unit(i), entry(f"answer {i}", f"q{i}"), ttl_s=60)
+    assert await idle.search("s", unit(0), k=1, min_cosine=0.99) == []
+    assert len(idle.index) == len(idle)

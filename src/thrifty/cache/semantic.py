@@ -100,6 +100,7 @@ class SemanticCache:
                 query, entry.query, neighbour.cosine, vector, neighbour.vector
             )
             if accepted:
+                await self.store.touch(neighbour)
                 return SemanticHit(entry, neighbour.cosine, score)
         return None
 

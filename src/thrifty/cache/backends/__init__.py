@@ -27,6 +27,8 @@ class Neighbour:
     entry: Entry
     cosine: float
     vector: np.ndarray | None = None  # the stored request's embedding (the verifier's head uses it)
+    key: int | None = None  # the store's id of the entry (for `touch`)
+    used: float = 0.0  # when the entry was last served or stored
 
 
 class SemanticStore(Protocol):
@@ -35,6 +37,10 @@ class SemanticStore(Protocol):
         ...
 
     async def add(self, scope: str, vector: np.ndarray, entry: Entry, ttl_s: float) -> None: ...
+
+    async def touch(self, neighbour: Neighbour) -> None:
+        """Mark a served entry as used, so the size bound evicts the least recently used first."""
+        ...
 
     async def close(self) -> None: ...
 

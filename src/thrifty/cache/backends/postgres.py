@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 EXACT = "thrifty_cache_exact"
 SEMANTIC = "thrifty_cache_semantic"
+USED_RESOLUTION_S = 1.0
+"""A hit refreshes the entry's last-use time at most this often (saves a write per hit)."""
 
 
 class _Pg:
@@ -125,16 +127,30 @@ class PostgresSemanticStore:
         async with self.pg.lock:
             conn = await self.pg.connection(self.setup)
             cur = await conn.execute(
-                f"SELECT entry, 1 - (embedding <=> %s::vector) AS cosine, embedding::real[] FROM {SEMANTIC} "
+                f"SELECT entry, 1 - (embedding <=> %s::vector) AS cosine, embedding::real[], id, used "
+                f"FROM {SEMANTIC} "
                 "WHERE scope = %s AND expires > %s ORDER BY embedding <=> %s::vector LIMIT %s",
                 (literal, scope, time.time(), literal, k),
             )
             rows = await cur.fetchall()
         return [
-            Neighbour(Entry.from_bytes(bytes(blob)), float(c), np.asarray(stored, dtype=np.float32))
-            for blob, c, stored in rows
+            Neighbour(
+                Entry.from_bytes(bytes(blob)),
+                float(c),
+                np.asarray(stored, dtype=np.float32),
+                key=row_id,
+                used=used,
+            )
+            for blob, c, stored, row_id, used in rows
             if c >= min_cosine
         ]
+
+    async def touch(self, neighbour: Neighbour) -> None:
+        now = time.time()
+        if now - neighbour.used > USED_RESOLUTION_S:
+            async with self.pg.lock:
+                conn = await self.pg.connection(self.setup)
+                await conn.execute(f"UPDATE {SEMANTIC} SET used = %s WHERE id = %s", (now, neighbour.key))
 
     async def add(self, scope: str, vector: np.ndarray, entry: Entry, ttl_s: float) -> None:
         now = time.time()

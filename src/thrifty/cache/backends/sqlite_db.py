@@ -76,10 +76,10 @@ class SqliteDb:
 
 
 def evict(conn: sqlite3.Connection, table: str, count: int, max_entries: int, now: float) -> None:
-    """Keep `table` within `max_entries`: drop expired rows, then the least recently used."""
+    """Drop expired rows, then the least recently used beyond `max_entries`."""
+    conn.execute(f"DELETE FROM {table} WHERE expires <= ?", (now,))  # an index range: cheap when none
     if count <= max_entries:
         return
-    conn.execute(f"DELETE FROM {table} WHERE expires <= ?", (now,))
     row = conn.execute("SELECT n FROM cache_counts WHERE tbl = ?", (table,)).fetchone()
     excess = int(row[0]) - max_entries
     if excess > 0:
