@@ -243,3 +243,37 @@ def test_a_killed_gateway_resumes_its_forwarded_batch_on_restart(gateway_factory
     assert len(fake.requests("/v1/batches")) == 1  # followed the same upstream batch, not resubmitted
     (row,) = ledger_rows(second.ledger_path, expect=1)
     assert orjson.loads(row["meta"])["batch_id"] == batch.id
+
+
+def test_a_killed_gateway_resumes_its_local_batch_without_resending_answered_lines(gateway_factory, fake):
+    questions = [f"line {i}" for i in range(6)]
+    with FakeProvider(batch_api=False) as plain:
+        plain.set_default(latency_ms=400)
+        data = config(fake, concurrency=1)
+        data["providers"]["plain"] = {"type": "openai", "base_url": plain.openai_base_url, "api_key": "k"}
+        data["models"]["plain-mini"] = {"price": "gpt-4o-mini", "deployments": [{"provider": "plain"}]}
+        first = gateway_factory(data)
+        client = sdk(first)
+        uploaded = client.files.create(file=("in.jsonl", jsonl("plain-mini", questions)), purpose="batch")
+        batch = client.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        deadline = time.monotonic() + 30
+        while client.batches.retrieve(batch.id).request_counts.completed < 2:
+            assert time.monotonic() < deadline, "the batch made no progress"
+            time.sleep(0.05)
+        first.stop(signal.SIGKILL)
+        sent_before = len(plain.requests("/v1/chat/completions"))
+        second = gateway_factory(data)  # same directory: same ledger and batch store
+        done, _ = wait_done(sdk(second), batch.id)
+        assert done.status == "completed" and done.request_counts.completed == 6
+        answers = output(sdk(second), done.output_file_id)
+        assert {k: v["response"]["body"]["choices"][0]["message"]["content"] for k, v in answers.items()} == {
+            f"q-{i}": f"echo: line {i}" for i in range(6)
+        }
+        # the answered lines were not sent again: only the one in flight at the kill may be resent
+        resent = len(plain.requests("/v1/chat/completions")) - sent_before
+        assert sent_before >= 2 and sent_before + resent <= 6 + 1
+    # every line booked once; the first process's last rows may have died unflushed with it
+    rows = ledger_rows(second.ledger_path, expect=6 + 1, timeout=3.0)  # give a 7th row time to show
+    assert 6 - 2 <= len(rows) <= 6

@@ -6,6 +6,10 @@ price (`Bookkeeper.ok(..., batch=True)`: the discount is the batching saving). A
 batch API (or a virtual model, or `forward: false`) runs the lines through the gateway pipeline in
 the background, `concurrency` at a time; those are booked like any other request (at the normal
 price: no provider discount was had). Cancelling stops the upstream batch or the remaining lines.
+
+Each answered line is recorded in the store as soon as it is booked, so a process that resumes the
+batch after a crash neither sends nor books it again (at most the line being booked at the moment of
+the crash is booked twice).
 """
 
 from __future__ import annotations
@@ -207,19 +211,25 @@ class JobRunner:
         data = self.store.content(tenant.id, body["input_file_id"]) or b""
         lines = parse_lines(data, body["endpoint"], tenant)[0]
         by_id = {r.custom_id: r for r in results}
-        ok, failed = [], []
+        done = self.store.done_lines(body["id"])  # booked before a crash: not booked again
         for i, line in enumerate(lines):
+            if i in done:
+                continue
             result = by_id.get(f"r{i}")
             if result is None:
                 error = {"error": {"message": "the provider returned no result for this request"}}
-                failed.append(output_line(line.custom_id, 500, "", error))
+                done[i] = (False, output_line(line.custom_id, 500, "", error))
             elif result.status_code == 200:
                 answer = {**result.body, "model": upstream["model"]}
                 request_id = self._book(body, line, answer, dep, tenant)
-                ok.append(output_line(line.custom_id, 200, request_id, answer))
+                done[i] = (True, output_line(line.custom_id, 200, request_id, answer))
+                self.store.save_line(body["id"], i, *done[i])
             else:
-                failed.append(output_line(line.custom_id, result.status_code, "", result.body))
-        self._store_outputs(body, tenant, ok, failed)
+                done[i] = (False, output_line(line.custom_id, result.status_code, "", result.body))
+        ordered = [done[i] for i in range(len(lines))]
+        self._store_outputs(
+            body, tenant, [raw for ok, raw in ordered if ok], [raw for ok, raw in ordered if not ok]
+        )
 
     def _book(
         self, body: dict[str, Any], line: Line, answer: dict[str, Any], dep: Deployment, tenant: Tenant
@@ -250,6 +260,7 @@ class JobRunner:
         body["request_counts"].update(total=len(ok) + len(failed), completed=len(ok), failed=len(failed))
         body["finalizing_at"] = int(time.time())
         self._finish(body, "completed")
+        self.store.drop_lines(body["id"])
 
     # ------------------------------------------------------------------ through the gateway
 
@@ -257,11 +268,14 @@ class JobRunner:
         body.update(status="in_progress", in_progress_at=int(time.time()))
         self._save(body)
         gate = asyncio.Semaphore(self.settings.concurrency)
-        results: list[tuple[bool, bytes] | None] = [None] * len(lines)
+        done = self.store.done_lines(body["id"])  # answered before a crash: not sent again
+        results: list[tuple[bool, bytes] | None] = [done.get(i) for i in range(len(lines))]
         cancelled = False
 
         async def run(i: int, line: Line) -> None:
             nonlocal cancelled
+            if results[i] is not None:
+                return
             async with gate:
                 if cancelled or body["status"] == "cancelling":
                     cancelled = True
@@ -269,9 +283,11 @@ class JobRunner:
                 request_id = new_request_id()
                 try:
                     result = await self.gateway.chat(line.body, tenant, request_id=request_id)
-                    results[i] = (True, output_line(line.custom_id, 200, request_id, result.body))
+                    outcome = (True, output_line(line.custom_id, 200, request_id, result.body))
                 except ThriftyError as exc:
-                    results[i] = (False, output_line(line.custom_id, exc.status, request_id, exc.body()))
+                    outcome = (False, output_line(line.custom_id, exc.status, request_id, exc.body()))
+                results[i] = outcome
+                self.store.save_line(body["id"], i, *outcome)
                 done = [r for r in results if r is not None]
                 body["request_counts"].update(
                     completed=sum(ok for ok, _ in done), failed=sum(not ok for ok, _ in done)
@@ -287,6 +303,7 @@ class JobRunner:
                     tenant.id, b"".join(ok), f"{body['id']}_output.jsonl", "batch_output"
                 )["id"]
             self._finish(body, "cancelled")
+            self.store.drop_lines(body["id"])
             return
         self._store_outputs(body, tenant, ok, failed)
 

@@ -26,6 +26,10 @@ CREATE TABLE IF NOT EXISTS batches (
     created_at INTEGER NOT NULL, body TEXT NOT NULL, upstream TEXT
 );
 CREATE INDEX IF NOT EXISTS batches_tenant ON batches (tenant_id, created_at);
+CREATE TABLE IF NOT EXISTS batch_lines (
+    batch_id TEXT NOT NULL, line INTEGER NOT NULL, ok INTEGER NOT NULL, output BLOB NOT NULL,
+    PRIMARY KEY (batch_id, line)
+);
 """
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 FINAL = ("completed", "failed", "expired", "cancelled")
@@ -151,6 +155,19 @@ class BatchStore:
 
     def set_upstream(self, batch_id: str, upstream: dict[str, Any]) -> None:
         self._run("UPDATE batches SET upstream = ? WHERE id = ?", (orjson.dumps(upstream).decode(), batch_id))
+
+    def save_line(self, batch_id: str, line: int, ok: bool, output: bytes) -> None:
+        """Record one answered (and booked) line, so a process resuming the batch never sends or books it
+        again."""
+        self._run("INSERT OR REPLACE INTO batch_lines VALUES (?, ?, ?, ?)", (batch_id, line, int(ok), output))
+
+    def done_lines(self, batch_id: str) -> dict[int, tuple[bool, bytes]]:
+        rows = self._all("SELECT line, ok, output FROM batch_lines WHERE batch_id = ?", (batch_id,))
+        return {r["line"]: (bool(r["ok"]), bytes(r["output"])) for r in rows}
+
+    def drop_lines(self, batch_id: str) -> None:
+        """Forget the per-line records once the batch's output files are stored."""
+        self._run("DELETE FROM batch_lines WHERE batch_id = ?", (batch_id,))
 
     def claim(self, owner: str) -> list[str]:
         """Active batches nobody runs yet (or this owner runs), now owned by `owner`."""
