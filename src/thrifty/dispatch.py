@@ -54,9 +54,8 @@ class Dispatch:
         def finish(usage: Usage | None, text: str, error: UpstreamError | None, latency: float) -> None:
             used = usage or self.books.estimate(call.body, text)
             if error is None:
-                stream.cost_usd = self.books.ok(
-                    call, served.model, served.deployment, used, latency_ms=latency
-                )
+                cost = self.books.ok(call, served.model, served.deployment, used, latency_ms=latency)
+                stream.cost_usd = stream.prior_cost_usd + cost
             else:
                 self.books.error(call, served.model, served.deployment, error, latency, usage=used)
 

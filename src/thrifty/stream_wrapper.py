@@ -38,6 +38,14 @@ class StreamWrapper:
     def cost_usd(self) -> float | None:
         return self.inner.cost_usd
 
+    @property
+    def prior_cost_usd(self) -> float:
+        return self.inner.prior_cost_usd
+
+    @prior_cost_usd.setter
+    def prior_cost_usd(self, value: float) -> None:
+        self.inner.prior_cost_usd = value
+
     def __aiter__(self) -> StreamWrapper:
         return self
 

@@ -36,6 +36,9 @@ class ChatStream:
         self.provider = provider
         self.include_usage = include_usage
         self.cost_usd: float | None = None
+        """What the request cost in all, once the stream has ended and been booked."""
+        self.prior_cost_usd = 0.0
+        """What the request had cost before this stream (e.g. rejected cascade tiers), already booked."""
         self._first: Body | None = first
         self._rest = rest
         self._finish = finish
@@ -60,17 +63,33 @@ class ChatStream:
         while True:
             chunk = await self._next_raw()
             if self._done:  # the locally estimated usage chunk, already booked
-                return chunk
+                return self._priced(chunk)
             if chunk.get("usage") is not None:
                 self._usage = Usage.from_openai(chunk["usage"])
                 if not chunk.get("choices"):
                     if self.include_usage:
-                        return chunk
+                        return await self._usage_chunk(chunk)
                     continue
                 if not self.include_usage:
                     chunk = {k: v for k, v in chunk.items() if k != "usage"}
             self._collect_text(chunk)
             return chunk
+
+    async def _usage_chunk(self, chunk: Body) -> Body:
+        """The usage chunk, with the request's booked cost in `usage.cost` (USD, as OpenRouter and
+        LiteLLM send it) when it is the last chunk: the stream is read to its end and booked first."""
+        try:
+            following = await self._next_raw()
+        except StopAsyncIteration:
+            return self._priced(chunk)
+        self._first = following  # more chunks after the usage: deliver them next, cost unknown yet
+        return chunk
+
+    def _priced(self, chunk: Body) -> Body:
+        usage = chunk.get("usage")
+        if not isinstance(usage, dict) or self.cost_usd is None:
+            return chunk
+        return {**chunk, "usage": {**usage, "cost": round(self.cost_usd, 10)}}
 
     async def _next_raw(self) -> Body:
         if self._first is not None:

@@ -54,6 +54,8 @@ def test_exact_hit_through_the_sdk_is_free_and_booked_with_its_saving(gateway_fa
     miss_cost = float(miss.headers["x-thrifty-cost-usd"])
     assert row["status"] == "cache_hit" and row["cost_usd"] == 0
     assert row["saved_cache_exact"] == pytest.approx(miss_cost, rel=1e-6) and miss_cost > 0
+    assert first.usage.model_extra["cost"] == pytest.approx(miss_cost)  # the cost is in the body too
+    assert second.usage.model_extra["cost"] == 0
 
 
 @pytest.mark.parametrize(
@@ -110,6 +112,7 @@ def test_streaming_clients_get_a_well_formed_replay(gateway_factory, fake, tmp_p
     assert replayed[0].choices[0].delta.role == "assistant"
     assert [c.choices[0].finish_reason for c in replayed if c.choices][-1] == "stop"
     assert replayed[-1].choices == [] and replayed[-1].usage.completion_tokens > 0
+    assert replayed[-1].usage.model_extra["cost"] == 0  # a hit costs nothing
     plain = {"model": "gpt-4o", "messages": [{"role": "user", "content": "replay me"}], "stream": True}
     raw = httpx.post(gw.base_url + "/chat/completions", json=plain)
     frames = [f for f in raw.text.split("\n\n") if f]

@@ -48,6 +48,7 @@ def test_sync_chat_answer_headers_cost_and_ledger(gateway, fake):
     assert row["cost_usd"] == pytest.approx(cost, rel=1e-6)
     assert row["baseline_cost_usd"] == pytest.approx(cost, rel=1e-6)  # baseline = requested model
     assert row["provider"] == "fakeai" and row["estimated"] == 0
+    assert usage.model_extra["cost"] == pytest.approx(cost, rel=1e-6)  # also in the body, for SDK users
 
 
 def test_async_client_concurrent(gateway):
@@ -80,6 +81,8 @@ def test_streaming_with_usage(gateway):
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
     (row,) = ledger_rows(gateway.ledger_path, expect=1, request_id=raw.headers["x-request-id"])
     assert row["stream"] == 1 and row["output_tokens"] == chunks[-1].usage.completion_tokens
+    # the stream cannot carry a cost header: the usage chunk has the booked cost instead
+    assert row["cost_usd"] > 0 and chunks[-1].usage.model_extra["cost"] == pytest.approx(row["cost_usd"])
 
 
 def test_streaming_without_usage_option_sends_no_usage_chunk(gateway):

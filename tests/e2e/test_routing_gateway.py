@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from tests.conftest import base_config, ledger_rows
@@ -182,6 +183,7 @@ def test_streaming_cascade_escalation_is_well_formed_sse(gw, fake):
         json={
             "model": "thrifty/cascade",
             "stream": True,
+            "stream_options": {"include_usage": True},
             "messages": [{"role": "user", "content": "hard one"}],
         },
     ) as resp:
@@ -195,6 +197,9 @@ def test_streaming_cascade_escalation_is_well_formed_sse(gw, fake):
         ("ok", "gpt-4o"),
     ]
     assert "hedges" in rows[-2]["error"]
+    # the usage chunk's cost is the whole request's: the rejected tier counts
+    usage = orjson.loads(events[-2].removeprefix("data: "))["usage"]
+    assert usage["cost"] == pytest.approx(rows[-2]["cost_usd"] + rows[-1]["cost_usd"], rel=1e-6)
 
 
 def test_learned_router_virtual_model(gateway_factory, fake, tmp_path):

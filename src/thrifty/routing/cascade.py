@@ -90,6 +90,8 @@ class Cascade:
         call.stream = streaming
         result = await next(call)
         result.cost_usd += spent
+        if result.stream is not None:  # its cost is booked when it ends: count the rejected tiers in
+            result.stream.prior_cost_usd += spent
         result.headers["x-thrifty-route"] = call.route
         return result
 

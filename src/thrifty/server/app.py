@@ -54,6 +54,14 @@ def _result_headers(result: ChatResult) -> dict[str, str]:
     }
 
 
+def _priced_body(result: ChatResult) -> dict:
+    """The answer with what the request cost in `usage.cost` (USD), as a streamed usage chunk has it."""
+    usage = result.body.get("usage")
+    if not isinstance(usage, dict):
+        return result.body
+    return {**result.body, "usage": {**usage, "cost": round(result.cost_usd, 10)}}
+
+
 class Api:
     """HTTP handlers over one Gateway."""
 
@@ -90,14 +98,14 @@ class Api:
             }
             return StreamingResponse(sse_body(stream), media_type="text/event-stream", headers=headers)
         result = await self.gateway.chat(body, tenant, request_id=request_id)
-        return json_response(result.body, headers=_result_headers(result))
+        return json_response(_priced_body(result), headers=_result_headers(result))
 
     async def embeddings(self, request: Request) -> Response:
         request_id = request.state.request_id = _request_id(request)
         tenant = await self._tenant(request)
         body = await read_json(request, self.max_body, self.body_timeout)
         result = await self.gateway.embeddings(body, tenant, request_id=request_id)
-        return json_response(result.body, headers=_result_headers(result))
+        return json_response(_priced_body(result), headers=_result_headers(result))
 
     async def models(self, request: Request) -> Response:
         await self._tenant(request)

@@ -1,0 +1,66 @@
+"""A stream's usage chunk carries the request's booked cost, rejected cascade tiers included."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from thrifty.errors import UpstreamError
+from thrifty.streaming import ChatStream
+from thrifty.types import Body, Usage
+
+CHUNK = {"id": "c", "object": "chat.completion.chunk", "model": "m"}
+
+
+def text(content: str) -> Body:
+    return {**CHUNK, "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}
+
+
+USAGE = {**CHUNK, "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
+
+
+async def chunks(*items: Body) -> AsyncIterator[Body]:
+    for item in items:
+        yield item
+
+
+def stream(rest: AsyncIterator[Body], booked: list[float], include_usage: bool = True) -> ChatStream:
+    def finish(usage: Usage | None, text: str, error: UpstreamError | None, latency: float) -> None:
+        booked.append(0.25)
+        s.cost_usd = s.prior_cost_usd + 0.25
+
+    s = ChatStream(
+        first=text("hi"),
+        rest=rest,
+        request_id="r",
+        served_model="m",
+        provider="p",
+        include_usage=include_usage,
+        finish=finish,
+        started=time.perf_counter(),
+    )
+    return s
+
+
+async def test_the_last_usage_chunk_has_the_booked_cost_with_earlier_tiers():
+    booked: list[float] = []
+    s = stream(chunks(text(" there"), USAGE), booked)
+    s.prior_cost_usd = 0.5  # a rejected cascade tier
+    got = [c async for c in s]
+    assert booked == [0.25]  # booked before the usage chunk was handed out
+    assert got[-1]["usage"]["cost"] == 0.75 and got[-1]["usage"]["completion_tokens"] == 2
+    assert [c["choices"][0]["delta"]["content"] for c in got[:-1]] == ["hi", " there"]
+
+
+async def test_chunks_after_the_usage_chunk_are_still_delivered():
+    booked: list[float] = []
+    late = text("!")
+    got = [c async for c in stream(chunks(USAGE, late), booked)]
+    assert "cost" not in got[1]["usage"]  # not the end yet: no cost known
+    assert got[2] == late and booked == [0.25]
+
+
+async def test_no_usage_chunk_unless_asked():
+    booked: list[float] = []
+    got = [c async for c in stream(chunks(USAGE), booked, include_usage=False)]
+    assert all("usage" not in c for c in got) and booked == [0.25]
