@@ -212,3 +212,16 @@ async def test_a_process_idle_past_the_journal_rebuilds_its_index(
         await busy.add("s", unit(i), entry(f"answer {i}", f"q{i}"), ttl_s=60)
     assert await idle.search("s", unit(0), k=1, min_cosine=0.99) == []
     assert len(idle.index) == len(idle)
+
+
+async def test_a_process_idle_within_the_journal_just_replays_it(tmp_path: Path):
+    path = str(tmp_path / "c.db")
+    idle = SqliteSemanticStore(path, dim=8, max_entries=10)
+    await idle.add("s", unit(0), entry("answer 0", "q0"), ttl_s=60)
+    busy = SqliteSemanticStore(path, dim=8, max_entries=10)
+    for i in range(1, 30):
+        await busy.add("s", unit(i), entry(f"answer {i}", f"q{i}"), ttl_s=60)
+    idle.looked -= 10 * 3600  # long idle, but the journal still holds every deletion since
+    index = idle.index
+    assert await idle.search("s", unit(0), k=1, min_cosine=0.99) == []
+    assert idle.index is index and len(index) == len(idle)  # replayed, not rebuilt

@@ -34,8 +34,8 @@ GONE_DDL = [
     f"INSERT INTO {GONE} (id, scope, at) VALUES (old.id, old.scope, {NOW_SQL}); END",
 ]
 GONE_KEEP_S = 3600.0
-"""The deletion journal keeps this long; a process that has not looked for half of it rebuilds its index
-from the file instead of replaying the journal."""
+"""The deletion journal keeps this long; a process that has not looked for half of it checks whether it
+missed trimmed entries, and if so rebuilds its index from the file."""
 USED_RESOLUTION_S = 1.0
 """A hit refreshes the entry's last-use time at most this often (saves a write per hit)."""
 
@@ -65,10 +65,19 @@ class SqliteSemanticStore:
 
     def catch_up(self) -> None:
         """Index rows added since the last look and forget rows deleted since then."""
-        if time.time() - self.looked > GONE_KEEP_S / 2:  # the journal may be trimmed past our last look
-            self.reload()
+        if time.time() - self.looked > GONE_KEEP_S / 2 and self.missed_deletions():
+            self.reload()  # the journal was trimmed past our last look
         else:
             self.follow()
+
+    def missed_deletions(self) -> bool:
+        """Whether journal entries this process has not read were trimmed (its sequence has no gaps)."""
+        with self.db.read() as conn:
+            first = conn.execute(f"SELECT min(seq) FROM {GONE}").fetchone()[0]
+            if first is not None:
+                return bool(first > self.last_gone + 1)
+            last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (GONE,)).fetchone()
+        return last is not None and last[0] > self.last_gone
 
     def follow(self) -> None:
         import numpy as np
