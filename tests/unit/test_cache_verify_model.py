@@ -10,6 +10,7 @@ import pytest
 
 from thrifty.cache.evaluate import choose_threshold, pair_stats, wilson_lower
 from thrifty.cache.verify import DEFAULT_PATH, load_verifier
+from thrifty.cache.verify.align import WordVectors
 from thrifty.cache.verify.features import BUCKETS, DENSE, extract, fit_idf
 from thrifty.cache.verify.fitting import SparseRows, fit_lexical, fit_logistic
 from thrifty.cache.verify.model import COMBINER, LEXICAL, VerifierModel
@@ -83,7 +84,8 @@ def test_embedding_head_round_trips_and_scores_from_the_vectors(tmp_path: Path) 
     assert with_vectors == pytest.approx(model.score(q, c, 0.8, u, v), abs=5e-3)
     # the head's probability, recomputed by hand from its (loaded) arrays
     row = (
-        np.asarray(loaded.combiner_row(extract(q, c, 0.8, loaded.idf)), np.float32) - loaded.cmean
+        np.asarray(loaded.combiner_row(extract(q, c, 0.8, loaded.idf, loaded.words)), np.float32)
+        - loaded.cmean
     ) / loaded.cstd
     z = (
         np.maximum(np.concatenate([row, np.abs(u - v), u * v]) @ loaded.hw1 + loaded.hb1, 0) @ loaded.hw2
@@ -93,7 +95,7 @@ def test_embedding_head_round_trips_and_scores_from_the_vectors(tmp_path: Path) 
     # other vectors give another score; no vectors falls back to the combiner
     assert loaded.score(q, c, 0.8, u, _unit(rng)) != pytest.approx(with_vectors)
     assert loaded.score(q, c, 0.8) == pytest.approx(
-        model.combine(model.combiner_row(extract(q, c, 0.8, model.idf)))
+        model.combine(model.combiner_row(extract(q, c, 0.8, model.idf, model.words)))
     )
 
 
@@ -147,13 +149,14 @@ def test_bundled_default_is_small_calibrated_and_separates_obvious_cases() -> No
 
 def test_features_are_symmetric_in_overlap_and_flag_vetoes() -> None:
     idf = fit_idf([a for pair in PAIRS for a in pair])
-    feats = extract("What is 2 plus 2?", "What is 2 plus 3?", 0.9, idf)
+    words = WordVectors.bundled()
+    feats = extract("What is 2 plus 2?", "What is 2 plus 3?", 0.9, idf, words)
     named = dict(zip(DENSE, feats.dense, strict=True))
     assert named["cosine"] == pytest.approx(0.9) and named["veto_numbers"] == 1.0
     assert named["jaccard"] == pytest.approx(4 / 5)
-    same = dict(zip(DENSE, extract("Why?", "Why?", 1.0, idf).dense, strict=True))
+    same = dict(zip(DENSE, extract("Why?", "Why?", 1.0, idf, words).dense, strict=True))
     assert same["jaccard"] == 1.0 and same["veto_numbers"] == 0.0
-    assert extract("Why?", "Why?", 1.0, idf).differing == []
+    assert extract("Why?", "Why?", 1.0, idf, words).differing == []
 
 
 def test_fit_logistic_separates_separable_data() -> None:

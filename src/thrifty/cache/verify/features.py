@@ -3,7 +3,10 @@
 Dense features are cheap set and string statistics plus the hard checks as flags; the sparse part is
 the hashed words the two texts do not share (a learned weight says how much a differing word matters:
 "best" versus "good" little, "India" versus "China" a lot). Word weights (IDF) live in a hashed table
-trained with the model, so a feature vector needs only the two texts, the cosine and that table.
+trained with the model; the `align_*` features (align.py) say how close each differing content word is
+to its best match in the other text, in MiniLM's static word-piece embedding space ("buy" / "purchase"
+close, "chess" / "guitar" far). A feature vector needs the two texts, the cosine, that table and the
+word vectors.
 """
 
 from __future__ import annotations
@@ -14,9 +17,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from thrifty.cache.verify import checks
+from thrifty.cache.verify.align import ALIGN, alignment
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from thrifty.cache.verify.align import WordVectors
 
 HASH_BITS = 14
 BUCKETS = 1 << HASH_BITS
@@ -31,7 +37,7 @@ DENSE = (
     "cosine", "cosine_sq", "jaccard", "overlap_min", "overlap_max", "idf_jaccard", "idf_missing_a",
     "idf_missing_b", "max_idf_missing", "content_jaccard", "char3_jaccard", "len_ratio",
     "log_len_diff", "same_first", "same_last", "prefix_ratio", "same_kind", "veto_numbers",
-    "veto_negation", "veto_question_kind", "veto_entities", "has_numbers", "min_words",
+    "veto_negation", "veto_question_kind", "veto_entities", "has_numbers", "min_words", *ALIGN,
 )  # fmt: skip
 
 
@@ -66,7 +72,11 @@ def _prefix_ratio(x: list[str], y: list[str]) -> float:
 
 
 def extract(
-    query: str | checks.Analysis, candidate: str | checks.Analysis, cosine: float, idf: np.ndarray
+    query: str | checks.Analysis,
+    candidate: str | checks.Analysis,
+    cosine: float,
+    idf: np.ndarray,
+    words: WordVectors,
 ) -> PairFeatures:
     q = checks.analyze(query) if isinstance(query, str) else query
     c = checks.analyze(candidate) if isinstance(candidate, str) else candidate
@@ -103,6 +113,7 @@ def extract(
         *(float(check(q, c) is not None) for check in checks.CHECKS.values()),
         float(bool(q.numbers or c.numbers)),
         math.log1p(min(len(wq), len(wc))),
+        *alignment(content_q, content_c, only_q, only_c, lambda w: float(idf[bucket(w)]), words),
     ]
     return PairFeatures(dense, sorted({bucket(w) for w in only_q | only_c}))
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from thrifty.cache.verify import checks
+from thrifty.cache.verify.align import WordVectors
 from thrifty.cache.verify.features import DENSE, PairFeatures, extract
 from thrifty.cache.verify.head import PARTS, Whitening, head_features
 
@@ -64,6 +65,9 @@ class VerifierModel:
     text_threshold: float | None = None  # the combiner's point, used when no vectors are given
     vetoes: tuple[str, ...] = tuple(checks.CHECKS)
     meta: dict[str, Any] = field(default_factory=dict)
+    # MiniLM's static word-piece vectors for the align_* features: read from the bundled embedder
+    # (memory-mapped), not stored in the model file
+    words: WordVectors = field(default_factory=WordVectors.bundled, repr=False, compare=False)
 
     # -- scoring ---------------------------------------------------------------------------------
     def lexical_logit(self, feats: PairFeatures) -> float:
@@ -134,7 +138,7 @@ class VerifierModel:
             # sampled among near-identical questions, so the learned stages distrust high overlap;
             # identical wording is the one case where that bias must not apply.
             return 1.0
-        row = self.combiner_row(extract(q, c, cosine, self.idf))
+        row = self.combiner_row(extract(q, c, cosine, self.idf, self.words))
         if self.uses_head(query_vector, candidate_vector):
             import numpy as np
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from thrifty.cache.verify.align import WordVectors
 from thrifty.cache.verify.features import DENSE, extract, fit_idf
 from thrifty.cache.verify.fitting import SparseRows, fit_head, fit_lexical, fit_logistic
 from thrifty.cache.verify.head import WHITENED, Whitening, head_features
@@ -56,13 +57,15 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def lexical_matrices(pairs: Sequence[Pair], idf: np.ndarray) -> tuple[np.ndarray, SparseRows, np.ndarray]:
+def lexical_matrices(
+    pairs: Sequence[Pair], idf: np.ndarray, words: WordVectors
+) -> tuple[np.ndarray, SparseRows, np.ndarray]:
     """(dense features with the cosine left at 0, differing-word rows, labels); query = b, candidate = a."""
     import numpy as np
 
     dense, differing = [], []
     for pair in pairs:
-        feats = extract(pair.b, pair.a, 0.0, idf)
+        feats = extract(pair.b, pair.a, 0.0, idf, words)
         dense.append(feats.dense)
         differing.append(feats.differing)
     labels = np.array([p.duplicate for p in pairs], dtype=np.float32)
@@ -132,11 +135,12 @@ def build(
     import numpy as np
 
     idf = fit_idf([t for p in pairs for t in (p.a, p.b)])
-    dense, sparse, labels = lexical_matrices(pairs, idf)
+    words = WordVectors.bundled()
+    dense, sparse, labels = lexical_matrices(pairs, idf, words)
     _log(f"lexical features of {len(pairs)} pairs; {s.folds}-fold out-of-fold logits")
     oof = out_of_fold_logits(dense, sparse, labels, idf, s)
     model = fit_lexical(dense, sparse, labels, idf, s)
-    model.min_cosine = s.min_cosine
+    model.min_cosine, model.words = s.min_cosine, words
     _log("lexical stage trained; embedding the pairs")
     u, v = pair_vectors(pairs, cache)
     if s.head_hidden > 0 and WHITENED.intersection(s.head_parts):
