@@ -48,30 +48,42 @@ class Design:
         return Design(self.dense[rows], None if self.sparse is None else self.sparse.take(rows))
 
 
-def _loss_grad(x: Design, y: np.ndarray, w: np.ndarray, penalty: np.ndarray) -> tuple[float, np.ndarray]:
+def _loss_grad(
+    x: Design, y: np.ndarray, rw: np.ndarray, w: np.ndarray, penalty: np.ndarray
+) -> tuple[float, np.ndarray]:
     import numpy as np
 
     z = x.matvec(w)
     n = len(y)
     # log(1 + e^z) − y·z, computed stably
-    loss = float(np.sum(np.logaddexp(0.0, z) - y * z)) / n + 0.5 * float(np.sum(penalty * w * w))
-    grad = x.rmatvec(sigmoid(z) - y) / n + penalty * w
+    loss = float(np.sum(rw * (np.logaddexp(0.0, z) - y * z))) / n + 0.5 * float(np.sum(penalty * w * w))
+    grad = x.rmatvec(rw * (sigmoid(z) - y)) / n + penalty * w
     return loss, grad
 
 
-def fit(x: Design, y: np.ndarray, l2: float, *, iterations: int = 400, tol: float = 1e-6) -> np.ndarray:
-    """Weights (width,) minimising mean log-loss + l2/(2n)·|w|² (dense column d−1 is the bias).
+def fit(
+    x: Design,
+    y: np.ndarray,
+    l2: float,
+    *,
+    sample_weight: np.ndarray | None = None,
+    iterations: int = 400,
+    tol: float = 1e-6,
+) -> np.ndarray:
+    """Weights (width,) minimising mean log-loss + l2/(2n)·|w|² (dense column d−1 is the bias);
+    `sample_weight` (n,): each row's factor in the mean (default 1).
 
     Only the sparse columns that occur in `x` are optimised (the others' optimum is 0)."""
     import numpy as np
 
     from thrifty.routing.ngrams import SparseRows
 
+    rw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     if x.sparse is None:
-        return _fit(x, y, l2, iterations, tol)
+        return _fit(x, y, rw, l2, iterations, tol)
     used, local = np.unique(x.sparse.indices, return_inverse=True)
     compact = SparseRows(x.sparse.indptr, local.astype(np.int64), x.sparse.values, len(used))
-    w_compact = _fit(Design(x.dense, compact), y, l2, iterations, tol)
+    w_compact = _fit(Design(x.dense, compact), y, rw, l2, iterations, tol)
     d = x.dense.shape[1]
     w = np.zeros(x.width)
     w[:d] = w_compact[:d]
@@ -79,14 +91,14 @@ def fit(x: Design, y: np.ndarray, l2: float, *, iterations: int = 400, tol: floa
     return w
 
 
-def _fit(x: Design, y: np.ndarray, l2: float, iterations: int, tol: float) -> np.ndarray:
+def _fit(x: Design, y: np.ndarray, rw: np.ndarray, l2: float, iterations: int, tol: float) -> np.ndarray:
     import numpy as np
 
     n = len(y)
     penalty = np.full(x.width, l2 / n)
     penalty[x.dense.shape[1] - 1] = 0.0
     w = np.zeros(x.width)
-    loss, grad = _loss_grad(x, y, w, penalty)
+    loss, grad = _loss_grad(x, y, rw, w, penalty)
     steps: list[tuple[np.ndarray, np.ndarray, float]] = []
     for _ in range(iterations):
         direction = _two_loop(grad, steps)
@@ -97,7 +109,7 @@ def _fit(x: Design, y: np.ndarray, l2: float, iterations: int, tol: float) -> np
         step = 1.0
         for _ in range(30):  # backtracking (Armijo)
             w_new = w + step * direction
-            loss_new, grad_new = _loss_grad(x, y, w_new, penalty)
+            loss_new, grad_new = _loss_grad(x, y, rw, w_new, penalty)
             if loss_new <= loss + 1e-4 * step * slope:
                 break
             step *= 0.5
