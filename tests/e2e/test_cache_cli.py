@@ -98,7 +98,9 @@ def test_calibrate_meets_target_on_dev_and_eval_reports_fields(workdir: Path) ->
     scores, _ = verifier_scores(model, dev, pair_vectors(dev, EmbeddingCache(get_embedder(), emb)))
     accepted = [p.duplicate for p, s in zip(dev, scores, strict=True) if s >= model.threshold and s > 0]
     assert not accepted or sum(accepted) / len(accepted) >= 0.8
-    assert model.meta["dev"]["accepted"] == len(accepted)
+    # the threshold is one pair's score: recomputed in this process it may differ in the last bits
+    at_threshold = sum(abs(s - model.threshold) < 1e-6 for s in scores)
+    assert abs(model.meta["dev"]["accepted"] - len(accepted)) <= at_threshold
 
     proc = run("eval", "--pairs", str(pairs_file), "--verifier", str(out), "--split", "all",
                "--json", "--latency-queries", "5", "--embed-cache", str(emb))  # fmt: skip
