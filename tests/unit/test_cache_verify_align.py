@@ -5,8 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.unit.test_cache_verify_head import _model_with_head, _unit
+from thrifty.cache.verify.ablation import dev_scores
 from thrifty.cache.verify.align import ALIGN, UNMATCHED, WordVectors, alignment
 from thrifty.cache.verify.features import DENSE, extract, fit_idf
+from thrifty.cache.verify.pairs import Pair
+from thrifty.cache.verify.train import lexical_matrices
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +75,27 @@ def test_one_sided_extra_word_is_scored_against_the_other_text(words: WordVector
         zip(ALIGN, alignment(set(), {"guitar"}, set(), {"guitar"}, lambda w: 1.0, words), strict=True)
     )
     assert empty["align_min"] == 0.0 and empty["static_cosine"] == 0.0
+
+
+def test_ablation_batch_scores_match_the_served_score(words: WordVectors) -> None:
+    """The ablation command's dev figures come from batch scoring; it must equal `VerifierModel.score`."""
+    model = _model_with_head()
+    model.min_cosine = 0.2
+    texts = [
+        ("How can I learn Go quickly?", "What is the fastest way to learn Go?"),
+        ("How do I buy a car?", "How do I purchase a car?"),
+        ("Why is India poor?", "Why is China poor?"),
+        ("What is love?", "what is love"),  # same wording: 1
+    ]
+    dev = [Pair(a=a, b=b, duplicate=True) for a, b in texts]
+    dense, sparse, _ = lexical_matrices(dev, model.idf, words)
+    rng = np.random.default_rng(4)
+    base = _unit(rng)
+    u = np.stack([base for _ in dev])
+    v = np.stack([base + noise * _unit(rng) for noise in (0.3, 0.5, 2.0, 0.1)])
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    batch = dev_scores(model, dense, sparse, u, v, dev)
+    for i, p in enumerate(dev):
+        cosine = float(u[i] @ v[i])
+        assert batch[i] == pytest.approx(model.score(p.b, p.a, cosine, u[i], v[i]), abs=1e-5)
+    assert batch[3] == 1.0 and any(0.0 < s < 1.0 for s in batch[:3])
