@@ -4,7 +4,8 @@ A nearest neighbour by cosine is only a candidate. `load_verifier()` returns the
 classifier shipped with the package (`default_verifier.npz`, trained by
 `thrifty cache train --pairs ../shared/data/cache/qqp_pairs.jsonl --out ...` and calibrated by
 `thrifty cache calibrate`): a numpy-only model over lexical features (with checks for differing
-numbers, named entities, negation and question kind, vetoes where calibration keeps them) and the
+numbers, named entities, negation and question kind, vetoes where calibration keeps them), how well
+the words only one text has align with the other's in MiniLM's static word-piece space, and the
 cosine, and (when the caller passes both embedding vectors) an embedding head over |u - v|, u * v and
 their whitened forms. See docs/cache-verifier.md.
 """
