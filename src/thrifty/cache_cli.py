@@ -75,6 +75,14 @@ def cache_group() -> None:
 @click.option("--head-seeds", type=click.IntRange(min=1), default=5, show_default=True,
               help="MLPs (one per seed) averaged into the head.")  # fmt: skip
 @click.option("--head-alpha", type=click.FloatRange(min=0.0), default=None, help="The head's L2 penalty.")
+@click.option("--cross-fit", "cross_fit", type=click.IntRange(min=2), default=None,
+              help="Also learn from the dev split and write a calibrated model: K models trained on "
+              "train + K-1 dev folds score the K-th; the operating point is chosen on those "
+              "out-of-fold dev scores; the model written learns from train + all of dev.")  # fmt: skip
+@click.option("--target-precision", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+              default=None, help="With --cross-fit: the precision to calibrate for, e.g. 0.95.")  # fmt: skip
+@click.option("--vetoes", default="keep", show_default=True,
+              help="With --cross-fit: keep, auto, none or a list (as for calibrate).")  # fmt: skip
 @_EMBED_CACHE
 def train_command(
     pairs_path: str,
@@ -85,12 +93,22 @@ def train_command(
     head_hidden: int,
     head_seeds: int,
     head_alpha: float | None,
+    cross_fit: int | None,
+    target_precision: float | None,
+    vetoes: str,
     embed_cache: str | None,
 ) -> None:
-    """Train the verifier on the train split of PAIRS (uncalibrated: run calibrate next)."""
+    """Train the verifier on the train split of PAIRS (uncalibrated: run calibrate next), or with
+    --cross-fit K on train + dev, calibrated on out-of-fold dev scores."""
     from dataclasses import replace
 
     from thrifty.cache.verify.train import TrainSettings, train
+
+    if (cross_fit is None) != (target_precision is None):
+        raise click.BadParameter("give --cross-fit and --target-precision together", param_hint="--cross-fit")
+    if cross_fit is None and vetoes != "keep":
+        raise click.BadParameter("--vetoes needs --cross-fit (or use calibrate)", param_hint="--vetoes")
+    chosen_vetoes = _vetoes(vetoes)
 
     settings = TrainSettings(
         train_pairs=train_pairs, folds=folds, head_hidden=head_hidden, head_seeds=head_seeds
@@ -99,12 +117,48 @@ def train_command(
         settings = replace(settings, epochs=epochs)
     if head_alpha is not None:
         settings = replace(settings, head_alpha=head_alpha)
+    if cross_fit is not None and target_precision is not None:
+        chosen = (cross_fit, target_precision, chosen_vetoes)
+        _train_cross_fitted(pairs_path, out, settings, *chosen, embed_cache)
+        return
     try:
         model = train(_pairs(pairs_path), _cache(embed_cache), settings)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     model.save(out)
     click.echo(f"wrote {out} (uncalibrated; next: thrifty cache calibrate --pairs ... --verifier {out})")
+
+
+def _train_cross_fitted(
+    pairs_path: str,
+    out: str,
+    settings: Any,
+    folds: int,
+    target: float,
+    vetoes: str | tuple[str, ...],
+    embed_cache: str | None,
+) -> None:
+    from thrifty.cache.verify.crossfit import cross_fit
+
+    try:
+        model = cross_fit(_pairs(pairs_path), _cache(embed_cache), target, vetoes, folds, settings)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    model.save(out)
+    oof = model.meta["cross_fit"]["oof_dev"]
+    click.echo(f"vetoes: {', '.join(model.vetoes) or 'none'}")
+    click.echo(
+        f"threshold {model.threshold:.4f}: out-of-fold dev precision {_pct(oof['precision'])}, "
+        f"recall {_pct(oof['recall'])} ({oof['correct']} of {oof['accepted']} accepted; "
+        f"{oof['pairs']} dev pairs in {folds} folds)"
+    )
+    if "oof_dev_text" in model.meta["cross_fit"] and model.text_threshold is not None:
+        text = model.meta["cross_fit"]["oof_dev_text"]
+        click.echo(
+            f"text-only fallback threshold {model.text_threshold:.4f}: out-of-fold dev precision "
+            f"{_pct(text['precision'])}, recall {_pct(text['recall'])}"
+        )
+    click.echo(f"wrote {out} (trained on train + dev, calibrated for {target})")
 
 
 @cache_group.command("embed")

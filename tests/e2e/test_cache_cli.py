@@ -205,3 +205,29 @@ def test_embedding_head_trains_calibrates_both_points_and_reports_fallback(workd
     assert report["verifier"]["threshold"] == as_json(calibrated.threshold)
     assert report["verifier_text_only"]["pairs"] == report["verifier"]["pairs"] == 40
     assert report["lookup"]["latency_ms"]["queries"] == 2
+
+
+def test_train_cross_fit_writes_a_calibrated_model(workdir: Path) -> None:
+    pairs_file = workdir / "synthetic-crossfit.jsonl"
+    pairs_file.write_text("".join(json.dumps(r) + "\n" for r in synthetic_pairs()))
+    emb, out = workdir / "emb", workdir / "crossfit.npz"
+    tiny = ("--epochs", "2", "--folds", "3", "--head-hidden", "4", "--head-seeds", "1")
+    proc = run("train", "--pairs", str(pairs_file), "--out", str(out), *tiny, "--cross-fit", "3",
+               "--target-precision", "0.8", "--vetoes", "auto", "--embed-cache", str(emb))  # fmt: skip
+    model = load_verifier(str(out))  # calibrated: loads as a served verifier
+    assert isinstance(model, VerifierModel) and model.threshold is not None
+    cross = model.meta["cross_fit"]
+    dev, train = select(read_pairs(pairs_file), "dev"), select(read_pairs(pairs_file), "train")
+    assert cross["folds"] == 3 and cross["dev_pairs"] == len(dev) == cross["oof_dev"]["pairs"]
+    assert model.meta["train_pairs"] == len(train) + len(dev) and model.meta["target_precision"] == 0.8
+    assert f"threshold {model.threshold:.4f}: out-of-fold dev precision" in proc.stdout
+    assert f"vetoes: {', '.join(model.vetoes) or 'none'}" in proc.stdout
+    proc = run("eval", "--pairs", str(pairs_file), "--verifier", str(out), "--split", "all", "--json",
+               "--latency-queries", "0", "--embed-cache", str(emb))  # fmt: skip
+    assert json.loads(proc.stdout)["target_precision"] == 0.8
+
+    # the option's companions are checked; without them train behaves as before
+    proc = run("train", "--pairs", str(pairs_file), "--out", str(out), "--cross-fit", "3", check=False)
+    assert proc.returncode == 2 and "--cross-fit and --target-precision together" in proc.stderr
+    proc = run("train", "--pairs", str(pairs_file), "--out", str(out), "--vetoes", "auto", check=False)
+    assert proc.returncode == 2 and "--vetoes needs --cross-fit" in proc.stderr

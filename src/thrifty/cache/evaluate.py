@@ -107,23 +107,32 @@ def verifier_scores(
     return scores, cosines.tolist()
 
 
+def fired_checks(dev: Sequence[Pair]) -> list[set[str]]:
+    """The hard checks that reject each pair (query = b, candidate = a), whether or not they veto."""
+    from thrifty.cache.verify import checks
+
+    return [{veto.check for veto in checks.vetoes(p.b, p.a)} for p in dev]
+
+
+def with_vetoes(raw: Sequence[float], fired: Sequence[set[str]], vetoes: Sequence[str]) -> list[float]:
+    """Scores computed with no vetoes, as the model scores them with `vetoes` (a veto scores 0)."""
+    return [0.0 if fired[i].intersection(vetoes) else s for i, s in enumerate(raw)]
+
+
 def choose_vetoes(
-    model: VerifierModel, dev: Sequence[Pair], vectors: tuple[Any, Any], target: float
+    raw: Sequence[float], fired: Sequence[set[str]], labels: Sequence[bool], target: float
 ) -> tuple[str, ...]:
     """The hard checks worth keeping as vetoes: the subset whose vetoes leave the most dev recall at
-    the `target` operating point (on a tie, the larger subset: a veto is the safer side)."""
-    from dataclasses import replace
+    the `target` operating point (on a tie, the larger subset: a veto is the safer side). `raw` are
+    the dev scores with no vetoes, `fired` the checks that reject each pair."""
     from itertools import combinations
 
     from thrifty.cache.verify import checks
 
-    labels = [p.duplicate for p in dev]
-    raw, _ = verifier_scores(replace(model, vetoes=()), dev, vectors)
-    fired = [{veto.check for veto in checks.vetoes(p.b, p.a)} for p in dev]
     best: tuple[float, tuple[str, ...]] | None = None
     for size in range(len(checks.CHECKS), -1, -1):
         for subset in combinations(checks.CHECKS, size):
-            masked = [0.0 if fired[i].intersection(subset) else s for i, s in enumerate(raw)]
+            masked = with_vetoes(raw, fired, subset)
             recall = pair_stats(masked, labels, choose_threshold(masked, labels, target)).recall
             if best is None or recall > best[0]:
                 best = (recall, subset)
@@ -147,18 +156,46 @@ def calibrate(
     dev = sample(select(pairs, "dev"), limit)
     if not dev:
         raise ValueError("the pairs file has no dev pairs to calibrate on")
-    labels = [p.duplicate for p in dev]
     vectors = pair_vectors(dev, cache)
+    plain = replace(model, vetoes=())
+    raw, cosines = verifier_scores(plain, dev, vectors)
+    text = verifier_scores(plain, dev, vectors, with_vectors=False)[0] if model.has_head else None
+    return calibrate_scores(model, dev, DevScores(raw, text, cosines), target, vetoes)
+
+
+@dataclass(frozen=True)
+class DevScores:
+    """Scores of the dev pairs with no vetoes: with vectors (`raw`), text-only (`text`, for a model
+    with a head) and the cosines."""
+
+    raw: Sequence[float]
+    text: Sequence[float] | None
+    cosines: Sequence[float]
+
+
+def calibrate_scores(
+    model: VerifierModel,
+    dev: Sequence[Pair],
+    scored: DevScores,
+    target: float,
+    vetoes: str | tuple[str, ...] = "keep",
+) -> VerifierModel:
+    """`calibrate` on dev scores computed elsewhere (by `model` itself, or out of fold by
+    `crossfit.cross_fit`): the vetoes, the threshold for `target` and the text-only point."""
+    from dataclasses import replace
+
+    labels = [p.duplicate for p in dev]
+    fired = fired_checks(dev)
     if vetoes == "auto":
-        model = replace(model, vetoes=choose_vetoes(model, dev, vectors, target))
+        model = replace(model, vetoes=choose_vetoes(scored.raw, fired, labels, target))
     elif vetoes != "keep":
         model = replace(model, vetoes=tuple(vetoes))
-    scores, cosines = verifier_scores(model, dev, vectors)
+    scores = with_vetoes(scored.raw, fired, model.vetoes)
     threshold = choose_threshold(scores, labels, target)
-    cosine_threshold = choose_threshold(cosines, labels, target)
+    cosine_threshold = choose_threshold(scored.cosines, labels, target)
     text: dict[str, Any] = {}
-    if model.has_head:  # the fallback point for callers that pass no vectors
-        text_scores, _ = verifier_scores(model, dev, vectors, with_vectors=False)
+    if model.has_head and scored.text is not None:  # the fallback point for callers with no vectors
+        text_scores = with_vetoes(scored.text, fired, model.vetoes)
         text_threshold = choose_threshold(text_scores, labels, target)
         text = {
             "text_threshold": text_threshold,
@@ -171,7 +208,7 @@ def calibrate(
         vetoes=list(model.vetoes),
         cosine_threshold=cosine_threshold,
         dev=pair_stats(scores, labels, threshold).as_dict(),
-        dev_cosine=pair_stats(cosines, labels, cosine_threshold).as_dict(),
+        dev_cosine=pair_stats(scored.cosines, labels, cosine_threshold).as_dict(),
         **text,
     )
 

@@ -173,8 +173,14 @@ def fit_later_stages(model: VerifierModel, data: TrainingSet, s: TrainSettings) 
 def train(
     pairs: Sequence[Pair], cache: EmbeddingCache, settings: TrainSettings | None = None
 ) -> VerifierModel:
+    """The verifier trained on the train split of `pairs` (uncalibrated)."""
     s = settings or TrainSettings()
-    train_pairs = sample(select(pairs, "train"), s.train_pairs)
+    return fit_pairs(sample(select(pairs, "train"), s.train_pairs), cache, s)
+
+
+def fit_pairs(train_pairs: Sequence[Pair], cache: EmbeddingCache, s: TrainSettings) -> VerifierModel:
+    """Every stage trained on exactly `train_pairs`, whatever their split (`train` and the
+    cross-fitting of `crossfit.py` choose them)."""
     if len(train_pairs) < 2 * s.folds:
         raise ValueError(f"too few train pairs ({len(train_pairs)}) for {s.folds} folds")
     model, data, used = build(train_pairs, cache, s)
