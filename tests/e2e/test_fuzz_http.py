@@ -158,6 +158,25 @@ def status_of(out: bytes) -> int | None:
     return int(out.split(b" ", 2)[1]) if out.startswith(b"HTTP/1.1 ") else None
 
 
+def whole_response(s: socket.socket, out: bytes, timeout: float = 5.0) -> bytes:
+    """Read on from `out` (the response's first bytes) until its head and `content-length` body are in:
+    one `recv` may return the head alone."""
+    s.settimeout(timeout)
+    while True:
+        head, sep, body = out.partition(b"\r\n\r\n")
+        if sep:
+            lengths = [ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length:")]
+            if not lengths or len(body) >= int(lengths[0].split(b":", 1)[1]):
+                return out
+        try:
+            more = s.recv(65536)
+        except OSError:
+            return out
+        if not more:
+            return out
+        out += more
+
+
 def request_bytes(headers: dict[str, str], body: bytes = b"", path: str = "/v1/chat/completions") -> bytes:
     lines = [f"POST {path} HTTP/1.1", "host: localhost", *(f"{k}: {v}" for k, v in headers.items())]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
@@ -212,6 +231,7 @@ def test_slow_client_gets_a_408_and_does_not_block_others(gw, answered):
                 except OSError:
                     break
                 if out:
+                    out = whole_response(s, out)
                     break
             result["out"] = out
             result["elapsed"] = time.monotonic() - started
