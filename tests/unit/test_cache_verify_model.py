@@ -140,11 +140,18 @@ def test_vetoed_or_distant_pair_scores_zero_and_is_rejected() -> None:
 
 def test_bundled_default_is_small_calibrated_and_separates_obvious_cases() -> None:
     assert DEFAULT_PATH.stat().st_size < 3_000_000  # a few MB at most (the head is stored in fp16)
+    from thrifty.embed import get_embedder
+
     verifier = load_verifier()
-    same = verifier.accept("How can I learn Python quickly?", "How can I learn Python quickly", 0.99)
-    other = verifier.accept("What is the capital of France?", "What is the capital of Germany?", 0.9)
+    texts = ["How can I learn Python quickly?", "How can I learn Python quickly", "What is the capital of "
+             "France?", "What is the capital of Germany?"]  # fmt: skip
+    vectors = get_embedder().embed(texts)
+    # as the cache serves it: with both vectors (the text-only fallback may be calibrated to accept nothing)
+    same = verifier.accept(texts[0], texts[1], float(vectors[0] @ vectors[1]), vectors[0], vectors[1])
+    other = verifier.accept(texts[2], texts[3], float(vectors[2] @ vectors[3]), vectors[2], vectors[3])
     assert same[0] and 0.0 <= same[1] <= 1.0
     assert not other[0]
+    assert not verifier.accept(texts[2], texts[3], 0.9)[0]
 
 
 def test_features_are_symmetric_in_overlap_and_flag_vetoes() -> None:

@@ -1,13 +1,13 @@
 """The semantic-cache verifier: decides whether a stored question answers a new one.
 
 A nearest neighbour by cosine is only a candidate. `load_verifier()` returns the learned duplicate
-classifier shipped with the package (`default_verifier.npz`, trained by
-`thrifty cache train --pairs ../shared/data/cache/qqp_pairs.jsonl --out ...` and calibrated by
-`thrifty cache calibrate`): a numpy-only model over lexical features (with checks for differing
-numbers, named entities, negation and question kind, vetoes where calibration keeps them), how well
-the words only one text has align with the other's in MiniLM's static word-piece space, and the
-cosine, and (when the caller passes both embedding vectors) an embedding head over |u - v|, u * v and
-their whitened forms. See docs/cache-verifier.md.
+classifier shipped with the package (`default_verifier.npz`, made by `thrifty cache train --pairs
+../shared/data/cache/qqp_pairs.jsonl --out ... --cross-fit 5 --target-precision 0.95 --vetoes auto`:
+trained on train + dev, calibrated on out-of-fold dev scores): a numpy-only model over lexical
+features (with checks for differing numbers, named entities, negation and question kind, vetoes where
+calibration keeps them), how well the words only one text has align with the other's in MiniLM's
+static word-piece space, and the cosine, and (when the caller passes both embedding vectors) an
+embedding head over |u - v|, u * v and their whitened forms. See docs/cache-verifier.md.
 """
 
 from __future__ import annotations
