@@ -40,8 +40,8 @@ def _pairs(path: str) -> list[Any]:
 
 
 def _cache(directory: str | None) -> Any:
-    from thrifty.cache.verify.embcache import EmbeddingCache
     from thrifty.embed import get_embedder
+    from thrifty.embed.diskcache import EmbeddingCache
 
     return EmbeddingCache(get_embedder(), directory)
 

@@ -53,7 +53,7 @@ def train_cmd(
         _fail(str(exc))
     rows = data if all_folds else data.split()[0]
     tokens = None if no_embedding else embed_tokens
-    emb = None if tokens is None else router_cache(tokens).embed(data.prompts)[rows.rows]
+    emb = None if tokens is None else router_cache(tokens).matrix(data.prompts)[rows.rows]
     try:
         model, report = train(rows, emb, embed_tokens=tokens, meta={"data": data_path.rsplit("/", 1)[-1]})
     except ValueError as exc:
@@ -73,8 +73,8 @@ def train_cmd(
 def train_gate_cmd(data_path: str, out_path: str, no_embedding: bool) -> None:
     """Train a learned cascade gate on recorded responses (folds 0–3)."""
     from thrifty.evaluate.cascade import answered_tiers, tier_order, train_gate
+    from thrifty.evaluate.route import router_cache
     from thrifty.routing.data import OutcomeDataError, load_outcomes
-    from thrifty.routing.embedcache import EmbeddingCache
 
     try:
         data = load_outcomes(data_path)
@@ -82,7 +82,7 @@ def train_gate_cmd(data_path: str, out_path: str, no_embedding: bool) -> None:
         tiers = answered_tiers(cal, tier_order(cal))
     except (OutcomeDataError, ValueError) as exc:
         _fail(str(exc))
-    emb = None if no_embedding else EmbeddingCache().embed(data.prompts)[cal.rows]
+    emb = None if no_embedding else router_cache(None).matrix(data.prompts)[cal.rows]
     model, l2 = train_gate(cal, emb, tiers)
     path = model.save(out_path)
     click.echo(f"gate trained on {model.meta['rows']} answers, l2={l2:g} → {path}")

@@ -13,11 +13,11 @@ import pytest
 from thrifty.cache.evaluate import verifier_scores
 from thrifty.cache.verify import load_verifier
 from thrifty.cache.verify.checks import CHECKS
-from thrifty.cache.verify.embcache import EmbeddingCache
 from thrifty.cache.verify.model import VerifierModel
 from thrifty.cache.verify.pairs import read_pairs, select
 from thrifty.cache.verify.train import pair_vectors
 from thrifty.embed import get_embedder
+from thrifty.embed.diskcache import EmbeddingCache
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 QQP = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cache" / "qqp_pairs.jsonl"

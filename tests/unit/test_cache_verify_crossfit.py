@@ -17,10 +17,10 @@ from thrifty.cache.evaluate import (
     with_vetoes,
 )
 from thrifty.cache.verify.crossfit import DevScores, cross_fit, dev_fold
-from thrifty.cache.verify.embcache import EmbeddingCache
 from thrifty.cache.verify.pairs import Pair, select
 from thrifty.cache.verify.train import TrainSettings, fit_pairs, pair_vectors
 from thrifty.embed import get_embedder
+from thrifty.embed.diskcache import EmbeddingCache
 
 FOLDS = 3
 SETTINGS = TrainSettings(epochs=2, head_hidden=4, head_seeds=1, folds=3)

@@ -13,13 +13,13 @@ import pytest
 from thrifty.cache.backends.sqlite_semantic import SqliteSemanticStore
 from thrifty.cache.entry import Entry
 from thrifty.cache.semantic import SemanticCache
-from thrifty.cache.verify.embcache import EmbeddingCache, embedder_id
 from thrifty.cache.verify.features import BUCKETS, DENSE
 from thrifty.cache.verify.fitting import SparseRows, fit_head
 from thrifty.cache.verify.head import PARTS, Whitening, head_features
 from thrifty.cache.verify.model import COMBINER, LEXICAL, VerifierModel
 from thrifty.cache.verify.train import TrainSettings, combiner_matrix, out_of_fold_logits, with_cosines
 from thrifty.embed import get_embedder
+from thrifty.embed.diskcache import EmbeddingCache, embedder_id
 from thrifty.types import Usage
 
 DIM = 384

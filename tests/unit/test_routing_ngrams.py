@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from thrifty.embed.diskcache import EmbeddingCache
 from thrifty.routing import logistic
-from thrifty.routing.embedcache import EmbeddingCache
 from thrifty.routing.ngrams import NgramFeaturizer, SparseRows, bucket_counts
 from thrifty.routing.sparse_logistic import Design, fit
 
@@ -73,21 +73,26 @@ def test_lbfgs_on_sparse_grams_learns_the_signal():
 
 
 class _Fake:
-    """A stand-in embedder with an id (the cache only reads `id`, `max_tokens`, `dim`, `embed`)."""
+    """A stand-in embedder (the cache only reads `id`, `max_tokens`, `dim`, `embed`)."""
 
     dim = 2
 
-    def __init__(self, ident: str, value: float) -> None:
-        self.id, self.max_tokens, self.value, self.calls = ident, 32, value, 0
+    def __init__(self, ident: str, value: float, max_tokens: int = 32) -> None:
+        self.id, self.max_tokens, self.value, self.calls = ident, max_tokens, value, 0
 
     def embed(self, texts):
         self.calls += 1
         return np.full((len(texts), 2), self.value, dtype=np.float32)
 
 
-def test_embedding_cache_is_keyed_by_embedder_id(tmp_path):
+def test_embedding_cache_is_keyed_by_embedder_id_and_token_window(tmp_path):
     old, new = _Fake("minilm-numpy", 1.0), _Fake("minilm-onnx-int8-g1", 2.0)
-    assert EmbeddingCache(old, tmp_path).embed(["a", "b"])[0, 0] == 1.0
-    assert EmbeddingCache(new, tmp_path).embed(["a", "b"])[0, 0] == 2.0  # never the other backend's vectors
-    again = EmbeddingCache(_Fake("minilm-onnx-int8-g1", 9.0), tmp_path).embed(["a", "b"])
+    assert EmbeddingCache(old, tmp_path).matrix(["a", "b"])[0, 0] == 1.0
+    assert EmbeddingCache(new, tmp_path).matrix(["a", "b"])[0, 0] == 2.0  # never the other backend's vectors
+    again = EmbeddingCache(_Fake("minilm-onnx-int8-g1", 9.0), tmp_path).matrix(["a", "b"])
     assert again[0, 0] == 2.0 and new.calls == 1  # same id: read from disk
+    full = _Fake("minilm-onnx-int8-g1", 5.0, max_tokens=256)
+    assert EmbeddingCache(full, tmp_path).matrix(["a"])[0, 0] == 5.0  # 32 tokens are not the whole text
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "minilm-numpy-t32", "minilm-onnx-int8-g1", "minilm-onnx-int8-g1-t32",
+    ]  # fmt: skip

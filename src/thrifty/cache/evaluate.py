@@ -22,8 +22,8 @@ from thrifty.cache.verify.pairs import Pair, sample, select
 from thrifty.cache.verify.train import pair_vectors
 
 if TYPE_CHECKING:
-    from thrifty.cache.verify.embcache import EmbeddingCache
     from thrifty.cache.verify.model import VerifierModel
+    from thrifty.embed.diskcache import EmbeddingCache
 
 
 # -- operating points ------------------------------------------------------------------------------

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from thrifty.embed.diskcache import EmbeddingCache
 from thrifty.evaluate.metrics import Reference, _breakpoints
-from thrifty.evaluate.route import embed_rows
+from thrifty.evaluate.route import embed_rows, router_cache
 from thrifty.routing.calibrate import Target, describe, pick, report, router_runner
 from thrifty.routing.data import OutcomeSet, load_outcomes
-from thrifty.routing.embedcache import EmbeddingCache
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,7 +51,7 @@ def calibrate_router(
 ) -> dict[str, Any]:
     import numpy as np
 
-    from thrifty.evaluate.route import router_cache, router_costs, router_probs
+    from thrifty.evaluate.route import router_costs, router_probs
     from thrifty.routing.train import train
 
     cache = cache or router_cache(embed_tokens)
@@ -89,7 +89,7 @@ def calibrate_cascade(
     )
     from thrifty.routing.logistic import fit, predict
 
-    cache = cache or EmbeddingCache()
+    cache = cache or router_cache(None)
     data = load_outcomes(path)
     cal, test = data.split()
     tiers = answered_tiers(data, tier_order(cal))

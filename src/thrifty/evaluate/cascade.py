@@ -12,11 +12,11 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from thrifty.embed.diskcache import EmbeddingCache
 from thrifty.evaluate.baselines import baselines
 from thrifty.evaluate.metrics import Curve, Point, Reference
-from thrifty.evaluate.route import curve_report, embed_rows
+from thrifty.evaluate.route import curve_report, embed_rows, router_cache
 from thrifty.routing.data import OutcomeSet, load_outcomes
-from thrifty.routing.embedcache import EmbeddingCache
 
 if TYPE_CHECKING:
     import numpy as np
@@ -179,7 +179,7 @@ def evaluate_cascade(
     from thrifty.routing.gates import AllGates, FormatGate, HeuristicGate
     from thrifty.routing.learned_gate import GateModel
 
-    cache = cache or EmbeddingCache()
+    cache = cache or router_cache(None)
     data = load_outcomes(path)
     train_set, test_set = data.split()
     tiers = answered_tiers(data, tier_order(train_set))

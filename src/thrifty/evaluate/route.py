@@ -9,12 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from thrifty.embed.diskcache import EmbeddingCache, default_directory
 from thrifty.evaluate.baselines import baselines
 from thrifty.evaluate.bootstrap import apgr_interval
 from thrifty.evaluate.curves import table
 from thrifty.evaluate.metrics import Curve, Reference, sweep
 from thrifty.routing.data import OutcomeSet, load_outcomes
-from thrifty.routing.embedcache import EmbeddingCache
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,15 +26,16 @@ def embed_rows(
     full: OutcomeSet, part: OutcomeSet, cache: EmbeddingCache, use: bool = True
 ) -> np.ndarray | None:
     """Embeddings of `part`'s prompts, computed (and cached) once for the whole file `full`."""
-    return cache.embed(full.prompts)[part.rows] if use else None
+    return cache.matrix(full.prompts)[part.rows] if use else None
 
 
 def router_cache(embed_tokens: int | None, directory: Path | None = None) -> EmbeddingCache:
-    """An embedding cache whose embedder reads the first `embed_tokens` tokens (None: all)."""
+    """An embedding cache whose embedder reads the first `embed_tokens` tokens (None: all), kept in
+    `directory` (default: `default_directory()`) between runs."""
     from thrifty.embed import get_embedder
     from thrifty.routing.train import FULL_TOKENS
 
-    return EmbeddingCache(get_embedder(embed_tokens or FULL_TOKENS), directory)
+    return EmbeddingCache(get_embedder(embed_tokens or FULL_TOKENS), directory or default_directory())
 
 
 def router_probs(model: LearnedModel, data: OutcomeSet, embeddings: np.ndarray | None) -> np.ndarray:

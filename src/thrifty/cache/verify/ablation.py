@@ -37,8 +37,8 @@ from thrifty.cache.verify.train import (
 if TYPE_CHECKING:
     import numpy as np
 
-    from thrifty.cache.verify.embcache import EmbeddingCache
     from thrifty.cache.verify.model import VerifierModel
+    from thrifty.embed.diskcache import EmbeddingCache
 
 
 def dev_scores(
@@ -99,8 +99,8 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> None:
-    from thrifty.cache.verify.embcache import EmbeddingCache
     from thrifty.embed import get_embedder
+    from thrifty.embed.diskcache import EmbeddingCache
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", required=True)

@@ -28,8 +28,8 @@ from thrifty.cache.verify.pairs import Pair, sample, select
 from thrifty.cache.verify.train import TrainSettings, fit_pairs, pair_vectors
 
 if TYPE_CHECKING:
-    from thrifty.cache.verify.embcache import EmbeddingCache
     from thrifty.cache.verify.model import VerifierModel
+    from thrifty.embed.diskcache import EmbeddingCache
 
 
 def _log(message: str) -> None:

@@ -27,8 +27,8 @@ from thrifty.cache.verify.pairs import Pair, sample, select
 if TYPE_CHECKING:
     import numpy as np
 
-    from thrifty.cache.verify.embcache import EmbeddingCache
     from thrifty.cache.verify.model import VerifierModel
+    from thrifty.embed.diskcache import EmbeddingCache
 
 _COSINE = DENSE.index("cosine")
 _COSINE_SQ = DENSE.index("cosine_sq")

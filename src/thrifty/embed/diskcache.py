@@ -1,17 +1,20 @@
 """A disk cache of sentence embeddings for offline training and evaluation runs.
 
-Runs that share a cache directory embed each text once. Vectors are kept per embedder: the cache
-directory holds one sub-directory per embedder `id` (e.g. `minilm-numpy-fp32`, an int8 ONNX build), so
-vectors of two backends are never mixed. Layout inside it: `chunk-*.npy` (float32 rows) beside
-`chunk-*.json` (their texts). The cache is only a speed-up for `thrifty cache train|calibrate|eval`;
-the gateway never reads it.
+Runs that share a cache directory embed each text once. Vectors are kept per embedder: the directory
+holds one sub-directory per embedder `id` (e.g. `minilm-numpy-fp32`, an int8 ONNX build), with the token
+limit appended when the embedder reads fewer than its full window (`…-t32`), so vectors of two backends
+or two windows are never mixed. Layout inside it: `chunk-*.npy` (float32 rows) beside `chunk-*.json`
+(their texts). It is only a speed-up for `thrifty cache …` and `thrifty route …`; the gateway never
+reads it. Without a directory, vectors are kept in memory for the run.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,11 +28,22 @@ _CHUNK = 1024
 
 
 def embedder_id(embedder: Embedder) -> str:
-    """A file-name-safe name of the embedder's backend (its `id`)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", embedder.id)
+    """A file-name-safe name of the embedder's vectors: its backend `id`, and its token limit when that
+    is shorter than the model's window."""
+    from thrifty.embed.encoder import MAX_TOKENS
+
+    name = embedder.id if embedder.max_tokens >= MAX_TOKENS else f"{embedder.id}-t{embedder.max_tokens}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def default_directory() -> Path:
+    """Where `thrifty route …` keeps vectors between runs: `$THRIFTY_CACHE_DIR` or the temp dir."""
+    return Path(os.environ.get("THRIFTY_CACHE_DIR") or tempfile.gettempdir()) / "thrifty-embeddings"
 
 
 class EmbeddingCache:
+    """`matrix(texts)` → (n, dim) float32 rows, each distinct text embedded once per embedder."""
+
     def __init__(self, embedder: Embedder, directory: str | Path | None = None) -> None:
         self.embedder = embedder
         self.embedder_id = embedder_id(embedder)
@@ -83,7 +97,6 @@ class EmbeddingCache:
                 )
 
     def _save(self, texts: list[str], vectors: np.ndarray) -> None:
-        import os
         import uuid
 
         import numpy as np
