@@ -12,7 +12,7 @@ threshold is still chosen on dev scores from models that never saw those pairs.
 4. the model written is the same pipeline trained on train + all of dev, with that operating point.
 
 Choosing the threshold on scores the model was not fitted to avoids calibrating on in-sample scores;
-the final model, trained on ~27 % more pairs than any fold model's train split alone, is assumed to
+the final model, trained on ~33 % more pairs than the train split alone (QQP), is assumed to
 score at least as well as the fold models at the same threshold (not checked on dev: it saw dev).
 """
 
@@ -52,7 +52,8 @@ def out_of_fold_scores(
     query_rows, candidate_rows = pair_vectors(dev, cache)
     cosines = np.einsum("ij,ij->i", query_rows, candidate_rows).tolist() if dev else []
     raw = [0.0] * len(dev)
-    text: list[float] | None = [0.0] * len(dev)
+    # with a head, the text-only fallback gets its own out-of-fold scores (its own threshold)
+    text: list[float] | None = [0.0] * len(dev) if s.head_hidden > 0 else None
     sizes = []
     for fold in range(folds):
         held = [i for i, f in enumerate(fold_of) if f == fold]
@@ -65,13 +66,12 @@ def out_of_fold_scores(
         pairs = [dev[i] for i in held]
         vectors = (query_rows[held], candidate_rows[held])
         scores, _ = verifier_scores(model, pairs, vectors)
-        texts = verifier_scores(model, pairs, vectors, with_vectors=False)[0] if model.has_head else None
         for position, i in enumerate(held):
             raw[i] = scores[position]
-            if text is not None and texts is not None:
+        if text is not None:
+            texts, _ = verifier_scores(model, pairs, vectors, with_vectors=False)
+            for position, i in enumerate(held):
                 text[i] = texts[position]
-        if texts is None:
-            text = None
     return DevScores(raw, text, cosines), sizes
 
 
