@@ -133,9 +133,22 @@ def eval_cmd(
 @click.option("--cascade", is_flag=True, help="Calibrate the cascade gate threshold instead of router λ.")
 @click.option("--no-embedding", is_flag=True, help="Train without prompt embeddings (router: the default).")
 @click.option("--embed-tokens", type=click.IntRange(1, 256), default=None, help=_TOKENS_HELP)
+@click.option(
+    "--confidence",
+    type=float,
+    default=None,
+    help="One-sided confidence the target must hold at on the calibration split "
+    "(default 0.9; 0.5: the point estimate).",
+)
 @click.option("--json", "as_json", is_flag=True)
 def calibrate_cmd(
-    data_path: str, target: str, cascade: bool, no_embedding: bool, embed_tokens: int | None, as_json: bool
+    data_path: str,
+    target: str,
+    cascade: bool,
+    no_embedding: bool,
+    embed_tokens: int | None,
+    confidence: float | None,
+    as_json: bool,
 ) -> None:
     """Pick λ / the gate threshold on folds 0–3 for a target; report what it achieved on fold 4."""
     from thrifty.evaluate import printing
@@ -144,7 +157,7 @@ def calibrate_cmd(
     from thrifty.routing.data import OutcomeDataError
 
     try:
-        goal = Target.parse(target)
+        goal = Target.parse(target) if confidence is None else Target.parse(target, confidence)
         embed = not no_embedding
         result = (
             calibrate_cascade(data_path, goal, embed=embed)

@@ -122,9 +122,20 @@ def test_cli_eval_json_train_and_calibrate(tmp_path, data_file):
     )
     assert cal.exit_code == 0, cal.output
     figures = json.loads(cal.output)
-    assert figures["calibration"]["quality_share_of_strong"] >= 0.95
+    assert figures["confidence"] == 0.9
+    assert figures["calibration"]["quality_share_of_strong"] >= figures["calibration"]["bound"] >= 0.95
     assert figures["held_out"]["cost_share_of_strong"] < 0.8
     assert "met_on_held_out" in figures
+    args = ["calibrate", "--data", str(data_file), "--target", "quality:0.95", "--no-embedding"]
+    point = runner.invoke(route, [*args, "--confidence", "0.5", "--json"])
+    assert point.exit_code == 0, point.output
+    loose = json.loads(point.output)["calibration"]
+    assert loose["bound"] == pytest.approx(loose["quality_share_of_strong"])  # the point estimate
+    assert loose["cost_share_of_strong"] <= figures["calibration"]["cost_share_of_strong"]
+    bad = runner.invoke(
+        route, ["calibrate", "--data", str(data_file), "--target", "quality:0.95", "--confidence", "1.2"]
+    )
+    assert bad.exit_code == 2 and "confidence" in bad.output
 
 
 def test_cli_bad_file_is_a_clear_error(tmp_path):

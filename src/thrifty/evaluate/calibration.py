@@ -3,13 +3,14 @@ target, report what it achieves on fold 4. See routing/calibrate.py for the meth
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from thrifty.embed.diskcache import EmbeddingCache
 from thrifty.evaluate.metrics import Reference, _breakpoints
 from thrifty.evaluate.route import embed_rows, router_cache
-from thrifty.routing.calibrate import Target, describe, pick, report, router_runner
+from thrifty.routing.calibrate import Outcome, Target, describe, pick, report, router_runner
 from thrifty.routing.data import OutcomeSet, load_outcomes
 
 if TYPE_CHECKING:
@@ -64,13 +65,13 @@ def calibrate_router(
     oof = _oof_router(model, cal, cal_emb)
     ref_cal = Reference.of(cal.scores, cal.costs)
     knobs = np.unique(np.concatenate([[0.0], _breakpoints(oof, est, limit=600)]))
-    chosen = pick(knobs.tolist(), router_runner(oof, est, cal.scores, cal.costs, ref_cal), target, ref_cal)
+    run = router_runner(oof, est, cal.scores, cal.costs, ref_cal)
+    chosen = pick(knobs.tolist(), run, target, ref_cal, cal.scores[:, ref_cal.strong])
     held = None
     if chosen is not None:
         ref_test = Reference.of(test.scores, test.costs)
         probs = router_probs(model, test, embed_rows(data, test, cache, embed))
-        p, strong = router_runner(probs, est, test.scores, test.costs, ref_test)(chosen[0])
-        held = describe(p, ref_test, strong)
+        held = describe(router_runner(probs, est, test.scores, test.costs, ref_test)(chosen[0]), ref_test)
     return {"data": Path(path).name, "kind": "router", **report(target, "lambda", chosen, held)}
 
 
@@ -81,8 +82,9 @@ def calibrate_cascade(
 
     from thrifty.evaluate.cascade import (
         answered_tiers,
+        cascade_point,
         gate_features,
-        replay,
+        replay_rows,
         score_gate,
         tier_order,
         train_gate,
@@ -105,31 +107,26 @@ def calibrate_cascade(
             oof[held, k] = predict(x[held], fit(others, ys, l2))
     ref_cal = Reference.of(cal.scores, cal.costs)
 
-    def runner(scores: np.ndarray, subset: OutcomeSet, ref: Reference):
-        def run(threshold: float):
-            p = replay(scores, threshold, tiers, subset, ref)
-            return p, _final_share(scores, threshold)
+    def runner(scores: np.ndarray, subset: OutcomeSet, ref: Reference) -> Callable[[float], Outcome]:
+        rows = np.arange(len(subset))
+
+        def run(threshold: float) -> Outcome:
+            accepted, cost = replay_rows(scores, threshold, tiers, subset)
+            p = cascade_point(accepted, cost, tiers, subset, ref)
+            return Outcome(p, subset.scores[rows, accepted], accepted == tiers[-1])
 
         return run
 
     knobs = np.unique(np.concatenate([np.quantile(oof, np.linspace(0, 1, 400)), [np.inf]])).tolist()
-    chosen = pick(knobs, runner(oof, cal, ref_cal), target, ref_cal)
+    chosen = pick(knobs, runner(oof, cal, ref_cal), target, ref_cal, cal.scores[:, ref_cal.strong])
     held_out = None
     if chosen is not None:
         ref_test = Reference.of(test.scores, test.costs)
         scores = score_gate(model, test, tiers, embed_rows(data, test, cache, model.use_embedding))
-        p, strong = runner(scores, test, ref_test)(chosen[0])
-        held_out = describe(p, ref_test, strong)
+        held_out = describe(runner(scores, test, ref_test)(chosen[0]), ref_test)
     return {
         "data": Path(path).name,
         "kind": "cascade",
         "tiers": [data.models[t] for t in tiers],
         **report(target, "threshold", chosen, held_out),
     }
-
-
-def _final_share(scores: np.ndarray, threshold: float) -> float:
-    """Share of requests that reach the last tier (every earlier gate said no)."""
-    import numpy as np
-
-    return float(np.mean(np.all(scores < threshold, axis=1)))

@@ -40,8 +40,11 @@ def answered_tiers(data: OutcomeSet, tiers: list[int]) -> list[int]:
     return tiers
 
 
-def replay(gate: np.ndarray, threshold: float, tiers: list[int], data: OutcomeSet, ref: Reference) -> Point:
-    """gate: (n, len(tiers) - 1) scores of each non-final tier's answer; accept when ≥ threshold."""
+def replay_rows(
+    gate: np.ndarray, threshold: float, tiers: list[int], data: OutcomeSet
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the tier whose answer was accepted and what the row paid for every tier it tried.
+    gate: (n, len(tiers) - 1) scores of each non-final tier's answer; accept when ≥ threshold."""
     import numpy as np
 
     n = len(data)
@@ -54,10 +57,22 @@ def replay(gate: np.ndarray, threshold: float, tiers: list[int], data: OutcomeSe
         accepted[take] = t
         open_ &= ~take
     cost[open_] += data.costs[open_, tiers[-1]]
-    rows = np.arange(n)
+    return accepted, cost
+
+
+def replay(gate: np.ndarray, threshold: float, tiers: list[int], data: OutcomeSet, ref: Reference) -> Point:
+    """The operating point of the cascade at `threshold` (see `replay_rows`)."""
+    return cascade_point(*replay_rows(gate, threshold, tiers, data), tiers, data, ref)
+
+
+def cascade_point(
+    accepted: np.ndarray, cost: np.ndarray, tiers: list[int], data: OutcomeSet, ref: Reference
+) -> Point:
+    import numpy as np
+
     total = float(cost.sum())
     return Point(
-        quality=float(data.scores[rows, accepted].mean()),
+        quality=float(data.scores[np.arange(len(data)), accepted].mean()),
         cost_usd=total,
         calls_share=float(np.mean(accepted != tiers[0])),
         cost_share=ref.cost_share(total),

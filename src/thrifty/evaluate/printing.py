@@ -78,12 +78,14 @@ def print_cascade(r: dict[str, Any]) -> None:
 
 
 def print_calibration(r: dict[str, Any]) -> None:
-    click.echo(f"{r['data']} ({r['kind']}): target {r['target']}")
+    click.echo(f"{r['data']} ({r['kind']}): target {r['target']} at {_pct(r['confidence'])} confidence")
     if not r.get("calibration"):
         click.echo("  no setting meets the target on the calibration split (folds 0–3)")
         return
     knob = "lambda" if "lambda" in r else "threshold"
-    click.echo(f"  chosen {knob} = {r[knob]:.6g}")
+    bound = "lower" if r["target"].startswith("quality") else "upper"
+    limit = _pct(r["calibration"]["bound"])
+    click.echo(f"  chosen {knob} = {r[knob]:.6g} (calibration {bound} bound {limit})")
     for split in ("calibration", "held_out"):
         p = r[split]
         click.echo(

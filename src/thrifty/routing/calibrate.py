@@ -6,6 +6,11 @@ The knob is chosen on out-of-fold predictions over the calibration split (folds 
 predicted by a model trained on the other three, with the hyper-parameters of the full model), then
 the model trained on all of folds 0–3 is replayed on held-out fold 4 with that knob, and what the
 target achieved there is reported.
+
+A target is met on the calibration split only when it holds at a stated one-sided confidence
+(`--confidence`, default 0.9): the lower bound of the quality share (paired ratio, delta method) or
+the upper bound of the strong-tier share (Wilson) must clear it, so that the chosen knob keeps the
+target on new prompts and not only on the ones it was chosen on. Confidence 0.5 is the point estimate.
 """
 
 from __future__ import annotations
@@ -14,73 +19,108 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from thrifty.evaluate.bounds import ratio_lower, wilson_upper, z_of
 from thrifty.evaluate.metrics import Point, Reference, point
 
 if TYPE_CHECKING:
     import numpy as np
 
 
+DEFAULT_CONFIDENCE = 0.9
+
+
 @dataclass(slots=True, frozen=True)
 class Target:
     kind: str  # "quality" | "strong"
     value: float
+    confidence: float = DEFAULT_CONFIDENCE  # one-sided; 0.5 = the point estimate
 
     @classmethod
-    def parse(cls, text: str) -> Target:
+    def parse(cls, text: str, confidence: float = DEFAULT_CONFIDENCE) -> Target:
         kind, _, raw = text.partition(":")
         if kind not in ("quality", "strong") or not raw:
             raise ValueError(
                 "target must be quality:X (share of strong quality) or strong:Y (share of calls)"
             )
-        value = float(raw.rstrip("%")) / (100 if raw.endswith("%") else 1)
+        try:
+            value = float(raw.rstrip("%")) / (100 if raw.endswith("%") else 1)
+        except ValueError:
+            raise ValueError(f"target value is not a number: {raw}") from None
         if not 0 < value <= 1.5:
             raise ValueError(f"target value out of range: {raw}")
-        return cls(kind, value)
+        z_of(confidence)  # validates it
+        return cls(kind, value, confidence)
 
-    def met(self, p: Point, ref: Reference, strong_share: float) -> bool:
+    def bound(self, outcome: Outcome, strong_scores: np.ndarray) -> float:
+        """The calibration split's one-sided bound on the targeted figure: the quality share of the
+        strong model's (lower bound) or the share of rows sent to the strong tier (upper bound)."""
+        z = z_of(self.confidence)
         if self.kind == "quality":
-            return p.quality >= self.value * ref.q_strong - 1e-12
-        return strong_share <= self.value + 1e-12
+            return ratio_lower(outcome.row_quality, strong_scores, z)
+        return wilson_upper(int(outcome.row_strong.sum()), len(outcome.row_strong), z)
+
+    def met(self, outcome: Outcome, strong_scores: np.ndarray) -> bool:
+        if self.kind == "quality":
+            return self.bound(outcome, strong_scores) >= self.value - 1e-12
+        return self.bound(outcome, strong_scores) <= self.value + 1e-12
+
+    def label(self) -> str:
+        return f"{self.kind}:{self.value:g}"
 
 
-def describe(p: Point, ref: Reference, strong_share: float) -> dict[str, float]:
+@dataclass(slots=True, frozen=True)
+class Outcome:
+    """What one knob setting does on a split, in total and row by row."""
+
+    point: Point
+    row_quality: np.ndarray  # the score each row ended with
+    row_strong: np.ndarray  # bool: the row was answered by the strong model / last tier
+
+    @property
+    def strong_share(self) -> float:
+        return float(self.row_strong.mean()) if len(self.row_strong) else 0.0
+
+
+def describe(outcome: Outcome, ref: Reference) -> dict[str, float]:
+    p = outcome.point
     return {
         "quality": p.quality,
         "quality_share_of_strong": p.quality / ref.q_strong if ref.q_strong else 0.0,
         "cost_share_of_strong": p.cost_usd / ref.c_strong if ref.c_strong else 0.0,
-        "strong_share": strong_share,
+        "strong_share": outcome.strong_share,
     }
 
 
 def pick(
     knobs: Sequence[float],
-    run: Callable[[float], tuple[Point, float]],
+    run: Callable[[float], Outcome],
     target: Target,
     ref: Reference,
+    strong_scores: np.ndarray,
 ) -> tuple[float, dict[str, float]] | None:
-    """The cheapest knob value that meets the target (None if none does)."""
-    best: tuple[float, Point, float] | None = None
-    for knob in knobs:
-        p, strong = run(knob)
-        if target.met(p, ref, strong) and (best is None or p.cost_usd < best[1].cost_usd):
-            best = (knob, p, strong)
-    if best is None:
+    """The knob that meets the target at its confidence (None if none does): for a quality target
+    the cheapest, for a strong-tier budget the best quality within it. `strong_scores`: the strong
+    model's score on each calibration row."""
+    ok = [(k, o) for k in knobs if target.met(o := run(k), strong_scores)]
+    if not ok:
         return None
-    if target.kind == "strong":  # best quality within the call budget
-        ok = [(k, *run(k)) for k in knobs]
-        ok = [o for o in ok if target.met(o[1], ref, o[2])]
-        best = max(ok, key=lambda o: (o[1].quality, -o[1].cost_usd))
-    return best[0], describe(best[1], ref, best[2])
+    if target.kind == "quality":
+        knob, best = min(ok, key=lambda c: c[1].point.cost_usd)
+    else:
+        knob, best = max(ok, key=lambda c: (c[1].point.quality, -c[1].point.cost_usd))
+    return knob, {**describe(best, ref), "bound": target.bound(best, strong_scores)}
 
 
 def router_runner(
     probs: np.ndarray, est_cost: np.ndarray, scores: np.ndarray, costs: np.ndarray, ref: Reference
-) -> Callable[[float], tuple[Point, float]]:
+) -> Callable[[float], Outcome]:
     import numpy as np
 
-    def run(lam: float) -> tuple[Point, float]:
+    rows = np.arange(len(scores))
+
+    def run(lam: float) -> Outcome:
         choice = np.argmax(probs - lam * est_cost[None, :], axis=1)
-        return point(choice, scores, costs, ref), float(np.mean(choice == ref.strong))
+        return Outcome(point(choice, scores, costs, ref), scores[rows, choice], choice == ref.strong)
 
     return run
 
@@ -92,9 +132,10 @@ def report(
     held_out: dict[str, float] | None,
 ) -> dict[str, Any]:
     if chosen is None:
-        return {"target": f"{target.kind}:{target.value:g}", "met_on_calibration": False}
+        return {"target": target.label(), "confidence": target.confidence, "met_on_calibration": False}
     return {
-        "target": f"{target.kind}:{target.value:g}",
+        "target": target.label(),
+        "confidence": target.confidence,
         knob_name: chosen[0],
         "calibration": chosen[1],
         "held_out": held_out,
