@@ -21,6 +21,11 @@ _EMBED_CACHE = click.option(
     "--embed-cache", envvar="THRIFTY_EMBED_CACHE", type=click.Path(file_okay=False),
     help="Directory that keeps embeddings between runs (outside the repo).",
 )  # fmt: skip
+_CONFIDENCE = click.option(
+    "--confidence", type=click.FloatRange(0.5, 1.0, max_open=True), default=None,
+    help="One-sided confidence of the precision bound the threshold must clear "
+    "(default 0.841: one Wilson standard error; 0.5: the point precision).",
+)  # fmt: skip
 _LIMIT = click.option(
     "--limit", type=click.IntRange(min=1), default=None,
     help="Use a deterministic sample of at most N pairs of the split (CPU-bound embedding).",
@@ -83,6 +88,7 @@ def cache_group() -> None:
               default=None, help="With --cross-fit: the precision to calibrate for, e.g. 0.95.")  # fmt: skip
 @click.option("--vetoes", default="keep", show_default=True,
               help="With --cross-fit: keep, auto, none or a list (as for calibrate).")  # fmt: skip
+@_CONFIDENCE
 @_EMBED_CACHE
 def train_command(
     pairs_path: str,
@@ -96,6 +102,7 @@ def train_command(
     cross_fit: int | None,
     target_precision: float | None,
     vetoes: str,
+    confidence: float | None,
     embed_cache: str | None,
 ) -> None:
     """Train the verifier on the train split of PAIRS (uncalibrated: run calibrate next), or with
@@ -108,6 +115,9 @@ def train_command(
         raise click.BadParameter("give --cross-fit and --target-precision together", param_hint="--cross-fit")
     if cross_fit is None and vetoes != "keep":
         raise click.BadParameter("--vetoes needs --cross-fit (or use calibrate)", param_hint="--vetoes")
+    if cross_fit is None and confidence is not None:
+        hint = "--confidence"
+        raise click.BadParameter(f"{hint} needs --cross-fit (or use calibrate)", param_hint=hint)
     chosen_vetoes = _vetoes(vetoes)
 
     settings = TrainSettings(
@@ -118,7 +128,7 @@ def train_command(
     if head_alpha is not None:
         settings = replace(settings, head_alpha=head_alpha)
     if cross_fit is not None and target_precision is not None:
-        chosen = (cross_fit, target_precision, chosen_vetoes)
+        chosen = (cross_fit, target_precision, chosen_vetoes, confidence)
         _train_cross_fitted(pairs_path, out, settings, *chosen, embed_cache)
         return
     try:
@@ -136,12 +146,15 @@ def _train_cross_fitted(
     folds: int,
     target: float,
     vetoes: str | tuple[str, ...],
+    confidence: float | None,
     embed_cache: str | None,
 ) -> None:
+    from thrifty.cache.evaluate import DEFAULT_CONFIDENCE
     from thrifty.cache.verify.crossfit import cross_fit
 
+    level = DEFAULT_CONFIDENCE if confidence is None else confidence
     try:
-        model = cross_fit(_pairs(pairs_path), _cache(embed_cache), target, vetoes, folds, settings)
+        model = cross_fit(_pairs(pairs_path), _cache(embed_cache), target, vetoes, folds, settings, level)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     model.save(out)
@@ -187,6 +200,7 @@ def embed_command(pairs_path: str, embed_cache: str | None) -> None:
 @click.option("--vetoes", default="keep", show_default=True,
               help="Hard checks that veto a match: keep (the model's), auto (those that help on dev), "
               "none, or a comma list of numbers,negation,question_kind,entities.")  # fmt: skip
+@_CONFIDENCE
 @_LIMIT
 @_EMBED_CACHE
 def calibrate_command(
@@ -195,16 +209,18 @@ def calibrate_command(
     verifier_path: str | None,
     out: str | None,
     vetoes: str,
+    confidence: float | None,
     limit: int | None,
     embed_cache: str | None,
 ) -> None:
     """Choose the verifier's threshold on the dev split for TARGET-PRECISION."""
-    from thrifty.cache.evaluate import calibrate
+    from thrifty.cache.evaluate import DEFAULT_CONFIDENCE, calibrate
 
     model = _model(verifier_path)
+    level = DEFAULT_CONFIDENCE if confidence is None else confidence
     try:
         model = calibrate(
-            model, _pairs(pairs_path), _cache(embed_cache), target_precision, limit, _vetoes(vetoes)
+            model, _pairs(pairs_path), _cache(embed_cache), target_precision, limit, _vetoes(vetoes), level
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -214,6 +230,11 @@ def calibrate_command(
             "warning: the dev pairs are all of one label, so every threshold (or none) meets the target; "
             "this point says nothing about precision. Calibrate on a file with both labels.",
             err=True,
+        )
+    if model.meta.get("dev_out_of_fold"):
+        click.echo(
+            f"{model.meta['dev_out_of_fold']} of {dev['pairs']} dev pairs scored out of fold "
+            "(the model learned from them; scores stored by train --cross-fit)"
         )
     click.echo(f"vetoes: {', '.join(model.vetoes) or 'none'}")
     click.echo(

@@ -226,6 +226,20 @@ def test_train_cross_fit_writes_a_calibrated_model(workdir: Path) -> None:
                "--latency-queries", "0", "--embed-cache", str(emb))  # fmt: skip
     assert json.loads(proc.stdout)["target_precision"] == 0.8
 
+    # re-calibrating the cross-fitted model uses the out-of-fold scores it stored, not its own
+    # in-sample scores of the dev pairs it learned from: the same target gives the same point
+    again = workdir / "crossfit-again.npz"
+    proc = run("calibrate", "--pairs", str(pairs_file), "--verifier", str(out), "--target-precision", "0.8",
+               "--out", str(again), "--embed-cache", str(emb))  # fmt: skip
+    assert f"{len(dev)} of {len(dev)} dev pairs scored out of fold" in proc.stdout
+    recalibrated = VerifierModel.load(again)
+    assert recalibrated.threshold == model.threshold and recalibrated.meta["dev"] == cross["oof_dev"]
+    assert recalibrated.oof is not None and len(recalibrated.oof.digests) == len(dev)
+    stricter = workdir / "crossfit-stricter.npz"
+    run("calibrate", "--pairs", str(pairs_file), "--verifier", str(out), "--target-precision", "0.8",
+        "--confidence", "0.99", "--out", str(stricter), "--embed-cache", str(emb))  # fmt: skip
+    assert VerifierModel.load(stricter).threshold >= model.threshold
+
     # the option's companions are checked; without them train behaves as before
     proc = run("train", "--pairs", str(pairs_file), "--out", str(out), "--cross-fit", "3", check=False)
     assert proc.returncode == 2 and "--cross-fit and --target-precision together" in proc.stderr

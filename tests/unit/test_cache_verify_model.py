@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -228,3 +229,26 @@ def test_pairs_reader_names_the_bad_line(tmp_path: Path, line: str) -> None:
     path.write_text('{"a": "x", "b": "y", "duplicate": false}\n' + line + "\n")
     with pytest.raises(PairsFormatError, match=r"bad.jsonl:2"):
         read_pairs(path)
+
+
+def test_out_of_fold_scores_replace_only_the_pairs_they_know(tmp_path):
+    """A cross-fitted model keeps its out-of-fold dev scores by pair hash; calibrating it swaps them
+    in for the pairs it learned from and keeps its own scores of pairs it never saw."""
+    from thrifty.cache.verify.outoffold import OutOfFold
+
+    seen = [Pair("How old is Paris?", "What is the age of Paris?", True), Pair("a b", "a c", False)]
+    stored = OutOfFold.of(seen, [0.25, 0.5], [0.125, 0.375])
+    fresh = Pair("Is tea healthy?", "Is tea good for you?", True)
+    raw, text, replaced = stored.override([fresh, seen[1], seen[0]], [0.9, 0.9, 0.9], [0.8, 0.8, 0.8])
+    assert (raw, text, replaced) == ([0.9, 0.5, 0.25], [0.8, 0.375, 0.125], 2)
+    # the label is not part of the key: the same texts are the same pair
+    assert stored.override([Pair(seen[0].a, seen[0].b, False)], [0.9], None) == ([0.25], None, 1)
+    # persisted with the model
+    model = load_verifier()
+    path = tmp_path / "m.npz"
+    dataclasses.replace(model, oof=stored).save(path)
+    loaded = VerifierModel.load(path)
+    assert loaded.oof is not None
+    assert loaded.oof.override(seen, [0, 0], [0, 0]) == ([0.25, 0.5], [0.125, 0.375], 2)
+    model.save(path)
+    assert VerifierModel.load(path).oof is None

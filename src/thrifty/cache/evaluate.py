@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from thrifty.cache.verify.pairs import Pair, sample, select
 from thrifty.cache.verify.train import pair_vectors
+from thrifty.evaluate.bounds import wilson_lower, z_of
 
 if TYPE_CHECKING:
     from thrifty.cache.verify.model import VerifierModel
@@ -27,22 +28,19 @@ if TYPE_CHECKING:
 
 
 # -- operating points ------------------------------------------------------------------------------
-def wilson_lower(hits: int, total: int, z: float) -> float:
-    """Lower end of the Wilson score interval of a proportion."""
-    if total == 0:
-        return 0.0
-    p = hits / total
-    centre = p + z * z / (2 * total)
-    margin = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
-    return (centre - margin) / (1 + z * z / total)
+# One-sided confidence of the calibrated precision: one Wilson standard error (z = 1)
+DEFAULT_CONFIDENCE = 0.8413447460685429
 
 
-def choose_threshold(scores: Sequence[float], labels: Sequence[bool], target: float, z: float = 1.0) -> float:
+def choose_threshold(
+    scores: Sequence[float], labels: Sequence[bool], target: float, confidence: float = DEFAULT_CONFIDENCE
+) -> float:
     """The lowest score threshold whose accepted set has precision ≥ target, with the precision's
-    Wilson lower bound (z standard errors) rather than its point value, so that the point holds on
-    unseen pairs. Returns +inf (accept nothing) when no threshold reaches the target."""
+    one-sided Wilson lower bound at `confidence` rather than its point value, so that the point holds
+    on unseen pairs. Returns +inf (accept nothing) when no threshold reaches the target."""
     import numpy as np
 
+    z = z_of(confidence)
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels, dtype=bool)
     order = np.argsort(-s, kind="stable")
@@ -120,7 +118,11 @@ def with_vetoes(raw: Sequence[float], fired: Sequence[set[str]], vetoes: Sequenc
 
 
 def choose_vetoes(
-    raw: Sequence[float], fired: Sequence[set[str]], labels: Sequence[bool], target: float
+    raw: Sequence[float],
+    fired: Sequence[set[str]],
+    labels: Sequence[bool],
+    target: float,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> tuple[str, ...]:
     """The hard checks worth keeping as vetoes: the subset whose vetoes leave the most dev recall at
     the `target` operating point (on a tie, the larger subset: a veto is the safer side). `raw` are
@@ -133,7 +135,8 @@ def choose_vetoes(
     for size in range(len(checks.CHECKS), -1, -1):
         for subset in combinations(checks.CHECKS, size):
             masked = with_vetoes(raw, fired, subset)
-            recall = pair_stats(masked, labels, choose_threshold(masked, labels, target)).recall
+            threshold = choose_threshold(masked, labels, target, confidence)
+            recall = pair_stats(masked, labels, threshold).recall
             if best is None or recall > best[0]:
                 best = (recall, subset)
     assert best is not None
@@ -147,10 +150,13 @@ def calibrate(
     target: float,
     limit: int | None,
     vetoes: str | tuple[str, ...] = "keep",
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> VerifierModel:
-    """The model with the operating point for `target` chosen on the dev split (and the cosine
-    baseline's point on the same pairs, kept for `eval` to compare against). `vetoes`: "keep" the
-    model's hard checks, "auto" keeps those that help on dev (`choose_vetoes`), or an explicit list."""
+    """The model with the operating point for `target` (at `confidence`) chosen on the dev split (and
+    the cosine baseline's point on the same pairs, kept for `eval` to compare against). `vetoes`:
+    "keep" the model's hard checks, "auto" keeps those that help on dev (`choose_vetoes`), or an
+    explicit list. A cross-fitted model is calibrated on its stored out-of-fold scores of the dev
+    pairs it learned from (`outoffold.py`), not on its own in-sample scores of them."""
     from dataclasses import replace
 
     dev = sample(select(pairs, "dev"), limit)
@@ -160,7 +166,13 @@ def calibrate(
     plain = replace(model, vetoes=())
     raw, cosines = verifier_scores(plain, dev, vectors)
     text = verifier_scores(plain, dev, vectors, with_vectors=False)[0] if model.has_head else None
-    return calibrate_scores(model, dev, DevScores(raw, text, cosines), target, vetoes)
+    replaced = 0
+    if model.oof is not None:  # the model learned from these dev pairs: use the scores it could not fit
+        raw, text, replaced = model.oof.override(dev, raw, text)
+    calibrated = calibrate_scores(model, dev, DevScores(raw, text, cosines), target, vetoes, confidence)
+    return calibrated.with_threshold(
+        calibrated.threshold, calibrated.text_threshold, dev_out_of_fold=replaced
+    )
 
 
 @dataclass(frozen=True)
@@ -179,6 +191,7 @@ def calibrate_scores(
     scored: DevScores,
     target: float,
     vetoes: str | tuple[str, ...] = "keep",
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> VerifierModel:
     """`calibrate` on dev scores computed elsewhere (by `model` itself, or out of fold by
     `crossfit.cross_fit`): the vetoes, the threshold for `target` and the text-only point."""
@@ -187,16 +200,16 @@ def calibrate_scores(
     labels = [p.duplicate for p in dev]
     fired = fired_checks(dev)
     if vetoes == "auto":
-        model = replace(model, vetoes=choose_vetoes(scored.raw, fired, labels, target))
+        model = replace(model, vetoes=choose_vetoes(scored.raw, fired, labels, target, confidence))
     elif vetoes != "keep":
         model = replace(model, vetoes=tuple(vetoes))
     scores = with_vetoes(scored.raw, fired, model.vetoes)
-    threshold = choose_threshold(scores, labels, target)
-    cosine_threshold = choose_threshold(scored.cosines, labels, target)
+    threshold = choose_threshold(scores, labels, target, confidence)
+    cosine_threshold = choose_threshold(scored.cosines, labels, target, confidence)
     text: dict[str, Any] = {}
     if model.has_head and scored.text is not None:  # the fallback point for callers with no vectors
         text_scores = with_vetoes(scored.text, fired, model.vetoes)
-        text_threshold = choose_threshold(text_scores, labels, target)
+        text_threshold = choose_threshold(text_scores, labels, target, confidence)
         text = {
             "text_threshold": text_threshold,
             "dev_text": pair_stats(text_scores, labels, text_threshold).as_dict(),
@@ -204,6 +217,7 @@ def calibrate_scores(
     return model.with_threshold(
         threshold,
         target_precision=target,
+        confidence=confidence,
         calibration_pairs=len(dev),
         vetoes=list(model.vetoes),
         cosine_threshold=cosine_threshold,

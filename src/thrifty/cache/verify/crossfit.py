@@ -9,7 +9,9 @@ threshold is still chosen on dev scores from models that never saw those pairs.
    without vectors): every dev pair gets an out-of-fold score;
 3. the vetoes (`--vetoes auto` etc.), the threshold for P and the text-only point are chosen on those
    out-of-fold scores (`evaluate.calibrate_scores`, the same rule as `thrifty cache calibrate`);
-4. the model written is the same pipeline trained on train + all of dev, with that operating point.
+4. the model written is the same pipeline trained on train + all of dev, with that operating point
+   and the out-of-fold dev scores (`outoffold.OutOfFold`), so that `thrifty cache calibrate` can
+   re-target it without scoring dev pairs the final model learned from.
 
 Choosing the threshold on scores the model was not fitted to avoids calibrating on in-sample scores;
 the final model, trained on ~33 % more pairs than the train split alone (QQP), is assumed to
@@ -23,7 +25,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from thrifty.cache.evaluate import DevScores, calibrate_scores, verifier_scores
+from thrifty.cache.evaluate import DEFAULT_CONFIDENCE, DevScores, calibrate_scores, verifier_scores
+from thrifty.cache.verify.outoffold import OutOfFold
 from thrifty.cache.verify.pairs import Pair, sample, select
 from thrifty.cache.verify.train import TrainSettings, fit_pairs, pair_vectors
 
@@ -82,6 +85,7 @@ def cross_fit(
     vetoes: str | tuple[str, ...] = "keep",
     folds: int = 5,
     settings: TrainSettings | None = None,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> VerifierModel:
     """The calibrated model: trained on train + dev, its operating point chosen on out-of-fold dev
     scores. Reads only the train and dev splits of `pairs`."""
@@ -93,7 +97,7 @@ def cross_fit(
     scored, sizes = out_of_fold_scores(train, dev, cache, folds, s)
     _log(f"cross-fit: training the final model on {len(train) + len(dev)} pairs (train + dev)")
     final = fit_pairs([*train, *dev], cache, s)
-    calibrated = calibrate_scores(final, dev, scored, target, vetoes)
+    calibrated = calibrate_scores(final, dev, scored, target, vetoes, confidence)
     assert calibrated.threshold is not None
     cross: dict[str, Any] = {
         "folds": folds,
@@ -105,6 +109,7 @@ def cross_fit(
     }
     if "dev_text" in calibrated.meta:
         cross["oof_dev_text"] = calibrated.meta["dev_text"]
-    return calibrated.with_threshold(
+    calibrated = calibrated.with_threshold(
         calibrated.threshold, calibrated.text_threshold, cross_fit=cross, calibrated_by="train --cross-fit"
     )
+    return replace(calibrated, oof=OutOfFold.of(dev, scored.raw, scored.text))

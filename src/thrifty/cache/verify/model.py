@@ -25,6 +25,7 @@ from thrifty.cache.verify import checks
 from thrifty.cache.verify.align import WordVectors
 from thrifty.cache.verify.features import DENSE, PairFeatures, extract
 from thrifty.cache.verify.head import PARTS, Whitening, head_features
+from thrifty.cache.verify.outoffold import OutOfFold
 
 if TYPE_CHECKING:
     import numpy as np
@@ -65,6 +66,8 @@ class VerifierModel:
     text_threshold: float | None = None  # the combiner's point, used when no vectors are given
     vetoes: tuple[str, ...] = tuple(checks.CHECKS)
     meta: dict[str, Any] = field(default_factory=dict)
+    # out-of-fold dev scores (`train --cross-fit`), for re-calibrating a model that learned from dev
+    oof: OutOfFold | None = field(default=None, repr=False, compare=False)
     # MiniLM's static word-piece vectors for the align_* features: read from the bundled embedder
     # (memory-mapped), not stored in the model file
     words: WordVectors = field(default_factory=WordVectors.bundled, repr=False, compare=False)
@@ -196,6 +199,8 @@ class VerifierModel:
             arrays.update({name: np.asarray(getattr(self, name), dtype=np.float16) for name in _HEAD})
         if self.whitening is not None:
             arrays.update({name: np.asarray(getattr(self, name), dtype=np.float16) for name in _WHITENING})
+        if self.oof is not None:
+            arrays.update(self.oof.arrays())
         with open(path, "wb") as handle:  # an open handle stops numpy from appending .npz
             np.savez_compressed(handle, header=np.array(json.dumps(header)), **arrays)
 
@@ -212,6 +217,7 @@ class VerifierModel:
             arrays = {name: data[name] for name in _ARRAYS}
             optional = (*_HEAD, *_WHITENING)
             arrays.update({name: data[name].astype(np.float32) for name in optional if name in data.files})
+            oof = OutOfFold.from_arrays({name: data[name] for name in data.files if name.startswith("oof_")})
             parts = tuple(header.get("head_parts", ("absdiff", "prod")))
             if not set(parts) <= set(PARTS):
                 raise ValueError(f"{path}: unknown head inputs {parts}; upgrade thrifty")
@@ -225,4 +231,5 @@ class VerifierModel:
             head_parts=parts,
             vetoes=tuple(header["vetoes"]),
             meta=header["meta"],
+            oof=oof,
         )
