@@ -27,9 +27,11 @@ from thrifty.cache.verify.pairs import Pair, sample, select
 if TYPE_CHECKING:
     import numpy as np
 
+    from thrifty.cache.verify.ensemble import EnsembleModel
     from thrifty.cache.verify.model import VerifierModel
     from thrifty.embed.diskcache import EmbeddingCache
 
+MEMBER_SEED_STEP = 1000  # apart enough that members share no head seed
 _COSINE = DENSE.index("cosine")
 _COSINE_SQ = DENSE.index("cosine_sq")
 
@@ -51,6 +53,7 @@ class TrainSettings:
     head_seeds: int = 5  # MLPs averaged into the head
     head_parts: tuple[str, ...] = ("absdiff", "prod", "white_absdiff", "white_prod", "white_cos", "sum")
     seed: int = 0
+    members: int = 1  # pipelines (seeds seed, seed + MEMBER_SEED_STEP, …) averaged into an ensemble
 
 
 def _log(message: str) -> None:
@@ -127,31 +130,49 @@ class TrainingSet:
     labels: np.ndarray
 
 
-def build(
-    pairs: Sequence[Pair], cache: EmbeddingCache, s: TrainSettings
-) -> tuple[VerifierModel, TrainingSet, int]:
-    """The lexical stage trained on `pairs` and the later stages' training rows (with the number of
-    pairs they come from before the cosine floor)."""
+@dataclass
+class PairMatrices:
+    """What every pipeline trained on the same pairs shares, whatever its seed."""
+
+    idf: np.ndarray
+    words: WordVectors
+    dense: np.ndarray  # lexical features, cosine left at 0
+    sparse: SparseRows  # differing words
+    labels: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    whitening: Whitening | None
+
+
+def pair_matrices(pairs: Sequence[Pair], cache: EmbeddingCache, s: TrainSettings) -> PairMatrices:
     import numpy as np
 
     idf = fit_idf([t for p in pairs for t in (p.a, p.b)])
     words = WordVectors.bundled()
     dense, sparse, labels = lexical_matrices(pairs, idf, words)
-    _log(f"lexical features of {len(pairs)} pairs; {s.folds}-fold out-of-fold logits")
-    oof = out_of_fold_logits(dense, sparse, labels, idf, s)
-    model = fit_lexical(dense, sparse, labels, idf, s)
-    model.min_cosine, model.words = s.min_cosine, words
-    _log("lexical stage trained; embedding the pairs")
+    _log(f"lexical features of {len(pairs)} pairs; embedding them")
     u, v = pair_vectors(pairs, cache)
-    if s.head_hidden > 0 and WHITENED.intersection(s.head_parts):
-        whitening = Whitening.fit(np.vstack([u, v]))
-        model.wmean, model.wmatrix = whitening.mean, whitening.matrix
-    cosines = np.einsum("ij,ij->i", u, v)
+    whitened = s.head_hidden > 0 and WHITENED.intersection(s.head_parts)
+    whitening = Whitening.fit(np.vstack([u, v])) if whitened else None
+    return PairMatrices(idf, words, dense, sparse, labels, u, v, whitening)
+
+
+def build(m: PairMatrices, s: TrainSettings) -> tuple[VerifierModel, TrainingSet]:
+    """The lexical stage trained on the pairs and the later stages' training rows."""
+    import numpy as np
+
+    _log(f"{s.folds}-fold out-of-fold lexical logits (seed {s.seed})")
+    oof = out_of_fold_logits(m.dense, m.sparse, m.labels, m.idf, s)
+    model = fit_lexical(m.dense, m.sparse, m.labels, m.idf, s)
+    model.min_cosine, model.words = s.min_cosine, m.words
+    if m.whitening is not None:
+        model.wmean, model.wmatrix = m.whitening.mean, m.whitening.matrix
+    cosines = np.einsum("ij,ij->i", m.u, m.v)
     near = np.flatnonzero(cosines >= s.min_cosine)
-    if len(near) < 10 or labels[near].min() == labels[near].max():
+    if len(near) < 10 or m.labels[near].min() == m.labels[near].max():
         raise ValueError(f"too few train pairs (of both labels) with cosine >= {s.min_cosine}")
-    rows = combiner_matrix(oof[near], with_cosines(dense[near], cosines[near]))
-    return model, TrainingSet(rows, u[near], v[near], labels[near]), len(pairs)
+    rows = combiner_matrix(oof[near], with_cosines(m.dense[near], cosines[near]))
+    return model, TrainingSet(rows, m.u[near], m.v[near], m.labels[near])
 
 
 def fit_later_stages(model: VerifierModel, data: TrainingSet, s: TrainSettings) -> VerifierModel:
@@ -172,23 +193,37 @@ def fit_later_stages(model: VerifierModel, data: TrainingSet, s: TrainSettings) 
 
 def train(
     pairs: Sequence[Pair], cache: EmbeddingCache, settings: TrainSettings | None = None
-) -> VerifierModel:
+) -> VerifierModel | EnsembleModel:
     """The verifier trained on the train split of `pairs` (uncalibrated)."""
     s = settings or TrainSettings()
     return fit_pairs(sample(select(pairs, "train"), s.train_pairs), cache, s)
 
 
-def fit_pairs(train_pairs: Sequence[Pair], cache: EmbeddingCache, s: TrainSettings) -> VerifierModel:
+def fit_pairs(
+    train_pairs: Sequence[Pair], cache: EmbeddingCache, s: TrainSettings
+) -> VerifierModel | EnsembleModel:
     """Every stage trained on exactly `train_pairs`, whatever their split (`train` and the
-    cross-fitting of `crossfit.py` choose them)."""
+    cross-fitting of `crossfit.py` choose them): one pipeline, or `s.members` of them with seeds
+    `s.seed`, `s.seed + 1000`, … averaged into an ensemble."""
+    from dataclasses import replace
+
+    from thrifty.cache.verify.ensemble import EnsembleModel
+
     if len(train_pairs) < 2 * s.folds:
         raise ValueError(f"too few train pairs ({len(train_pairs)}) for {s.folds} folds")
-    model, data, used = build(train_pairs, cache, s)
-    fit_later_stages(model, data, s)
-    model.meta = {
-        "train_pairs": used,
-        "pairs_above_min_cosine": len(data.labels),
+    shared = pair_matrices(train_pairs, cache, s)
+    members, near = [], 0
+    for k in range(s.members):
+        model, data = build(shared, replace(s, seed=s.seed + MEMBER_SEED_STEP * k))
+        members.append(fit_later_stages(model, data, s))
+        near = len(data.labels)
+    meta = {
+        "train_pairs": len(train_pairs),
+        "pairs_above_min_cosine": near,
         "embedder": cache.embedder_id,
         "settings": s.__dict__,
     }
-    return model
+    if len(members) == 1:
+        members[0].meta = meta
+        return members[0]
+    return EnsembleModel(tuple(members), meta=meta)
