@@ -245,6 +245,41 @@ def test_a_killed_gateway_resumes_its_forwarded_batch_on_restart(gateway_factory
     assert orjson.loads(row["meta"])["batch_id"] == batch.id
 
 
+def test_a_gateway_killed_while_submitting_adopts_the_batch_the_provider_accepted(gateway_factory, fake):
+    """Killed after the provider created the upstream batch but before thrifty stored its id: the
+    restarted gateway finds that batch by the job id in its metadata instead of submitting again."""
+    fake.batch_api.create_delay_s = 3.0  # the provider creates the batch, then answers slowly
+    first = gateway_factory(config(fake, poll_interval_s=0.05))
+    client = sdk(first)
+    uploaded = client.files.create(file=("in.jsonl", jsonl("gpt-4o-mini", ["adopt me"])), purpose="batch")
+    batch = client.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+
+    def upstream() -> list[dict]:  # the fake keeps other tests' batches too
+        tagged = [
+            b for b in list(fake.batch_api.batches.values()) if b["metadata"] == {"thrifty_batch": batch.id}
+        ]
+        return tagged
+
+    deadline = time.monotonic() + 20
+    while not upstream():
+        assert time.monotonic() < deadline, "the batch was never submitted upstream"
+        time.sleep(0.02)
+    first.stop(signal.SIGKILL)  # while the provider still holds its answer
+    fake.batch_api.create_delay_s = 0.0
+    second = gateway_factory(config(fake))  # same directory: same ledger and batch store
+    done, _ = wait_done(sdk(second), batch.id)
+    assert done.status == "completed" and done.request_counts.completed == 1
+    assert len(upstream()) == 1  # adopted, not submitted again
+    answers = output(sdk(second), done.output_file_id)
+    assert [a["response"]["body"]["choices"][0]["message"]["content"] for a in answers.values()] == [
+        "echo: adopt me"
+    ]
+    (row,) = ledger_rows(second.ledger_path, expect=1)
+    assert orjson.loads(row["meta"])["batch_id"] == batch.id
+
+
 def test_a_killed_gateway_resumes_its_local_batch_without_resending_answered_lines(gateway_factory, fake):
     questions = [f"line {i}" for i in range(6)]
     with FakeProvider(batch_api=False) as plain:

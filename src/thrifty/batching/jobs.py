@@ -127,6 +127,8 @@ class JobRunner:
         if body is None:
             return
         upstream = self.store.upstream(batch_id)
+        if upstream is not None and upstream.get("batch_id") is None:
+            upstream = await self._adopt(body, upstream)  # a submission interrupted by a crash
         if upstream is not None:
             await self._follow(body, upstream)
             return
@@ -167,12 +169,33 @@ class JobRunner:
     ) -> dict[str, Any]:
         client = dep.provider.batch_api()
         requests = [(f"r{i}", ln.body) for i, ln in enumerate(lines)]  # ids every provider accepts
-        upstream_id = await client.submit(requests, dep.model, body["id"])
-        upstream = {"model": name, "deployment": dep.key, "batch_id": upstream_id}
+        upstream: dict[str, Any] = {"model": name, "deployment": dep.key, "batch_id": None}
+        self.store.set_upstream(body["id"], upstream)  # submitting: a restart looks for it first
+        try:
+            upstream["batch_id"] = await client.submit(requests, dep.model, body["id"])
+        except UpstreamError:
+            self.store.set_upstream(body["id"], None)
+            raise
         self.store.set_upstream(body["id"], upstream)
         body.update(status="in_progress", in_progress_at=int(time.time()))
         self._save(body)
         return upstream
+
+    async def _adopt(self, body: dict[str, Any], upstream: dict[str, Any]) -> dict[str, Any] | None:
+        """After a crash mid-submission: the upstream batch the provider did accept (found by the
+        job's id), or None to submit afresh (it never arrived, or the provider cannot tell)."""
+        try:
+            found = await self._deployment(upstream).provider.batch_api().find(body["id"])
+        except (ThriftyError, UpstreamError) as exc:
+            log.warning("batch %s: cannot look for its interrupted submission: %s", body["id"], exc)
+            found = None
+        if found is None:
+            self.store.set_upstream(body["id"], None)
+            return None
+        log.info("batch %s: adopting upstream batch %s submitted before a crash", body["id"], found)
+        adopted = {**upstream, "batch_id": found}
+        self.store.set_upstream(body["id"], adopted)
+        return adopted
 
     def _deployment(self, upstream: dict[str, Any]) -> Deployment:
         for _, dep in self.gateway.pool.candidates(upstream["model"]):

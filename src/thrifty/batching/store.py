@@ -153,8 +153,11 @@ class BatchStore:
         rows = self._all("SELECT upstream FROM batches WHERE id = ?", (batch_id,))
         return orjson.loads(rows[0]["upstream"]) if rows and rows[0]["upstream"] else None
 
-    def set_upstream(self, batch_id: str, upstream: dict[str, Any]) -> None:
-        self._run("UPDATE batches SET upstream = ? WHERE id = ?", (orjson.dumps(upstream).decode(), batch_id))
+    def set_upstream(self, batch_id: str, upstream: dict[str, Any] | None) -> None:
+        """Where the job runs at the provider; `batch_id` None while it is being submitted; None: not
+        forwarded (or a submission to retry)."""
+        value = None if upstream is None else orjson.dumps(upstream).decode()
+        self._run("UPDATE batches SET upstream = ? WHERE id = ?", (value, batch_id))
 
     def save_line(self, batch_id: str, line: int, ok: bool, output: bytes) -> None:
         """Record one answered (and booked) line, so a process resuming the batch never sends or books it

@@ -58,6 +58,10 @@ class AnthropicBatchClient:
         created = loads_json(await self._call("POST", self._url(), {"requests": items}), "message batch")
         return str(created["id"])
 
+    async def find(self, tag: str) -> str | None:
+        """Message batches carry no metadata to find a lost submission by."""
+        return None
+
     async def _remote(self, batch_id: str) -> Body:
         return loads_json(await self._call("GET", self._url(f"/{batch_id}")), "message batch")
 

@@ -44,6 +44,10 @@ class BatchClient(Protocol):
     async def submit(self, requests: list[tuple[str, Body]], model: str, tag: str) -> str:
         """Start a batch of (custom_id, OpenAI chat body) for upstream `model`; return its id."""
 
+    async def find(self, tag: str) -> str | None:
+        """The id of a batch this provider already holds for `tag` (submitted by a process that died
+        before it stored the id), or None: when the provider cannot tell, None."""
+
     async def poll(self, batch_id: str) -> BatchStatus: ...
 
     async def results(self, batch_id: str) -> list[BatchResult]: ...

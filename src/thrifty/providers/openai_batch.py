@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 NO_BATCH_API = (404, 405, 501)
 """Statuses meaning the provider has no batch API (vLLM, Ollama, …)."""
 ENDPOINT = "/v1/chat/completions"
+FIND_PAGES = 10  # a lost submission is looked for among the newest 1,000 batches
 _STATUS = {"validating": "in_progress", "finalizing": "in_progress", "cancelling": "cancelling"}
 
 
@@ -81,6 +82,21 @@ class OpenAIBatchClient:
             await self._call("POST", "/batches", data=orjson.dumps(body), headers=headers), "batch"
         )
         return str(created["id"])
+
+    async def find(self, tag: str) -> str | None:
+        """Looks through the newest `FIND_PAGES` pages of /batches for the `thrifty_batch` tag that
+        `submit` puts in each batch's metadata."""
+        after: str | None = None
+        for _ in range(FIND_PAGES):
+            query = "?limit=100" + (f"&after={after}" if after else "")
+            page = loads_json(await self._call("GET", "/batches" + query), "batch list")
+            for batch in page.get("data") or []:
+                if (batch.get("metadata") or {}).get("thrifty_batch") == tag:
+                    return str(batch["id"])
+            after = page.get("last_id")
+            if not page.get("has_more") or not after:
+                return None
+        return None
 
     async def _remote(self, batch_id: str) -> Body:
         return loads_json(await self._call("GET", f"/batches/{batch_id}"), "batch")

@@ -12,6 +12,7 @@ a JSON array with, for each framed request, the answer that request would get on
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,10 @@ def batched_answer(text: str) -> str | None:
     return orjson.dumps(answers).decode()
 
 
+def _public(batch: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in batch.items() if not k.startswith("_")}
+
+
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
@@ -60,6 +65,7 @@ class FakeBatchApi:
         self.files: dict[str, tuple[dict[str, Any], bytes]] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self.create_delay_s = 0.0  # hold the answer to POST /v1/batches after creating the batch
 
     def register(self, app: web.Application) -> None:
         app.router.add_post("/v1/files", self.upload)
@@ -136,13 +142,31 @@ class FakeBatchApi:
             "metadata": body.get("metadata"),
         }
         with self._lock:
+            batch["_order"] = len(self.batches)
             self.batches[batch["id"]] = batch
-        return _json(batch)
+        if self.create_delay_s:
+            await asyncio.sleep(self.create_delay_s)
+        return _json(_public(batch))
 
     async def list(self, request: web.Request) -> web.Response:
+        """Newest first, `limit` per page (default 20), `after` = the last id of the previous page."""
         self._log(request)
-        data = sorted(self.batches.values(), key=lambda b: b["created_at"], reverse=True)
-        return _json({"object": "list", "data": data, "has_more": False})
+        data = sorted(self.batches.values(), key=lambda b: b["_order"], reverse=True)
+        after = request.query.get("after")
+        if after is not None:
+            ids = [b["id"] for b in data]
+            data = data[ids.index(after) + 1 :] if after in ids else []
+        limit = int(request.query.get("limit", "20"))
+        page = [_public(b) for b in data[:limit]]
+        return _json(
+            {
+                "object": "list",
+                "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": len(data) > limit,
+            }
+        )
 
     async def retrieve(self, request: web.Request) -> web.Response:
         self._log(request)
@@ -155,7 +179,7 @@ class FakeBatchApi:
             batch["request_counts"]["total"] = len(lines)
         elif batch["status"] == "in_progress":
             self._complete(batch)
-        return _json(batch)
+        return _json(_public(batch))
 
     async def cancel(self, request: web.Request) -> web.Response:
         self._log(request)
@@ -164,7 +188,7 @@ class FakeBatchApi:
             return _json(openai_error(404, "no such batch"), 404)
         if batch["status"] in ("validating", "in_progress"):
             batch.update(status="cancelled", cancelled_at=int(time.time()))
-        return _json(batch)
+        return _json(_public(batch))
 
     def _lines(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
         raw = self.files[batch["input_file_id"]][1]

@@ -29,7 +29,7 @@ import orjson
 from aiohttp import web
 
 from thrifty.testing.fake_anthropic import anthropic_error, anthropic_message, anthropic_stream_events
-from thrifty.testing.fake_batch import register_batch_routes
+from thrifty.testing.fake_batch import FakeBatchApi, register_batch_routes
 from thrifty.testing.fake_prefix_cache import PrefixCache
 from thrifty.testing.fake_scripts import Behaviour, BehaviourError, ScriptState
 from thrifty.testing.fake_wire import (
@@ -99,8 +99,8 @@ class FakeProviderApp:
         self.app.router.add_post("/_default", self._default)
         self.app.router.add_post("/_reset", self._reset)
         self.app.router.add_get("/_requests", self._requests)
-        if batch_api:  # OpenAI Files + Batches and Anthropic Message Batches
-            register_batch_routes(self)
+        # OpenAI Files + Batches and Anthropic Message Batches
+        self.batch_api = register_batch_routes(self) if batch_api else None
 
     # ------------------------------------------------------------------ control endpoints
 
@@ -286,6 +286,11 @@ class FakeProvider:
     @property
     def state(self) -> ScriptState:
         return self._server.state
+
+    @property
+    def batch_api(self) -> FakeBatchApi | None:
+        """The in-memory batch endpoints (tests read their batches and set their knobs)."""
+        return self._server.batch_api
 
     @property
     def url(self) -> str:
