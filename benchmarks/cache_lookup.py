@@ -1,7 +1,7 @@
 """Semantic cache lookup latency (embed + search + verify) at N stored entries, one scope.
 
     python benchmarks/cache_lookup.py [--entries 100000] [--queries 300]
-        [--pairs ../shared/data/cache/qqp_pairs.jsonl]
+        [--pairs ../shared/data/cache/qqp_pairs.jsonl] [--verifier FILE]
 
 Stored entries: the first `--real` questions (side `a`) of the QQP pairs file, embedded with the bundled
 MiniLM, plus filler vectors drawn around them (embedding 100k real questions takes too long on one
@@ -108,6 +108,7 @@ def main() -> None:
     parser.add_argument("--real", type=int, default=2_000)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--pairs", default=str(ROOT.parent / "shared" / "data" / "cache" / "qqp_pairs.jsonl"))
+    parser.add_argument("--verifier", default=None, help="verifier file (default: the bundled model)")
     args = parser.parse_args()
 
     embedder = get_embedder()
@@ -117,8 +118,8 @@ def main() -> None:
     vectors = embedder.embed(questions)
     print(f"embedded {len(questions)} real questions in {time.perf_counter() - t:.1f} s")
     queries = [p["b"] for p in pairs[: args.queries]]
-    verifier = load_default_verifier(None)
-    print(f"verifier: {type(verifier).__name__}")
+    verifier = load_default_verifier(args.verifier)
+    print(f"verifier: {type(verifier).__name__} ({args.verifier or 'bundled'})")
     query_vectors, embed_ms = embed_queries(embedder.embed_one, queries)
 
     with tempfile.TemporaryDirectory() as tmp:
