@@ -13,23 +13,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from thrifty.cache.verify import checks
-from thrifty.cache.verify.align import WordVectors
-from thrifty.cache.verify.features import DENSE, fit_idf
-from thrifty.cache.verify.fitting import SparseRows, fit_lexical
-from thrifty.cache.verify.head import Whitening, head_features
+from thrifty.cache.verify.features import DENSE
+from thrifty.cache.verify.fitting import SparseRows
+from thrifty.cache.verify.head import head_features
 from thrifty.cache.verify.pairs import Pair, read_pairs, select
 from thrifty.cache.verify.train import (
-    TrainingSet,
     TrainSettings,
+    build,
     combiner_matrix,
     fit_later_stages,
     lexical_matrices,
-    out_of_fold_logits,
+    pair_matrices,
     pair_vectors,
     with_cosines,
 )
@@ -69,26 +67,17 @@ def run(
     from thrifty.cache.evaluate import choose_threshold, pair_stats
 
     train, dev = select(pairs, "train"), select(pairs, "dev")
-    idf = fit_idf([t for p in train for t in (p.a, p.b)])
-    words = WordVectors.bundled()
-    dense, sparse, labels = lexical_matrices(train, idf, words)
-    dev_dense, dev_sparse, dev_labels = lexical_matrices(dev, idf, words)
+    shared = pair_matrices(train, cache, TrainSettings())
+    dev_dense, dev_sparse, dev_labels = lexical_matrices(dev, shared.idf, shared.words)
     held = [DENSE.index(name) for name in drop]
-    dense[:, held] = 0.0
+    shared.dense[:, held] = 0.0
     dev_dense[:, held] = 0.0
-    u, v = pair_vectors(train, cache)
     dev_u, dev_v = pair_vectors(dev, cache)
-    cosines = np.einsum("ij,ij->i", u, v)
-    whitening = Whitening.fit(np.vstack([u, v]))
     results = []
     for seed in seeds:
         s = TrainSettings(seed=seed)
-        oof = out_of_fold_logits(dense, sparse, labels, idf, s)
-        model = replace(fit_lexical(dense, sparse, labels, idf, s), words=words, min_cosine=s.min_cosine)
-        model.wmean, model.wmatrix = whitening.mean, whitening.matrix
-        near = np.flatnonzero(cosines >= s.min_cosine)
-        rows = combiner_matrix(oof[near], with_cosines(dense[near], cosines[near]))
-        fit_later_stages(model, TrainingSet(rows, u[near], v[near], labels[near]), s)
+        model, data = build(shared, s)
+        fit_later_stages(model, data, s)
         scores = dev_scores(model, dev_dense, dev_sparse, dev_u, dev_v, dev)
         truth = dev_labels.astype(bool).tolist()
         stats = pair_stats(scores.tolist(), truth, choose_threshold(scores.tolist(), truth, 0.95))
