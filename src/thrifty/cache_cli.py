@@ -53,10 +53,10 @@ def _cache(directory: str | None) -> Any:
 
 def _model(path: str | None) -> Any:
     from thrifty.cache.verify import DEFAULT_PATH
-    from thrifty.cache.verify.ensemble import read_model
+    from thrifty.cache.verify.model import VerifierModel
 
     try:
-        return read_model(path or DEFAULT_PATH)
+        return VerifierModel.load(path or DEFAULT_PATH)
     except (OSError, ValueError, KeyError) as exc:
         raise click.BadParameter(f"cannot load verifier: {exc}", param_hint="--verifier") from exc
 
@@ -80,9 +80,6 @@ def cache_group() -> None:
 @click.option("--head-seeds", type=click.IntRange(min=1), default=5, show_default=True,
               help="MLPs (one per seed) averaged into the head.")  # fmt: skip
 @click.option("--head-alpha", type=click.FloatRange(min=0.0), default=None, help="The head's L2 penalty.")
-@click.option("--members", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Pipelines trained with different seeds and averaged into one ensemble model "
-              "(each costs its learned stages again per verified candidate).")  # fmt: skip
 @click.option("--cross-fit", "cross_fit", type=click.IntRange(min=2), default=None,
               help="Also learn from the dev split and write a calibrated model: K models trained on "
               "train + K-1 dev folds score the K-th; the operating point is chosen on those "
@@ -102,7 +99,6 @@ def train_command(
     head_hidden: int,
     head_seeds: int,
     head_alpha: float | None,
-    members: int,
     cross_fit: int | None,
     target_precision: float | None,
     vetoes: str,
@@ -125,7 +121,7 @@ def train_command(
     chosen_vetoes = _vetoes(vetoes)
 
     settings = TrainSettings(
-        train_pairs=train_pairs, folds=folds, head_hidden=head_hidden, head_seeds=head_seeds, members=members
+        train_pairs=train_pairs, folds=folds, head_hidden=head_hidden, head_seeds=head_seeds
     )
     if epochs is not None:
         settings = replace(settings, epochs=epochs)

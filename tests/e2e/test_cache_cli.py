@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from thrifty.cache.evaluate import verifier_scores
@@ -246,34 +245,3 @@ def test_train_cross_fit_writes_a_calibrated_model(workdir: Path) -> None:
     assert proc.returncode == 2 and "--cross-fit and --target-precision together" in proc.stderr
     proc = run("train", "--pairs", str(pairs_file), "--out", str(out), "--vetoes", "auto", check=False)
     assert proc.returncode == 2 and "--vetoes needs --cross-fit" in proc.stderr
-
-
-def test_train_members_writes_an_ensemble_the_gateway_serves(workdir: Path) -> None:
-    from thrifty.cache.verify.ensemble import EnsembleModel
-
-    pairs_file = workdir / "synthetic-members.jsonl"
-    pairs_file.write_text("".join(json.dumps(r) + "\n" for r in synthetic_pairs()))
-    emb, out = workdir / "emb", workdir / "members.npz"
-    tiny = ("--epochs", "2", "--folds", "3", "--head-hidden", "4", "--head-seeds", "1")
-    run("train", "--pairs", str(pairs_file), "--out", str(out), *tiny, "--members", "2",
-        "--embed-cache", str(emb))  # fmt: skip
-    run("calibrate", "--pairs", str(pairs_file), "--verifier", str(out), "--target-precision", "0.8",
-        "--embed-cache", str(emb))  # fmt: skip
-    model = load_verifier(str(out))
-    assert isinstance(model, EnsembleModel) and len(model.members) == 2
-    assert model.meta["settings"]["members"] == 2 and model.threshold is not None
-    # different seeds: the members are different models, and the ensemble scores their mean
-    first, second = model.members
-    assert not np.array_equal(first.hw1, second.hw1)
-    pair = read_pairs(pairs_file)[0]
-    u, v = pair_vectors([pair], EmbeddingCache(get_embedder(), str(emb)))
-    cosine = float(u[0] @ v[0])
-    mean = sum(m.learned(_features(m, pair, cosine), u[0], v[0]) for m in model.members) / 2
-    assert model.score(pair.b, pair.a, cosine, u[0], v[0]) in (0.0, 1.0, pytest.approx(mean))
-
-
-def _features(model, pair, cosine):
-    from thrifty.cache.verify import checks
-    from thrifty.cache.verify.features import extract
-
-    return extract(checks.analyze(pair.b), checks.analyze(pair.a), cosine, model.idf, model.words)

@@ -23,7 +23,7 @@ from thrifty.cache.verify.train import pair_vectors
 from thrifty.evaluate.bounds import wilson_lower, z_of
 
 if TYPE_CHECKING:
-    from thrifty.cache.verify.model import Calibrated
+    from thrifty.cache.verify.model import VerifierModel
     from thrifty.embed.diskcache import EmbeddingCache
 
 
@@ -90,7 +90,7 @@ def pair_stats(scores: Sequence[float], labels: Sequence[bool], threshold: float
 
 # -- scoring -----------------------------------------------------------------------------------------
 def verifier_scores(
-    model: Calibrated, pairs: Sequence[Pair], vectors: tuple[Any, Any], with_vectors: bool = True
+    model: VerifierModel, pairs: Sequence[Pair], vectors: tuple[Any, Any], with_vectors: bool = True
 ) -> tuple[list[float], list[float]]:
     """(verifier scores, cosines). The query is the pair's `b`, the stored candidate its `a` (as in
     the lookup view); `with_vectors=False` scores as a caller that passes no embedding vectors."""
@@ -144,14 +144,14 @@ def choose_vetoes(
 
 
 def calibrate(
-    model: Calibrated,
+    model: VerifierModel,
     pairs: Sequence[Pair],
     cache: EmbeddingCache,
     target: float,
     limit: int | None,
     vetoes: str | tuple[str, ...] = "keep",
     confidence: float = DEFAULT_CONFIDENCE,
-) -> Calibrated:
+) -> VerifierModel:
     """The model with the operating point for `target` (at `confidence`) chosen on the dev split (and
     the cosine baseline's point on the same pairs, kept for `eval` to compare against). `vetoes`:
     "keep" the model's hard checks, "auto" keeps those that help on dev (`choose_vetoes`), or an
@@ -186,13 +186,13 @@ class DevScores:
 
 
 def calibrate_scores(
-    model: Calibrated,
+    model: VerifierModel,
     dev: Sequence[Pair],
     scored: DevScores,
     target: float,
     vetoes: str | tuple[str, ...] = "keep",
     confidence: float = DEFAULT_CONFIDENCE,
-) -> Calibrated:
+) -> VerifierModel:
     """`calibrate` on dev scores computed elsewhere (by `model` itself, or out of fold by
     `crossfit.cross_fit`): the vetoes, the threshold for `target` and the text-only point."""
     from dataclasses import replace
@@ -254,7 +254,7 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 
 def lookup(
-    model: Calibrated,
+    model: VerifierModel,
     pairs: Sequence[Pair],
     all_pairs: Sequence[Pair],
     cache: EmbeddingCache,
@@ -306,7 +306,7 @@ def sample_queries(queries: Sequence[str], n: int) -> list[str]:
 
 
 def _latency(
-    model: Calibrated,
+    model: VerifierModel,
     index: Any,
     stored_rows: Any,
     stored: Sequence[str],
@@ -339,7 +339,7 @@ def _latency(
 
 # -- the report --------------------------------------------------------------------------------------
 def evaluate(
-    model: Calibrated,
+    model: VerifierModel,
     pairs: Sequence[Pair],
     cache: EmbeddingCache,
     split: str,

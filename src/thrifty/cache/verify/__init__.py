@@ -23,9 +23,9 @@ DEFAULT_PATH = Path(__file__).with_name("default_verifier.npz")
 
 def load_verifier(path: str | None = None) -> Verifier:
     """The verifier in `path`, or the bundled default model when path is None."""
-    from thrifty.cache.verify.ensemble import read_model
+    from thrifty.cache.verify.model import VerifierModel
 
-    model = read_model(path or DEFAULT_PATH)
+    model = VerifierModel.load(path or DEFAULT_PATH)
     if model.threshold is None:
         raise ValueError(f"{path or DEFAULT_PATH}: verifier is not calibrated; run `thrifty cache calibrate`")
     return model

@@ -31,7 +31,7 @@ from thrifty.cache.verify.pairs import Pair, sample, select
 from thrifty.cache.verify.train import TrainSettings, fit_pairs, pair_vectors
 
 if TYPE_CHECKING:
-    from thrifty.cache.verify.model import Calibrated
+    from thrifty.cache.verify.model import VerifierModel
     from thrifty.embed.diskcache import EmbeddingCache
 
 
@@ -86,7 +86,7 @@ def cross_fit(
     folds: int = 5,
     settings: TrainSettings | None = None,
     confidence: float = DEFAULT_CONFIDENCE,
-) -> Calibrated:
+) -> VerifierModel:
     """The calibrated model: trained on train + dev, its operating point chosen on out-of-fold dev
     scores. Reads only the train and dev splits of `pairs`."""
     s = settings or TrainSettings()

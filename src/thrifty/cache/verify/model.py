@@ -41,82 +41,8 @@ _HEAD = ("hw1", "hb1", "hw2")  # optional embedding head (absent in text-only mo
 _WHITENING = ("wmean", "wmatrix")  # present when a head input is whitened
 
 
-def prescreen(
-    query: str, candidate: str, cosine: float, min_cosine: float, vetoes: tuple[str, ...]
-) -> float | tuple[checks.Analysis, checks.Analysis]:
-    """0.0 or 1.0 when the pair is decided before any learned stage (below the cosine floor, vetoed,
-    the same wording), else the two texts' analyses for the learned stages."""
-    if cosine < min_cosine:
-        return 0.0
-    q, c = checks.analyze(query), checks.analyze(candidate)
-    if checks.vetoes(q, c, vetoes):
-        return 0.0
-    if checks.same_wording(query, candidate):
-        # the same words in the same order: only case or punctuation differ. QQP's negatives are
-        # sampled among near-identical questions, so the learned stages distrust high overlap;
-        # identical wording is the one case where that bias must not apply.
-        return 1.0
-    return q, c
-
-
-class Calibrated:
-    """The operating point of a scoring model (`VerifierModel`, `EnsembleModel`): its threshold with
-    vectors and, for a model with a head, the text-only fallback's."""
-
-    threshold: float | None
-    text_threshold: float | None
-    vetoes: tuple[str, ...]
-    meta: dict[str, Any]
-    oof: OutOfFold | None
-
-    @property
-    def has_head(self) -> bool:
-        raise NotImplementedError
-
-    def save(self, path: str | Path) -> None:
-        raise NotImplementedError
-
-    def uses_head(self, query_vector: np.ndarray | None, candidate_vector: np.ndarray | None) -> bool:
-        return self.has_head and query_vector is not None and candidate_vector is not None
-
-    def score(
-        self,
-        query: str,
-        candidate: str,
-        cosine: float,
-        query_vector: np.ndarray | None = None,
-        candidate_vector: np.ndarray | None = None,
-    ) -> float:
-        raise NotImplementedError
-
-    def accept(
-        self,
-        query: str,
-        candidate: str,
-        cosine: float,
-        query_vector: np.ndarray | None = None,
-        candidate_vector: np.ndarray | None = None,
-    ) -> tuple[bool, float]:
-        if self.threshold is None:
-            raise ValueError("verifier is not calibrated: run `thrifty cache calibrate` on it first")
-        value = self.score(query, candidate, cosine, query_vector, candidate_vector)
-        with_head = self.uses_head(query_vector, candidate_vector)
-        threshold = self.threshold if with_head or not self.has_head else self.text_threshold
-        if threshold is None:
-            raise ValueError("verifier has no text-only threshold: rerun `thrifty cache calibrate`")
-        return value >= threshold and value > 0.0, value
-
-    def with_threshold(self, threshold: float, text_threshold: float | None = None, **meta: Any) -> Any:
-        return replace(
-            self,  # type: ignore[type-var]
-            threshold=float(threshold),
-            text_threshold=None if text_threshold is None else float(text_threshold),
-            meta={**self.meta, **meta},
-        )
-
-
 @dataclass
-class VerifierModel(Calibrated):
+class VerifierModel:
     idf: np.ndarray  # (BUCKETS,) word weights
     mean: np.ndarray  # (len(LEXICAL),) feature standardisation
     std: np.ndarray
@@ -194,6 +120,9 @@ class VerifierModel(Calibrated):
             return None
         return Whitening(self.wmean, self.wmatrix)
 
+    def uses_head(self, query_vector: np.ndarray | None, candidate_vector: np.ndarray | None) -> bool:
+        return self.has_head and query_vector is not None and candidate_vector is not None
+
     def score(
         self,
         query: str,
@@ -202,23 +131,54 @@ class VerifierModel(Calibrated):
         query_vector: np.ndarray | None = None,
         candidate_vector: np.ndarray | None = None,
     ) -> float:
-        decided = prescreen(query, candidate, cosine, self.min_cosine, self.vetoes)
-        if isinstance(decided, float):
-            return decided
-        return self.learned(extract(*decided, cosine, self.idf, self.words), query_vector, candidate_vector)
-
-    def learned(self, feats: PairFeatures, u: np.ndarray | None, v: np.ndarray | None) -> float:
-        """The learned stages' probability: the head when both vectors are given, else the combiner."""
-        row = self.combiner_row(feats)
-        if self.uses_head(u, v):
+        if cosine < self.min_cosine:
+            return 0.0
+        q, c = checks.analyze(query), checks.analyze(candidate)
+        if checks.vetoes(q, c, self.vetoes):
+            return 0.0
+        if checks.same_wording(query, candidate):
+            # the same words in the same order: only case or punctuation differ. QQP's negatives are
+            # sampled among near-identical questions, so the learned stages distrust high overlap;
+            # identical wording is the one case where that bias must not apply.
+            return 1.0
+        row = self.combiner_row(extract(q, c, cosine, self.idf, self.words))
+        if self.uses_head(query_vector, candidate_vector):
             import numpy as np
 
-            return self.head(row, np.asarray(u, dtype=np.float32), np.asarray(v, dtype=np.float32))
+            u = np.asarray(query_vector, dtype=np.float32)
+            v = np.asarray(candidate_vector, dtype=np.float32)
+            return self.head(row, u, v)
         return self.combine(row)
 
+    def accept(
+        self,
+        query: str,
+        candidate: str,
+        cosine: float,
+        query_vector: np.ndarray | None = None,
+        candidate_vector: np.ndarray | None = None,
+    ) -> tuple[bool, float]:
+        if self.threshold is None:
+            raise ValueError("verifier is not calibrated: run `thrifty cache calibrate` on it first")
+        value = self.score(query, candidate, cosine, query_vector, candidate_vector)
+        with_head = self.uses_head(query_vector, candidate_vector)
+        threshold = self.threshold if with_head or not self.has_head else self.text_threshold
+        if threshold is None:
+            raise ValueError("verifier has no text-only threshold: rerun `thrifty cache calibrate`")
+        return value >= threshold and value > 0.0, value
+
+    def with_threshold(
+        self, threshold: float, text_threshold: float | None = None, **meta: Any
+    ) -> VerifierModel:
+        return replace(
+            self,
+            threshold=float(threshold),
+            text_threshold=None if text_threshold is None else float(text_threshold),
+            meta={**self.meta, **meta},
+        )
+
     # -- persistence -----------------------------------------------------------------------------
-    def stored(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """(JSON header, arrays): what `save` writes, and what an ensemble file keeps per member."""
+    def save(self, path: str | Path) -> None:
         import numpy as np
 
         header = {
@@ -241,28 +201,28 @@ class VerifierModel(Calibrated):
             arrays.update({name: np.asarray(getattr(self, name), dtype=np.float16) for name in _WHITENING})
         if self.oof is not None:
             arrays.update(self.oof.arrays())
-        return header, arrays
-
-    def save(self, path: str | Path) -> None:
-        write_npz(path, *self.stored())
+        with open(path, "wb") as handle:  # an open handle stops numpy from appending .npz
+            np.savez_compressed(handle, header=np.array(json.dumps(header)), **arrays)
 
     @classmethod
-    def from_stored(
-        cls, header: dict[str, Any], arrays: dict[str, np.ndarray], source: str | Path = "model"
-    ) -> VerifierModel:
+    def load(cls, path: str | Path) -> VerifierModel:
         import numpy as np
 
-        if header.get("format") != FORMAT:
-            raise ValueError(f"{source}: not a {FORMAT} file (format={header.get('format')!r})")
-        if header["dense"] != list(DENSE) or header["combiner"] != list(COMBINER):
-            raise ValueError(f"{source}: trained with other features; retrain with `thrifty cache train`")
-        parts = tuple(header.get("head_parts", ("absdiff", "prod")))
-        if not set(parts) <= set(PARTS):
-            raise ValueError(f"{source}: unknown head inputs {parts}; upgrade thrifty")
-        optional = (*_HEAD, *_WHITENING)
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(str(data["header"]))
+            if header.get("format") != FORMAT:
+                raise ValueError(f"{path}: not a {FORMAT} file (format={header.get('format')!r})")
+            if header["dense"] != list(DENSE) or header["combiner"] != list(COMBINER):
+                raise ValueError(f"{path}: trained with other features; retrain with `thrifty cache train`")
+            arrays = {name: data[name] for name in _ARRAYS}
+            optional = (*_HEAD, *_WHITENING)
+            arrays.update({name: data[name].astype(np.float32) for name in optional if name in data.files})
+            oof = OutOfFold.from_arrays({name: data[name] for name in data.files if name.startswith("oof_")})
+            parts = tuple(header.get("head_parts", ("absdiff", "prod")))
+            if not set(parts) <= set(PARTS):
+                raise ValueError(f"{path}: unknown head inputs {parts}; upgrade thrifty")
         return cls(
-            **{name: arrays[name] for name in _ARRAYS},
-            **{name: arrays[name].astype(np.float32) for name in optional if name in arrays},
+            **arrays,
             b2=float(header["b2"]),
             min_cosine=float(header.get("min_cosine", -1.0)),
             threshold=header["threshold"],
@@ -271,23 +231,5 @@ class VerifierModel(Calibrated):
             head_parts=parts,
             vetoes=tuple(header["vetoes"]),
             meta=header["meta"],
-            oof=OutOfFold.from_arrays({name: a for name, a in arrays.items() if name.startswith("oof_")}),
+            oof=oof,
         )
-
-    @classmethod
-    def load(cls, path: str | Path) -> VerifierModel:
-        return cls.from_stored(*read_npz(path), source=path)
-
-
-def write_npz(path: str | Path, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-    import numpy as np
-
-    with open(path, "wb") as handle:  # an open handle stops numpy from appending .npz
-        np.savez_compressed(handle, header=np.array(json.dumps(header)), **arrays)
-
-
-def read_npz(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    import numpy as np
-
-    with np.load(path, allow_pickle=False) as data:
-        return json.loads(str(data["header"])), {name: data[name] for name in data.files if name != "header"}

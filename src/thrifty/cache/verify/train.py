@@ -27,11 +27,9 @@ from thrifty.cache.verify.pairs import Pair, sample, select
 if TYPE_CHECKING:
     import numpy as np
 
-    from thrifty.cache.verify.ensemble import EnsembleModel
     from thrifty.cache.verify.model import VerifierModel
     from thrifty.embed.diskcache import EmbeddingCache
 
-MEMBER_SEED_STEP = 1000  # apart enough that members share no head seed
 _COSINE = DENSE.index("cosine")
 _COSINE_SQ = DENSE.index("cosine_sq")
 
@@ -53,7 +51,6 @@ class TrainSettings:
     head_seeds: int = 5  # MLPs averaged into the head
     head_parts: tuple[str, ...] = ("absdiff", "prod", "white_absdiff", "white_prod", "white_cos", "sum")
     seed: int = 0
-    members: int = 1  # pipelines (seeds seed, seed + MEMBER_SEED_STEP, …) averaged into an ensemble
 
 
 def _log(message: str) -> None:
@@ -193,37 +190,23 @@ def fit_later_stages(model: VerifierModel, data: TrainingSet, s: TrainSettings) 
 
 def train(
     pairs: Sequence[Pair], cache: EmbeddingCache, settings: TrainSettings | None = None
-) -> VerifierModel | EnsembleModel:
+) -> VerifierModel:
     """The verifier trained on the train split of `pairs` (uncalibrated)."""
     s = settings or TrainSettings()
     return fit_pairs(sample(select(pairs, "train"), s.train_pairs), cache, s)
 
 
-def fit_pairs(
-    train_pairs: Sequence[Pair], cache: EmbeddingCache, s: TrainSettings
-) -> VerifierModel | EnsembleModel:
+def fit_pairs(train_pairs: Sequence[Pair], cache: EmbeddingCache, s: TrainSettings) -> VerifierModel:
     """Every stage trained on exactly `train_pairs`, whatever their split (`train` and the
-    cross-fitting of `crossfit.py` choose them): one pipeline, or `s.members` of them with seeds
-    `s.seed`, `s.seed + 1000`, … averaged into an ensemble."""
-    from dataclasses import replace
-
-    from thrifty.cache.verify.ensemble import EnsembleModel
-
+    cross-fitting of `crossfit.py` choose them)."""
     if len(train_pairs) < 2 * s.folds:
         raise ValueError(f"too few train pairs ({len(train_pairs)}) for {s.folds} folds")
-    shared = pair_matrices(train_pairs, cache, s)
-    members, near = [], 0
-    for k in range(s.members):
-        model, data = build(shared, replace(s, seed=s.seed + MEMBER_SEED_STEP * k))
-        members.append(fit_later_stages(model, data, s))
-        near = len(data.labels)
-    meta = {
+    model, data = build(pair_matrices(train_pairs, cache, s), s)
+    fit_later_stages(model, data, s)
+    model.meta = {
         "train_pairs": len(train_pairs),
-        "pairs_above_min_cosine": near,
+        "pairs_above_min_cosine": len(data.labels),
         "embedder": cache.embedder_id,
         "settings": s.__dict__,
     }
-    if len(members) == 1:
-        members[0].meta = meta
-        return members[0]
-    return EnsembleModel(tuple(members), meta=meta)
+    return model
