@@ -250,5 +250,7 @@ def test_out_of_fold_scores_replace_only_the_pairs_they_know(tmp_path):
     loaded = VerifierModel.load(path)
     assert loaded.oof is not None
     assert loaded.oof.override(seen, [0, 0], [0, 0]) == ([0.25, 0.5], [0.125, 0.375], 2)
-    model.save(path)
+    dataclasses.replace(model, oof=None).save(path)
     assert VerifierModel.load(path).oof is None
+    # the bundled model was cross-fitted: it carries an out-of-fold score for every dev pair it learned from
+    assert model.oof is not None and len(model.oof.digests) == model.meta["cross_fit"]["dev_pairs"]
