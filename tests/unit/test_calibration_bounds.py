@@ -49,15 +49,19 @@ def test_ratio_lower_degenerate_inputs():
     assert ratio_lower(np.ones(10), np.ones(10), 2.0) == pytest.approx(1.0)
 
 
-def _runner(scores: np.ndarray, costs: np.ndarray, ref: Reference):
-    """Knob k: the first k rows go to the weak model (0), the rest to the strong one (1)."""
-    rows = np.arange(len(scores))
+def _pick(scores: np.ndarray, target: Target):
+    """Knob k sends the first k rows to the weak model (column 0, cost 0.01) and the rest to the
+    strong one (column 1, cost 1): the knob `pick` chooses, with its figures."""
+    n = len(scores)
+    costs = np.column_stack([np.full(n, 0.01), np.full(n, 1.0)])
+    ref = Reference.of(scores, costs)
+    rows = np.arange(n)
 
     def run(k: float) -> Outcome:
         choice = (rows >= int(k)).astype(int)
         return Outcome(point(choice, scores, costs, ref), scores[rows, choice], choice == ref.strong)
 
-    return run
+    return pick(list(range(n + 1)), run, target, ref, scores[:, 1])
 
 
 def test_higher_confidence_buys_a_safer_knob():
@@ -68,12 +72,8 @@ def test_higher_confidence_buys_a_safer_knob():
     strong = (rng.random(n) < 0.85).astype(float)
     weak = strong * (rng.random(n) < 0.8)
     scores = np.column_stack([weak, strong])
-    costs = np.column_stack([np.full(n, 0.01), np.full(n, 1.0)])
-    ref = Reference.of(scores, costs)
-    run = _runner(scores, costs, ref)
-    knobs = list(range(n + 1))
-    point_pick = pick(knobs, run, Target("quality", 0.9, 0.5), ref, scores[:, 1])
-    safe_pick = pick(knobs, run, Target("quality", 0.9, 0.9), ref, scores[:, 1])
+    point_pick = _pick(scores, Target("quality", 0.9, 0.5))
+    safe_pick = _pick(scores, Target("quality", 0.9, 0.9))
     assert point_pick is not None and safe_pick is not None
     assert safe_pick[0] < point_pick[0]  # fewer rows sent to the weak model
     assert safe_pick[1]["bound"] >= 0.9 and safe_pick[1]["quality_share_of_strong"] > 0.9
@@ -81,14 +81,9 @@ def test_higher_confidence_buys_a_safer_knob():
 
 
 def test_strong_share_budget_uses_the_upper_bound():
-    n = 200
-    scores = np.column_stack([np.zeros(n), np.ones(n)])
-    costs = np.column_stack([np.full(n, 0.01), np.full(n, 1.0)])
-    ref = Reference.of(scores, costs)
-    run = _runner(scores, costs, ref)
-    knobs = list(range(n + 1))
-    loose = pick(knobs, run, Target("strong", 0.3, 0.5), ref, scores[:, 1])
-    safe = pick(knobs, run, Target("strong", 0.3, 0.95), ref, scores[:, 1])
+    scores = np.column_stack([np.zeros(200), np.ones(200)])
+    loose = _pick(scores, Target("strong", 0.3, 0.5))
+    safe = _pick(scores, Target("strong", 0.3, 0.95))
     assert loose is not None and safe is not None
     assert loose[1]["strong_share"] == pytest.approx(0.3)  # exactly the budget
     assert safe[1]["strong_share"] < 0.3 and safe[1]["bound"] <= 0.3
