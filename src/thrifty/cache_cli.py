@@ -299,6 +299,13 @@ def eval_command(
         report = evaluate(model, _pairs(pairs_path), _cache(embed_cache), split, limit, latency_queries)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    if report["pairs_trained_on"]:
+        click.echo(
+            f"warning: the verifier learned from {report['pairs_trained_on']} of these {report['pairs']} "
+            "pairs (cross-fitted on the dev split): its figures on them are in-sample. "
+            "Evaluate on --split test.",
+            err=True,
+        )
     if as_json:
         import orjson
 

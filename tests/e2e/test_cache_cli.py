@@ -224,7 +224,10 @@ def test_train_cross_fit_writes_a_calibrated_model(workdir: Path) -> None:
     assert f"vetoes: {', '.join(model.vetoes) or 'none'}" in proc.stdout
     proc = run("eval", "--pairs", str(pairs_file), "--verifier", str(out), "--split", "all", "--json",
                "--latency-queries", "0", "--embed-cache", str(emb))  # fmt: skip
-    assert json.loads(proc.stdout)["target_precision"] == 0.8
+    report = json.loads(proc.stdout)
+    assert report["target_precision"] == 0.8
+    # --split all includes the dev pairs the model learned from: the report says so
+    assert report["pairs_trained_on"] == len(dev) and "in-sample" in proc.stderr
 
     # re-calibrating the cross-fitted model uses the out-of-fold scores it stored, not its own
     # in-sample scores of the dev pairs it learned from: the same target gives the same point

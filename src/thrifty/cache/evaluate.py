@@ -360,6 +360,8 @@ def evaluate(
     return {
         "split": split,
         "pairs": len(chosen),
+        # pairs a cross-fitted model learned from: on those its figures are in-sample
+        "pairs_trained_on": model.oof.known(chosen) if model.oof is not None else None,
         "target_precision": model.meta.get("target_precision"),
         "verifier": pair_stats(scores, labels, model.threshold).as_dict(),
         **text,

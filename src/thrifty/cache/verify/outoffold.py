@@ -56,6 +56,11 @@ class OutOfFold:
                 text_out[position] = float(self.text[i])
         return raw_out, text_out, replaced
 
+    def known(self, pairs: Sequence[Pair]) -> int:
+        """How many of `pairs` the model learned from (it holds their out-of-fold scores)."""
+        digests = set(self.digests.tolist())
+        return sum(p.digest(SALT) in digests for p in pairs)
+
     def arrays(self) -> dict[str, np.ndarray]:
         stored = {"oof_digests": self.digests, "oof_raw": self.raw}
         return stored if self.text is None else {**stored, "oof_text": self.text}
