@@ -98,3 +98,24 @@ def test_changes_made_during_a_rebuild_are_kept():
     assert len(index) == len(expected)
     found = {index.search("big", rows[i], 1)[0][0] for i in range(700)}
     assert found <= expected and len(found) >= 0.95 * len(expected)
+
+
+def test_a_frozen_graph_takes_new_keys_in_its_overlay_and_keeps_its_storage():
+    """While a graph is rebuilt it is frozen: its storage does not change (so the rebuild copies it
+    without the index lock), new keys are searchable at once from the overlay, removals hold."""
+    rows = unit_rows(60, 16, 9)
+    scope = HnswScope(16)
+    scope.add_many(np.arange(50, dtype=np.int64), rows[:50])
+    live = scope.freeze()
+    stored = scope.index.ntotal
+    for i in range(50, 60):
+        scope.add(i, rows[i])
+    assert scope.index.ntotal == stored  # the graph was not written to
+    assert scope.search(rows[55], 1)[0][0] == 55  # an overlay key, found at once
+    assert scope.remove(55) and scope.remove(3)
+    assert 55 not in scope.dead and 3 in scope.dead  # an overlay key leaves it; a graph key dies
+    assert all(key not in (3, 55) for key, _ in scope.search(rows[3], 5) + scope.search(rows[55], 5))
+    keys, vectors = scope.snapshot(live)  # what the rebuild copies: the graph as frozen
+    assert sorted(keys.tolist()) == list(range(50)) and np.allclose(vectors[np.argsort(keys)], rows[:50])
+    keys, _ = scope.items()
+    assert sorted(keys.tolist()) == sorted(set(range(60)) - {3, 55}) and len(scope) == 58

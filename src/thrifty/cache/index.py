@@ -14,6 +14,7 @@ of it. So the index holds what the store holds, and memory stays bounded by the 
 from __future__ import annotations
 
 import threading
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -102,7 +103,9 @@ class ExactScope:
 
 class HnswScope:
     """A faiss HNSW graph (inner product on unit vectors = cosine), keyed by row id. Removed keys are
-    marked dead and skipped; the owner rebuilds the graph when too many are dead."""
+    marked dead and skipped; the owner rebuilds the graph when too many are dead. While it is rebuilt
+    the graph is frozen (`freeze`): new keys go to a small exact overlay searched beside it, so the
+    rebuild can copy the graph's vectors without holding the owner's lock."""
 
     def __init__(self, dim: int) -> None:
         import faiss
@@ -110,10 +113,12 @@ class HnswScope:
         graph = faiss.IndexHNSWFlat(dim, 16, faiss.METRIC_INNER_PRODUCT)
         graph.hnsw.efConstruction = 128
         graph.hnsw.efSearch = 64
+        self.dim = dim
         self.graph = graph  # keep a reference: the id map does not own it
         self.index = faiss.IndexIDMap(graph)
         self.live: set[int] = set()
         self.dead: set[int] = set()
+        self.overlay: ExactScope | None = None  # set while frozen
 
     def add(self, key: int, vector: np.ndarray) -> None:
         import numpy as np
@@ -125,16 +130,21 @@ class HnswScope:
 
         fresh = np.array([int(k) not in self.live for k in keys], dtype=bool)
         keys, vectors = keys[fresh], vectors[fresh]
-        if len(keys):
+        if not len(keys):
+            return
+        if self.overlay is not None:
+            self.overlay.add_many(keys, vectors)
+        else:
             self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), keys.astype(np.int64))
-            self.live.update(int(k) for k in keys)
-            self.dead.difference_update(int(k) for k in keys)
+        self.live.update(int(k) for k in keys)
+        self.dead.difference_update(int(k) for k in keys)
 
     def remove(self, key: int) -> bool:
         if key not in self.live:
             return False
         self.live.remove(key)
-        self.dead.add(key)
+        if self.overlay is None or not self.overlay.remove(key):
+            self.dead.add(key)
         return True
 
     def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
@@ -152,16 +162,35 @@ class HnswScope:
             for key, score in zip(keys[0], scores[0], strict=True)
             if key >= 0 and int(key) not in self.dead
         ]
+        if self.overlay is not None and len(self.overlay):
+            found = sorted([*found, *self.overlay.search(vector, k)], key=lambda f: -f[1])
         return found[:k]
 
-    def items(self) -> tuple[np.ndarray, np.ndarray]:
+    def freeze(self) -> set[int]:
+        """Stop writing to the graph (new keys go to the overlay) and return the live keys: the graph's
+        storage stays as it is, so `snapshot` may read it without the owner's lock."""
+        if self.overlay is None:
+            self.overlay = ExactScope(self.dim)
+        return set(self.live)
+
+    def snapshot(self, live: set[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The graph's keys among `live`, with their vectors (not the overlay's)."""
         import faiss
         import numpy as np
 
         keys = faiss.vector_to_array(self.index.id_map).astype(np.int64)
         vectors = self.graph.reconstruct_n(0, len(keys))
-        keep = np.array([int(k) in self.live for k in keys], dtype=bool)
+        keep = np.isin(keys, np.fromiter(live, dtype=np.int64, count=len(live)))
         return keys[keep], vectors[keep]
+
+    def items(self) -> tuple[np.ndarray, np.ndarray]:
+        import numpy as np
+
+        keys, vectors = self.snapshot(self.live)
+        if self.overlay is None or not len(self.overlay):
+            return keys, vectors
+        extra_keys, extra_vectors = self.overlay.items()
+        return np.concatenate([keys, extra_keys]), np.vstack([vectors, extra_vectors])
 
     def needs_rebuild(self) -> bool:
         return len(self.dead) >= max(1, DEAD_SHARE * (len(self.live) + len(self.dead)))
@@ -219,8 +248,15 @@ class VectorIndex:
 
     def _rebuild(self, scope: str) -> None:
         with self.lock:
-            keys, vectors = self.scopes[scope].items()
+            old = self.scopes[scope]
             self.journals[scope] = []
+            # a graph takes tens of ms to copy at 100k entries: frozen here, copied outside the lock;
+            # an exact scope is small (below the ANN threshold): copied at once
+            if isinstance(old, HnswScope):
+                copy = partial(old.snapshot, old.freeze())
+            else:
+                copy = partial(lambda items: items, old.items())
+        keys, vectors = copy()
         fresh: _Search = HnswScope(self.dim) if len(keys) >= self.ann_threshold // 2 else ExactScope(self.dim)
         fresh.add_many(keys, vectors)  # the slow part, outside the lock (faiss releases the GIL)
         with self.lock:
