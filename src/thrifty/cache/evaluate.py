@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 from thrifty.cache.verify.pairs import Pair, sample, select
@@ -28,8 +29,8 @@ if TYPE_CHECKING:
 
 
 # -- operating points ------------------------------------------------------------------------------
-# One-sided confidence of the calibrated precision: one Wilson standard error (z = 1)
-DEFAULT_CONFIDENCE = 0.8413447460685429
+# One-sided confidence of the calibrated precision: one Wilson standard error (z = 1, 0.841)
+DEFAULT_CONFIDENCE = NormalDist().cdf(1.0)
 
 
 def choose_threshold(
