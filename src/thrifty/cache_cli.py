@@ -200,6 +200,9 @@ def embed_command(pairs_path: str, embed_cache: str | None) -> None:
 @click.option("--vetoes", default="keep", show_default=True,
               help="Hard checks that veto a match: keep (the model's), auto (those that help on dev), "
               "none, or a comma list of numbers,negation,question_kind,entities.")  # fmt: skip
+@click.option("--band", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
+              help="For a verifier with a cross-encoder stage: the head probability from which the "
+              "cross-encoder runs (default: the model's).")  # fmt: skip
 @_CONFIDENCE
 @_LIMIT
 @_EMBED_CACHE
@@ -209,6 +212,7 @@ def calibrate_command(
     verifier_path: str | None,
     out: str | None,
     vetoes: str,
+    band: float | None,
     confidence: float | None,
     limit: int | None,
     embed_cache: str | None,
@@ -217,11 +221,13 @@ def calibrate_command(
     from thrifty.cache.evaluate import DEFAULT_CONFIDENCE, calibrate
 
     model = _model(verifier_path)
+    if band is not None and model.cross is None:
+        raise click.BadParameter("this verifier has no cross-encoder stage", param_hint="--band")
     level = DEFAULT_CONFIDENCE if confidence is None else confidence
+    chosen = _vetoes(vetoes)
     try:
-        model = calibrate(
-            model, _pairs(pairs_path), _cache(embed_cache), target_precision, limit, _vetoes(vetoes), level
-        )
+        pairs, cache = _pairs(pairs_path), _cache(embed_cache)
+        model = calibrate(model, pairs, cache, target_precision, limit, chosen, level, band)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     dev, dev_cos = model.meta["dev"], model.meta["dev_cosine"]
@@ -237,6 +243,11 @@ def calibrate_command(
             "(the model learned from them; scores stored by train --cross-fit)"
         )
     click.echo(f"vetoes: {', '.join(model.vetoes) or 'none'}")
+    if model.cross is not None:
+        click.echo(
+            f"cross-encoder band {model.cross.band}: ran on {model.meta['cross_consulted']} dev pairs "
+            "(combiner scores out of fold)"
+        )
     click.echo(
         f"threshold {model.threshold:.4f}: dev precision {_pct(dev['precision'])}, "
         f"recall {_pct(dev['recall'])} on {dev['pairs']} dev pairs "

@@ -168,8 +168,9 @@ from thrifty import route_cli  # noqa: E402
 
 main.add_command(route_cli.route)
 
-from thrifty import cache_cli  # noqa: E402
+from thrifty import cache_cli, cache_cross_cli  # noqa: E402
 
+cache_cli.cache_group.add_command(cache_cross_cli.train_cross_command)
 main.add_command(cache_cli.cache_group)
 
 from thrifty import compress_cli  # noqa: E402

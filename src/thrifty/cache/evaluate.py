@@ -152,25 +152,34 @@ def calibrate(
     limit: int | None,
     vetoes: str | tuple[str, ...] = "keep",
     confidence: float = DEFAULT_CONFIDENCE,
+    band: float | None = None,
 ) -> VerifierModel:
     """The model with the operating point for `target` (at `confidence`) chosen on the dev split (and
     the cosine baseline's point on the same pairs, kept for `eval` to compare against). `vetoes`:
     "keep" the model's hard checks, "auto" keeps those that help on dev (`choose_vetoes`), or an
     explicit list. A cross-fitted model is calibrated on its stored out-of-fold scores of the dev
-    pairs it learned from (`outoffold.py`), not on its own in-sample scores of them."""
+    pairs it learned from (`outoffold.py`), not on its own in-sample scores of them. A model with a
+    cross-encoder stage gets its band (`band`, default: the model's) and combiner refitted too."""
     from dataclasses import replace
 
     dev = sample(select(pairs, "dev"), limit)
     if not dev:
         raise ValueError("the pairs file has no dev pairs to calibrate on")
     vectors = pair_vectors(dev, cache)
-    plain = replace(model, vetoes=())
+    plain = replace(model, vetoes=(), cross=None)
     raw, cosines = verifier_scores(plain, dev, vectors)
     text = verifier_scores(plain, dev, vectors, with_vectors=False)[0] if model.has_head else None
     replaced = 0
     if model.oof is not None:  # the model learned from these dev pairs: use the scores it could not fit
         raw, text, replaced = model.oof.override(dev, raw, text)
-    calibrated = calibrate_scores(model, dev, DevScores(raw, text, cosines), target, vetoes, confidence)
+    head_model = replace(model, cross=None)
+    calibrated = calibrate_scores(head_model, dev, DevScores(raw, text, cosines), target, vetoes, confidence)
+    if model.cross is not None:  # the cross-encoder stage re-scores what the head ranks in its band
+        from thrifty.cache.verify.rerank import calibrate_stage
+
+        head = with_vetoes(raw, fired_checks(dev), calibrated.vetoes)
+        chosen_band = model.cross.band if band is None else band
+        calibrated = calibrate_stage(calibrated, model.cross, dev, head, target, confidence, chosen_band)
     return calibrated.with_threshold(
         calibrated.threshold, calibrated.text_threshold, dev_out_of_fold=replaced
     )

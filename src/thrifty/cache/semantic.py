@@ -6,6 +6,7 @@ but the last user turn's text, so only requests asked in the same context are ev
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
 from dataclasses import dataclass
@@ -96,8 +97,9 @@ class SemanticCache:
             entry = neighbour.entry
             if entry.query is None or (max_age is not None and entry.age() > max_age):
                 continue
-            accepted, score = self.verifier.accept(
-                query, entry.query, neighbour.cosine, vector, neighbour.vector
+            # in a worker thread: a verifier with a cross-encoder stage runs a transformer (milliseconds)
+            accepted, score = await asyncio.to_thread(
+                self.verifier.accept, query, entry.query, neighbour.cosine, vector, neighbour.vector
             )
             if accepted:
                 await self.store.touch(neighbour)

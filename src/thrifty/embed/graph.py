@@ -4,6 +4,10 @@ The graph is the same computation as `minilm.py` (token + position + type embedd
 post-norm transformer layers with exact-erf GELU, masked mean pooling, L2 normalisation), written with
 `onnx.helper` so no torch and no hub export are needed. Inputs: `input_ids` and `attention_mask`
 (int64, batch × tokens); output: `embedding` (float32, batch × hidden).
+
+`build_pair_scorer` is the same body read as a cross-encoder: a pair of texts in one sequence, an extra
+`token_type_ids` input (0 for the first text, 1 for the second), and a linear head on the mean-pooled
+states that gives one `logit` per row (the semantic cache's cross-encoder stage).
 """
 
 from __future__ import annotations
@@ -87,7 +91,7 @@ def _feed_forward(g: _GraphBuilder, x: str, w: dict[str, np.ndarray], p: str) ->
     return _layer_norm(g, g.op("Add", x, out), w, f"{p}.output.LayerNorm")
 
 
-def _embeddings(g: _GraphBuilder, w: dict[str, np.ndarray]) -> str:
+def _embeddings(g: _GraphBuilder, w: dict[str, np.ndarray], pair: bool) -> str:
     words = g.op("Gather", g.const("word_embeddings", w["embeddings.word_embeddings.weight"]), "input_ids")
     length = g.op("Gather", g.op("Shape", "input_ids"), g.const("one_1d", [1], "int64"))
     zero = g.const("zero_1d", [0], "int64")
@@ -98,17 +102,20 @@ def _embeddings(g: _GraphBuilder, w: dict[str, np.ndarray]) -> str:
         length,
         zero,
     )
-    token_type = g.const("token_type_0", w["embeddings.token_type_embeddings.weight"][0])
+    types = w["embeddings.token_type_embeddings.weight"]
+    if pair:
+        token_type = g.op("Gather", g.const("token_type_embeddings", types), "token_type_ids")
+    else:
+        token_type = g.const("token_type_0", types[0])
     x = g.op("Add", g.op("Add", words, positions), token_type)
     return _layer_norm(g, x, w, "embeddings.LayerNorm")
 
 
-def build_encoder(weights: dict[str, np.ndarray], heads: int = 12) -> Any:
-    """The whole sentence encoder as an `onnx.ModelProto`."""
-    from onnx import TensorProto, checker, helper
+def _pooled(g: _GraphBuilder, weights: dict[str, np.ndarray], heads: int, pair: bool) -> str:
+    """Embeddings, every transformer layer, then the mean of the unmasked token states."""
+    from onnx import TensorProto
 
-    g = _GraphBuilder()
-    x = _embeddings(g, weights)
+    x = _embeddings(g, weights, pair)
     mask = g.op("Cast", "attention_mask", to=TensorProto.FLOAT)
     blocked = g.op("Mul", g.op("Sub", g.const("one", 1.0), mask), g.const("big_negative", -1e9))
     mask_add = g.op("Unsqueeze", blocked, g.const("axes_12", [1, 2], "int64"))  # b, 1, 1, t
@@ -120,21 +127,46 @@ def build_encoder(weights: dict[str, np.ndarray], heads: int = 12) -> Any:
     axis1 = g.const("axes_1", [1], "int64")
     summed = g.op("ReduceSum", g.op("Mul", x, mask3), axis1, keepdims=0)
     count = g.op("Max", g.op("ReduceSum", mask3, axis1, keepdims=0), g.const("tiny", 1e-9))
-    g.nodes.append(
-        helper.make_node("LpNormalization", [g.op("Div", summed, count)], ["embedding"], axis=1, p=2)
-    )
-    hidden = int(weights["embeddings.word_embeddings.weight"].shape[1])
+    return g.op("Div", summed, count)
+
+
+def _model(g: _GraphBuilder, inputs: list[str], output: Any, name: str) -> Any:
+    from onnx import TensorProto, checker, helper
+
     graph = helper.make_graph(
         g.nodes,
-        "sentence_encoder",
-        [
-            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
-            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "tokens"]),
-        ],
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", hidden])],
+        name,
+        [helper.make_tensor_value_info(i, TensorProto.INT64, ["batch", "tokens"]) for i in inputs],
+        [output],
         g.initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8
     checker.check_model(model)
     return model
+
+
+def build_encoder(weights: dict[str, np.ndarray], heads: int = 12) -> Any:
+    """The whole sentence encoder as an `onnx.ModelProto`."""
+    from onnx import TensorProto, helper
+
+    g = _GraphBuilder()
+    pooled = _pooled(g, weights, heads, pair=False)
+    g.nodes.append(helper.make_node("LpNormalization", [pooled], ["embedding"], axis=1, p=2))
+    hidden = int(weights["embeddings.word_embeddings.weight"].shape[1])
+    output = helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", hidden])
+    return _model(g, ["input_ids", "attention_mask"], output, "sentence_encoder")
+
+
+def build_pair_scorer(weights: dict[str, np.ndarray], heads: int = 12) -> Any:
+    """A cross-encoder: `weights` plus `head.weight` (1 × hidden) and `head.bias` (1,) → `logit` (batch,)."""
+    from onnx import TensorProto, helper
+
+    g = _GraphBuilder()
+    pooled = _pooled(g, weights, heads, pair=True)
+    scores = _dense(g, pooled, weights["head.weight"], weights["head.bias"], "head")  # batch × 1
+    squeeze = g.const("axes_head", [1], "int64")
+    g.nodes.append(helper.make_node("Squeeze", [scores, squeeze], ["logit"]))
+    output = helper.make_tensor_value_info("logit", TensorProto.FLOAT, ["batch"])
+    inputs = ["input_ids", "attention_mask", "token_type_ids"]
+    return _model(g, inputs, output, "pair_scorer")

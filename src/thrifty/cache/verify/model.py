@@ -23,9 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from thrifty.cache.verify import checks
 from thrifty.cache.verify.align import WordVectors
+from thrifty.cache.verify.cross import PREFIX as CROSS_PREFIX
 from thrifty.cache.verify.features import DENSE, PairFeatures, extract
 from thrifty.cache.verify.head import PARTS, Whitening, head_features
 from thrifty.cache.verify.outoffold import OutOfFold
+from thrifty.cache.verify.rerank import CrossStage
 
 if TYPE_CHECKING:
     import numpy as np
@@ -68,6 +70,8 @@ class VerifierModel:
     meta: dict[str, Any] = field(default_factory=dict)
     # out-of-fold dev scores (`train --cross-fit`), for re-calibrating a model that learned from dev
     oof: OutOfFold | None = field(default=None, repr=False, compare=False)
+    # the cross-encoder stage (`rerank.py`): re-scores what the head ranks inside its band
+    cross: CrossStage | None = field(default=None, repr=False, compare=False)
     # MiniLM's static word-piece vectors for the align_* features: read from the bundled embedder
     # (memory-mapped), not stored in the model file
     words: WordVectors = field(default_factory=WordVectors.bundled, repr=False, compare=False)
@@ -147,7 +151,8 @@ class VerifierModel:
 
             u = np.asarray(query_vector, dtype=np.float32)
             v = np.asarray(candidate_vector, dtype=np.float32)
-            return self.head(row, u, v)
+            head = self.head(row, u, v)
+            return head if self.cross is None else self.cross.score(head, candidate, query)
         return self.combine(row)
 
     def accept(
@@ -177,6 +182,10 @@ class VerifierModel:
             meta={**self.meta, **meta},
         )
 
+    def with_cross(self, stage: CrossStage | None) -> VerifierModel:
+        """The same model with `stage` as its cross-encoder stage (uncalibrated until `calibrate`)."""
+        return replace(self, cross=stage)
+
     # -- persistence -----------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         import numpy as np
@@ -193,6 +202,7 @@ class VerifierModel:
             "dense": list(DENSE),
             "combiner": list(COMBINER),
             "meta": self.meta,
+            "cross": None if self.cross is None else self.cross.header(),
         }
         arrays = {name: np.asarray(getattr(self, name), dtype=np.float32) for name in _ARRAYS}
         if self.has_head:  # half precision: the head is most of the file, and fp16 loses nothing measurable
@@ -201,6 +211,8 @@ class VerifierModel:
             arrays.update({name: np.asarray(getattr(self, name), dtype=np.float16) for name in _WHITENING})
         if self.oof is not None:
             arrays.update(self.oof.arrays())
+        if self.cross is not None:
+            arrays.update(self.cross.arrays())
         with open(path, "wb") as handle:  # an open handle stops numpy from appending .npz
             np.savez_compressed(handle, header=np.array(json.dumps(header)), **arrays)
 
@@ -218,6 +230,8 @@ class VerifierModel:
             optional = (*_HEAD, *_WHITENING)
             arrays.update({name: data[name].astype(np.float32) for name in optional if name in data.files})
             oof = OutOfFold.from_arrays({name: data[name] for name in data.files if name.startswith("oof_")})
+            stage = {name: data[name] for name in data.files if name.startswith(CROSS_PREFIX)}
+            cross = CrossStage.from_file(header.get("cross"), stage)
             parts = tuple(header.get("head_parts", ("absdiff", "prod")))
             if not set(parts) <= set(PARTS):
                 raise ValueError(f"{path}: unknown head inputs {parts}; upgrade thrifty")
@@ -232,4 +246,5 @@ class VerifierModel:
             vetoes=tuple(header["vetoes"]),
             meta=header["meta"],
             oof=oof,
+            cross=cross,
         )
