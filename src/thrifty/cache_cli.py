@@ -200,9 +200,10 @@ def embed_command(pairs_path: str, embed_cache: str | None) -> None:
 @click.option("--vetoes", default="keep", show_default=True,
               help="Hard checks that veto a match: keep (the model's), auto (those that help on dev), "
               "none, or a comma list of numbers,negation,question_kind,entities.")  # fmt: skip
-@click.option("--band", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
+@click.option("--band", type=click.UNPROCESSED, callback=lambda c, p, v: band_value(v), default=None,
               help="For a verifier with a cross-encoder stage: the head probability from which the "
-              "cross-encoder runs (default: the model's).")  # fmt: skip
+              "cross-encoder runs, or auto (the one that keeps the most dev recall); default: the "
+              "model's.")  # fmt: skip
 @_CONFIDENCE
 @_LIMIT
 @_EMBED_CACHE
@@ -212,7 +213,7 @@ def calibrate_command(
     verifier_path: str | None,
     out: str | None,
     vetoes: str,
-    band: float | None,
+    band: float | str | None,
     confidence: float | None,
     limit: int | None,
     embed_cache: str | None,
@@ -244,10 +245,7 @@ def calibrate_command(
         )
     click.echo(f"vetoes: {', '.join(model.vetoes) or 'none'}")
     if model.cross is not None:
-        click.echo(
-            f"cross-encoder band {model.cross.band}: ran on {model.meta['cross_consulted']} dev pairs "
-            "(combiner scores out of fold)"
-        )
+        _echo_band(model)
     click.echo(
         f"threshold {model.threshold:.4f}: dev precision {_pct(dev['precision'])}, "
         f"recall {_pct(dev['recall'])} on {dev['pairs']} dev pairs "
@@ -264,6 +262,30 @@ def calibrate_command(
     if target:
         model.save(target)
         click.echo(f"wrote {target}")
+
+
+def _echo_band(model: Any) -> None:
+    recalls = model.meta.get("cross_band_recall", {})
+    if len(recalls) > 1:
+        each = ", ".join(f"{band}: {_pct(recall)}" for band, recall in recalls.items())
+        click.echo(f"dev recall at the target per cross-encoder band: {each}")
+    click.echo(
+        f"cross-encoder band {model.cross.band}: ran on {model.meta['cross_consulted']} dev pairs "
+        "(combiner scores out of fold)"
+    )
+
+
+def band_value(value: str | None) -> float | str | None:
+    """`--band`: a head probability in [0, 1) or `auto`."""
+    if value is None or value == "auto":
+        return value
+    try:
+        band = float(value)
+    except ValueError:
+        band = -1.0
+    if not 0.0 <= band < 1.0:
+        raise click.BadParameter(f"{value!r}: expected auto or a probability in [0, 1)", param_hint="--band")
+    return band
 
 
 def _vetoes(value: str) -> str | tuple[str, ...]:

@@ -14,12 +14,12 @@ from thrifty.cache_cli import (
     _EMBED_CACHE,
     _PAIRS,
     _cache,
+    _echo_band,
     _model,
     _pairs,
     _pct,
+    band_value,
 )
-
-DEFAULT_BAND = 0.1
 
 
 @click.command("train-cross")
@@ -29,8 +29,9 @@ DEFAULT_BAND = 0.1
               help="The verifier to add the stage to (default: the bundled model).")  # fmt: skip
 @click.option("--target-precision", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
               default=0.95, show_default=True, help="Precision to calibrate for.")  # fmt: skip
-@click.option("--band", type=click.FloatRange(0.0, 1.0, max_open=True), default=DEFAULT_BAND,
-              show_default=True, help="Head probability from which the cross-encoder runs.")  # fmt: skip
+@click.option("--band", type=click.UNPROCESSED, callback=lambda c, p, v: band_value(v), default="auto",
+              show_default=True, help="Head probability from which the cross-encoder runs, or auto: "
+              "the one that keeps the most dev recall at the target.")  # fmt: skip
 @click.option("--epochs", type=click.FloatRange(min=0.01), default=2.0, show_default=True)
 @click.option("--rank", type=click.IntRange(min=1), default=16, show_default=True, help="LoRA rank.")
 @click.option("--train-pairs", type=click.IntRange(min=1), default=None,
@@ -43,7 +44,7 @@ def train_cross_command(
     out: str,
     verifier_path: str | None,
     target_precision: float,
-    band: float,
+    band: float | str,
     epochs: float,
     rank: int,
     train_pairs: int | None,
@@ -78,8 +79,8 @@ def train_cross_command(
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    dev, consulted = model.meta["dev"], model.meta["cross_consulted"]
-    click.echo(f"band {band}: the cross-encoder ran on {consulted} of {dev['pairs']} dev pairs")
+    dev = model.meta["dev"]
+    _echo_band(model)
     click.echo(
         f"threshold {model.threshold:.4f}: dev precision {_pct(dev['precision'])}, "
         f"recall {_pct(dev['recall'])} (combiner scores out of fold)"

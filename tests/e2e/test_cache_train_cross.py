@@ -47,7 +47,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         "--band", "0.0", "--threads", "1", "--embed-cache", str(work / "emb"), env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "the cross-encoder ran on" in proc.stdout and f"wrote {out}" in proc.stdout
+    assert "cross-encoder band 0.0: ran on" in proc.stdout and f"wrote {out}" in proc.stdout
     return pairs_file, out
 
 
@@ -123,8 +123,31 @@ def test_calibrate_refits_the_band_and_eval_runs(trained: tuple[Path, Path], tmp
     assert report["verifier"]["pairs"] == len(synthetic_pairs())
 
 
+def test_band_auto_picks_the_band_that_keeps_the_most_dev_recall(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    pairs_file, out = trained
+    target = tmp_path / "auto.npz"
+    proc = _run(
+        "calibrate", "--pairs", str(pairs_file), "--verifier", str(out), "--target-precision", "0.8",
+        "--band", "auto", "--out", str(target),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    model = VerifierModel.load(target)
+    assert model.cross is not None
+    recalls = model.meta["cross_band_recall"]
+    assert len(recalls) >= 2 and "dev recall at the target per cross-encoder band" in proc.stdout
+    best = max(recalls.values())
+    assert recalls[str(model.cross.band)] == best
+    assert model.cross.band == max(float(b) for b, r in recalls.items() if r == best)  # ties: the higher band
+    assert model.meta["dev"]["recall"] == pytest.approx(best)
+
+
 def test_band_on_a_verifier_without_the_stage_is_a_clear_error(trained: tuple[Path, Path]) -> None:
     pairs_file, _ = trained
     proc = _run("calibrate", "--pairs", str(pairs_file), "--target-precision", "0.9", "--band", "0.2")
     assert proc.returncode == 2
     assert "no cross-encoder stage" in proc.stderr
+    proc = _run("calibrate", "--pairs", str(pairs_file), "--target-precision", "0.9", "--band", "high")
+    assert proc.returncode == 2
+    assert "expected auto or a probability" in proc.stderr

@@ -152,14 +152,15 @@ def calibrate(
     limit: int | None,
     vetoes: str | tuple[str, ...] = "keep",
     confidence: float = DEFAULT_CONFIDENCE,
-    band: float | None = None,
+    band: float | str | None = None,
 ) -> VerifierModel:
     """The model with the operating point for `target` (at `confidence`) chosen on the dev split (and
     the cosine baseline's point on the same pairs, kept for `eval` to compare against). `vetoes`:
     "keep" the model's hard checks, "auto" keeps those that help on dev (`choose_vetoes`), or an
     explicit list. A cross-fitted model is calibrated on its stored out-of-fold scores of the dev
     pairs it learned from (`outoffold.py`), not on its own in-sample scores of them. A model with a
-    cross-encoder stage gets its band (`band`, default: the model's) and combiner refitted too."""
+    cross-encoder stage gets its combiner refitted too, at `band` (default: the model's; "auto": the one
+    of `rerank.BANDS` that keeps the most dev recall)."""
     from dataclasses import replace
 
     dev = sample(select(pairs, "dev"), limit)
@@ -175,11 +176,11 @@ def calibrate(
     head_model = replace(model, cross=None)
     calibrated = calibrate_scores(head_model, dev, DevScores(raw, text, cosines), target, vetoes, confidence)
     if model.cross is not None:  # the cross-encoder stage re-scores what the head ranks in its band
-        from thrifty.cache.verify.rerank import calibrate_stage
+        from thrifty.cache.verify.rerank import BANDS, calibrate_stage
 
         head = with_vetoes(raw, fired_checks(dev), calibrated.vetoes)
-        chosen_band = model.cross.band if band is None else band
-        calibrated = calibrate_stage(calibrated, model.cross, dev, head, target, confidence, chosen_band)
+        bands = BANDS if band == "auto" else (model.cross.band if band is None else band,)
+        calibrated = calibrate_stage(calibrated, model.cross, dev, head, target, confidence, bands)
     return calibrated.with_threshold(
         calibrated.threshold, calibrated.text_threshold, dev_out_of_fold=replaced
     )

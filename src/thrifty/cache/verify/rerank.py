@@ -132,6 +132,9 @@ def cross_logits(stage: CrossStage, dev: Sequence[Pair], head: Sequence[float], 
     ]
 
 
+BANDS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7)  # what `--band auto` chooses from
+
+
 def calibrate_stage(
     model: VerifierModel,
     stage: CrossStage,
@@ -139,20 +142,38 @@ def calibrate_stage(
     head: Sequence[float],
     target: float,
     confidence: float,
-    band: float,
+    bands: Sequence[float],
 ) -> VerifierModel:
     """`model` (its head already calibrated: vetoes, text-only point) with `stage` fitted on the dev
-    pairs and the threshold for `target` chosen on the combiner's out-of-fold scores."""
+    pairs and the threshold for `target` chosen on the combiner's out-of-fold scores. With several
+    `bands`, the one whose point keeps the most dev recall wins (on a tie, the higher band: the
+    cross-encoder runs less often); the cross-encoder scores each dev pair once."""
     from thrifty.cache.evaluate import choose_threshold, pair_stats
 
-    fitted = fit_stage(stage, dev, head, cross_logits(stage, dev, head, band), band)
     labels = [p.duplicate for p in dev]
-    threshold = choose_threshold(fitted.scores, labels, target, confidence)
+    logits = cross_logits(stage, dev, head, min(bands))
+    best: tuple[float, float, Fitted, float] | None = None
+    recalls: dict[str, float] = {}
+    for band in sorted(bands):
+        try:
+            fitted = fit_stage(stage, dev, head, logits, band)
+        except ValueError:
+            if len(bands) == 1 or (best is None and band == max(bands)):
+                raise
+            continue  # too few dev pairs inside this band to fit a combiner
+        threshold = choose_threshold(fitted.scores, labels, target, confidence)
+        recall = pair_stats(fitted.scores, labels, threshold).recall
+        recalls[str(band)] = recall
+        if best is None or recall >= best[0]:
+            best = (recall, band, fitted, threshold)
+    assert best is not None
+    _, band, fitted, threshold = best
     return replace(model, cross=fitted.stage).with_threshold(
         threshold,
         model.text_threshold,
         dev=pair_stats(fitted.scores, labels, threshold).as_dict(),
         dev_head=model.meta.get("dev"),
         cross_band=band,
+        cross_band_recall=recalls,
         cross_consulted=sum(h >= band and h > 0.0 for h in head),
     )
