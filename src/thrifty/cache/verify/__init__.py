@@ -28,4 +28,6 @@ def load_verifier(path: str | None = None) -> Verifier:
     model = VerifierModel.load(path or DEFAULT_PATH)
     if model.threshold is None:
         raise ValueError(f"{path or DEFAULT_PATH}: verifier is not calibrated; run `thrifty cache calibrate`")
+    if model.cross is not None:
+        model.cross.warm()  # at start-up, so the first lookup does not build or load the cross-encoder
     return model

@@ -43,10 +43,14 @@ class CrossStage:
     weights: tuple[float, float, float] = (0.0, 0.0, 1.0)  # bias, head logit, cross logit
     encoder: CrossEncoder | None = field(default=None, repr=False, compare=False)
 
-    def cross_logit(self, stored: str, query: str) -> float:
+    def warm(self) -> CrossEncoder:
+        """Load the encoder now (building its ONNX file on first use), not on the first lookup."""
         if self.encoder is None:
             self.encoder = CrossEncoder(self.adapter, self.scale)
-        return self.encoder.logit(stored, query)
+        return self.encoder
+
+    def cross_logit(self, stored: str, query: str) -> float:
+        return self.warm().logit(stored, query)
 
     def combine(self, head: float, cross: float) -> float:
         bias, w_head, w_cross = self.weights
