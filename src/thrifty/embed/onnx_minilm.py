@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,15 +71,12 @@ def _quiet_quantize(source: Path, target: Path) -> None:
         logging.disable(logging.NOTSET)
 
 
-def build_model_file(model_dir: Path, target: Path, quantize: bool = True) -> Path:
-    """Write the (quantised) encoder to `target` atomically: concurrent builders never see half a file."""
+def write_model(model: Any, target: Path, quantize: bool = True) -> Path:
+    """Write an ONNX model (its MatMuls quantised to int8 per channel) to `target` atomically:
+    concurrent builders never see half a file."""
     import onnx
-    from safetensors.numpy import load_file
-
-    from thrifty.embed.graph import build_encoder
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    model = build_encoder(load_file(str(model_dir / "model.safetensors")))
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         plain = Path(tmp) / "fp32.onnx"
         onnx.save(model, str(plain))
@@ -91,7 +89,26 @@ def build_model_file(model_dir: Path, target: Path, quantize: bool = True) -> Pa
     return target
 
 
-def _session(path: Path) -> Any:
+def cached_session(path: Path, build: Callable[[], Any], quantize: bool = True) -> Any:
+    """An inference session on `path`, writing the model `build()` returns there first if it is
+    missing (into a private temporary directory when the cache directory is read-only)."""
+    if not path.exists():
+        try:
+            write_model(build(), path, quantize)
+        except OSError:
+            path = write_model(build(), Path(tempfile.mkdtemp()) / path.name, quantize)
+    return session(path)
+
+
+def _encoder_graph(model_dir: Path) -> Any:
+    from safetensors.numpy import load_file
+
+    from thrifty.embed.graph import build_encoder
+
+    return build_encoder(load_file(str(model_dir / "model.safetensors")))
+
+
+def session(path: Path) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -120,12 +137,7 @@ class OnnxMiniLMEmbedder(SentenceEncoder):
         self.batch_size = 1 if quantize else 32
         self.id = f"minilm-onnx-{'int8' if quantize else 'fp32'}-g{GRAPH_VERSION}"
         path = (directory or cache_dir()) / f"minilm-{_model_key(model_dir, quantize)}.onnx"
-        if not path.exists():
-            try:
-                build_model_file(model_dir, path, quantize)
-            except OSError:  # read-only cache directory: build into a private temporary one
-                path = build_model_file(model_dir, Path(tempfile.mkdtemp()) / path.name, quantize)
-        self._session = _session(path)
+        self._session = cached_session(path, lambda: _encoder_graph(model_dir), quantize)
 
     @classmethod
     def bundled(cls, max_tokens: int = MAX_TOKENS, quantize: bool = True) -> OnnxMiniLMEmbedder:

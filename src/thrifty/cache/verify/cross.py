@@ -1,7 +1,7 @@
 """The verifier's cross-encoder: all-MiniLM-L6-v2 reading both questions as one sequence.
 
 A bi-encoder compares two vectors made apart; a cross-encoder attends from every word of one question
-to every word of the other, which is what tells "lose 10 kg" from "lose 20 kg" or "buy" from "sell".
+to every word of the other, so it sees which words line up and which do not.
 The model is the bundled MiniLM fine-tuned on duplicate pairs with low-rank adapters (LoRA,
 `cross_train.py`), so the file keeps only what training changed: per linear layer two thin factors
 `A` (r × in) and `B` (out × r) with `W' = W + scale · B A`, plus the biases, layer norms, position and
@@ -14,8 +14,6 @@ the first load in a fresh environment takes seconds, later ones load the file. N
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -59,22 +57,6 @@ def adapter_key(adapter: Mapping[str, np.ndarray], scale: float) -> str:
     return digest.hexdigest()[:16]
 
 
-def _build(weights: dict[str, Any], target: Path) -> Path:
-    import onnx
-
-    from thrifty.embed.graph import build_pair_scorer
-    from thrifty.embed.onnx_minilm import _quiet_quantize
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        plain = Path(tmp) / "fp32.onnx"
-        onnx.save(build_pair_scorer(weights), str(plain))
-        built = Path(tmp) / "int8.onnx"
-        _quiet_quantize(plain, built)
-        os.replace(built, target)
-    return target
-
-
 class CrossEncoder:
     """`logits([(stored, query), …])`: one duplicate logit per pair, int8 ONNX on one thread."""
 
@@ -85,17 +67,16 @@ class CrossEncoder:
         from tokenizers import Tokenizer
 
         from thrifty.embed.encoder import bundled_model_dir
-        from thrifty.embed.onnx_minilm import _session, cache_dir
+        from thrifty.embed.graph import build_pair_scorer
+        from thrifty.embed.onnx_minilm import cache_dir, cached_session
 
         model_dir = bundled_model_dir()
         path = (directory or cache_dir()) / f"cross-{adapter_key(adapter, scale)}.onnx"
-        if not path.exists():
-            weights = merge(load_file(str(model_dir / "model.safetensors")), adapter, scale)
-            try:
-                _build(weights, path)
-            except OSError:  # read-only cache directory: build into a private temporary one
-                path = _build(weights, Path(tempfile.mkdtemp()) / path.name)
-        self._session = _session(path)
+
+        def graph() -> Any:
+            return build_pair_scorer(merge(load_file(str(model_dir / "model.safetensors")), adapter, scale))
+
+        self._session = cached_session(path, graph)
         self._tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self._tok.no_padding()
         self._tok.enable_truncation(max_length=MAX_TOKENS)
