@@ -104,14 +104,21 @@ def test_served_graph_computes_the_trained_network(trained: tuple[Path, Path]) -
     np.testing.assert_allclose(quantised, expected, atol=0.3)
 
 
-def test_calibrate_refits_the_band_and_eval_runs(trained: tuple[Path, Path], tmp_path: Path) -> None:
-    pairs_file, out = trained
-    recalibrated = tmp_path / "re.npz"
+def _calibrate(trained: tuple[Path, Path], band: str, out: Path) -> subprocess.CompletedProcess:
+    """`calibrate` the trained model for 80 % precision at `band`, into `out`."""
+    pairs_file, model = trained
     proc = _run(
-        "calibrate", "--pairs", str(pairs_file), "--verifier", str(out), "--target-precision", "0.8",
-        "--band", "0.05", "--out", str(recalibrated),
+        "calibrate", "--pairs", str(pairs_file), "--verifier", str(model), "--target-precision", "0.8",
+        "--band", band, "--out", str(out),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_calibrate_refits_the_band_and_eval_runs(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    pairs_file, _ = trained
+    recalibrated = tmp_path / "re.npz"
+    proc = _calibrate(trained, "0.05", recalibrated)
     assert "cross-encoder band 0.05" in proc.stdout
     model = VerifierModel.load(recalibrated)
     assert model.cross is not None and model.cross.band == 0.05
@@ -126,13 +133,8 @@ def test_calibrate_refits_the_band_and_eval_runs(trained: tuple[Path, Path], tmp
 def test_band_auto_picks_the_band_that_keeps_the_most_dev_recall(
     trained: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    pairs_file, out = trained
     target = tmp_path / "auto.npz"
-    proc = _run(
-        "calibrate", "--pairs", str(pairs_file), "--verifier", str(out), "--target-precision", "0.8",
-        "--band", "auto", "--out", str(target),
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    proc = _calibrate(trained, "auto", target)
     model = VerifierModel.load(target)
     assert model.cross is not None
     recalls = model.meta["cross_band_recall"]
