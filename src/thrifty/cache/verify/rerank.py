@@ -153,8 +153,11 @@ def calibrate_stage(
     `bands`, the one whose point keeps the most dev recall wins (on a tie, the higher band: the
     cross-encoder runs less often); the cross-encoder scores each dev pair once."""
     from thrifty.cache.evaluate import choose_threshold, pair_stats
+    from thrifty.cache.verify.checks import same_wording
 
     labels = [p.duplicate for p in dev]
+    # served as 1 before any learned stage (`VerifierModel.score`), so calibrated as 1 here too
+    same = [i for i, p in enumerate(dev) if same_wording(p.b, p.a)]
     logits = cross_logits(stage, dev, head, min(bands))
     best: tuple[float, float, Fitted, float] | None = None
     recalls: dict[str, float] = {}
@@ -165,6 +168,8 @@ def calibrate_stage(
             if len(bands) == 1 or (best is None and band == max(bands)):
                 raise
             continue  # too few dev pairs inside this band to fit a combiner
+        for i in same:
+            fitted.scores[i] = 1.0
         threshold = choose_threshold(fitted.scores, labels, target, confidence)
         recall = pair_stats(fitted.scores, labels, threshold).recall
         recalls[str(band)] = recall
