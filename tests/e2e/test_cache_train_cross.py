@@ -100,7 +100,8 @@ def test_served_graph_computes_the_trained_network(trained: tuple[Path, Path]) -
     np.testing.assert_allclose(served, expected, atol=2e-3)
     assert onnx.checker.check_model(graph) is None
     # the int8 graph the gateway runs stays close to it
-    quantised = CrossEncoder(stage.adapter, stage.scale).logits([(p.a, p.b) for p in pairs])
+    encoder = CrossEncoder(stage.adapter, stage.scale)
+    quantised = [encoder.logit(p.a, p.b) for p in pairs]
     np.testing.assert_allclose(quantised, expected, atol=0.3)
 
 

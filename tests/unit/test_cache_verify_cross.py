@@ -48,9 +48,6 @@ def test_pair_scorer_reads_the_pair_as_one_sequence(tmp_path: Path) -> None:
     other = CrossEncoder(_identity_adapter(head_seed=1), 1.0, directory=tmp_path)
     assert other.logit("How do I learn Python?", "What is the best way to learn Python?") != first
     assert len(list(tmp_path.glob("cross-*.onnx"))) == 2  # one cached graph per adapter
-    np.testing.assert_allclose(
-        encoder.logits([("a?", "b?"), ("c?", "d?")]), [encoder.logit("a?", "b?"), encoder.logit("c?", "d?")]
-    )
 
 
 class _Counting(CrossEncoder):

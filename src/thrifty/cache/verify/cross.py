@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +58,9 @@ def adapter_key(adapter: Mapping[str, np.ndarray], scale: float) -> str:
 
 
 class CrossEncoder:
-    """`logits([(stored, query), …])`: one duplicate logit per pair, int8 ONNX on one thread."""
+    """`logit(stored, query)`: the pair's duplicate logit, int8 ONNX on one thread. One pair per run:
+    int8 dynamic quantisation scales activations per call, so in a batch a pair's logit would depend
+    on its batch neighbours."""
 
     def __init__(
         self, adapter: Mapping[str, np.ndarray], scale: float, directory: Path | None = None
@@ -92,10 +94,3 @@ class CrossEncoder:
         feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": types}
         (out,) = self._session.run(None, feed)
         return float(out[0])
-
-    def logits(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        """One pair per run: int8 dynamic quantisation scales activations per call, so a batch would
-        make a pair's logit depend on its batch neighbours."""
-        import numpy as np
-
-        return np.asarray([self.logit(stored, query) for stored, query in pairs], dtype=np.float32)
