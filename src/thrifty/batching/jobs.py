@@ -185,7 +185,8 @@ class JobRunner:
         """After a crash mid-submission: the upstream batch the provider did accept (found by the
         job's id), or None to submit afresh (it never arrived, or the provider cannot tell)."""
         try:
-            found = await self._deployment(upstream).provider.batch_api().find(body["id"])
+            client = self._deployment(upstream).provider.batch_api()
+            found = await client.find(body["id"], since=float(body["created_at"]))
         except (ThriftyError, UpstreamError) as exc:
             log.warning("batch %s: cannot look for its interrupted submission: %s", body["id"], exc)
             found = None

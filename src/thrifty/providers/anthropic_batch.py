@@ -58,7 +58,7 @@ class AnthropicBatchClient:
         created = loads_json(await self._call("POST", self._url(), {"requests": items}), "message batch")
         return str(created["id"])
 
-    async def find(self, tag: str) -> str | None:
+    async def find(self, tag: str, since: float) -> str | None:
         """Message batches carry no metadata to find a lost submission by."""
         return None
 

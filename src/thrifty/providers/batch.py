@@ -44,9 +44,10 @@ class BatchClient(Protocol):
     async def submit(self, requests: list[tuple[str, Body]], model: str, tag: str) -> str:
         """Start a batch of (custom_id, OpenAI chat body) for upstream `model`; return its id."""
 
-    async def find(self, tag: str) -> str | None:
+    async def find(self, tag: str, since: float) -> str | None:
         """The id of a batch this provider already holds for `tag` (submitted by a process that died
-        before it stored the id), or None: when the provider cannot tell, None."""
+        before it stored the id), or None: when the provider cannot tell, None. `since` (Unix time) is
+        when the job was created: no older batch can be its."""
 
     async def poll(self, batch_id: str) -> BatchStatus: ...
 

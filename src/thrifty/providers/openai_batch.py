@@ -19,8 +19,15 @@ if TYPE_CHECKING:
 NO_BATCH_API = (404, 405, 501)
 """Statuses meaning the provider has no batch API (vLLM, Ollama, …)."""
 ENDPOINT = "/v1/chat/completions"
-FIND_PAGES = 10  # a lost submission is looked for among the newest 1,000 batches
+FIND_PAGES = 100  # a bound on the search for a lost submission: the newest 10,000 batches
+CLOCK_SKEW_S = 3600  # batches created this long before the job (by the provider's clock) still count
 _STATUS = {"validating": "in_progress", "finalizing": "in_progress", "cancelling": "cancelling"}
+
+
+def _before(batch: Body, cutoff: float) -> bool:
+    """Created before `cutoff` (a batch without `created_at` is not known to be)."""
+    created = batch.get("created_at")
+    return isinstance(created, int | float) and created < cutoff
 
 
 class OpenAIBatchClient:
@@ -83,19 +90,22 @@ class OpenAIBatchClient:
         )
         return str(created["id"])
 
-    async def find(self, tag: str) -> str | None:
-        """Looks through the newest `FIND_PAGES` pages of /batches for the `thrifty_batch` tag that
-        `submit` puts in each batch's metadata."""
+    async def find(self, tag: str, since: float) -> str | None:
+        """Pages back through /batches (newest first) for the `thrifty_batch` tag that `submit` puts
+        in each batch's metadata, until the batches are older than `since` (less `CLOCK_SKEW_S`):
+        a batch created before its job cannot be the job's. At most `FIND_PAGES` pages."""
+        cutoff = since - CLOCK_SKEW_S
         after: str | None = None
         for _ in range(FIND_PAGES):
             query = "?limit=100" + (f"&after={after}" if after else "")
             page = loads_json(await self._call("GET", "/batches" + query), "batch list")
-            for batch in page.get("data") or []:
-                if (batch.get("metadata") or {}).get("thrifty_batch") == tag:
+            batches = page.get("data") or []
+            for batch in batches:
+                if (batch.get("metadata") or {}).get("thrifty_batch") == tag and not _before(batch, cutoff):
                     return str(batch["id"])
             after = page.get("last_id")
-            if not page.get("has_more") or not after:
-                return None
+            if not page.get("has_more") or not after or (batches and _before(batches[-1], cutoff)):
+                return None  # the end of the list, or every later page is older still
         return None
 
     async def _remote(self, batch_id: str) -> Body:
