@@ -140,7 +140,8 @@ def test_vetoed_or_distant_pair_scores_zero_and_is_rejected() -> None:
 
 
 def test_bundled_default_is_small_calibrated_and_separates_obvious_cases() -> None:
-    assert DEFAULT_PATH.stat().st_size < 3_000_000  # a few MB at most (the head is stored in fp16)
+    # a few MB at most: the head and the cross-encoder adapter (1.8 M numbers) are stored in fp16
+    assert DEFAULT_PATH.stat().st_size < 6_000_000
     from thrifty.embed import get_embedder
 
     verifier = load_verifier()

@@ -3,11 +3,13 @@
 A nearest neighbour by cosine is only a candidate. `load_verifier()` returns the learned duplicate
 classifier shipped with the package (`default_verifier.npz`, made by `thrifty cache train --pairs
 ../shared/data/cache/qqp_pairs.jsonl --out ... --cross-fit 5 --target-precision 0.95 --vetoes auto`:
-trained on train + dev, calibrated on out-of-fold dev scores): a numpy-only model over lexical
+trained on train + dev, calibrated on out-of-fold dev scores; then `thrifty cache train-cross --epochs 3
+--rank 32` added its cross-encoder stage): a numpy-only model over lexical
 features (with checks for differing numbers, named entities, negation and question kind, vetoes where
 calibration keeps them), how well the words only one text has align with the other's in MiniLM's
 static word-piece space, and the cosine, and (when the caller passes both embedding vectors) an
-embedding head over |u - v|, u * v and their whitened forms. See docs/cache-verifier.md.
+embedding head over |u - v|, u * v and their whitened forms, and a fine-tuned MiniLM cross-encoder
+(ONNX Runtime) that re-scores the candidates the head ranks high. See docs/cache-verifier.md.
 """
 
 from __future__ import annotations
