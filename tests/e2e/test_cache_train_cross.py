@@ -146,11 +146,25 @@ def test_band_auto_picks_the_band_that_keeps_the_most_dev_recall(
     assert model.meta["dev"]["recall"] == pytest.approx(best)
 
 
-def test_band_on_a_verifier_without_the_stage_is_a_clear_error(trained: tuple[Path, Path]) -> None:
-    pairs_file, _ = trained
-    proc = _run("calibrate", "--pairs", str(pairs_file), "--target-precision", "0.9", "--band", "0.2")
+def test_band_on_a_verifier_without_the_stage_is_a_clear_error(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    pairs_file, out = trained
+    head_only = tmp_path / "head-only.npz"
+    VerifierModel.load(out).with_cross(None).save(head_only)
+    args = (
+        "calibrate",
+        "--pairs",
+        str(pairs_file),
+        "--verifier",
+        str(head_only),
+        "--target-precision",
+        "0.9",
+    )
+    proc = _run(*args, "--band", "0.2")
     assert proc.returncode == 2
     assert "no cross-encoder stage" in proc.stderr
+    assert _run(*args).returncode == 0  # the same verifier calibrates without --band
     proc = _run("calibrate", "--pairs", str(pairs_file), "--target-precision", "0.9", "--band", "high")
     assert proc.returncode == 2
     assert "expected auto or a probability" in proc.stderr
