@@ -4,7 +4,7 @@ A nearest neighbour by cosine is only a candidate. `load_verifier()` returns the
 classifier shipped with the package (`default_verifier.npz`, made by `thrifty cache train --pairs
 ../shared/data/cache/qqp_pairs.jsonl --out ... --cross-fit 5 --target-precision 0.95 --vetoes auto`:
 trained on train + dev, calibrated on out-of-fold dev scores; then `thrifty cache train-cross --epochs 3
---rank 32` added its cross-encoder stage): a numpy-only model over lexical
+--rank 32` added its cross-encoder stage): numpy stages over lexical
 features (with checks for differing numbers, named entities, negation and question kind, vetoes where
 calibration keeps them), how well the words only one text has align with the other's in MiniLM's
 static word-piece space, and the cosine, and (when the caller passes both embedding vectors) an

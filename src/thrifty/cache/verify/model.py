@@ -1,4 +1,5 @@
-"""The learned duplicate verifier: a numpy-only model evaluated per candidate in well under a millisecond.
+"""The learned duplicate verifier: numpy stages evaluated per candidate in well under a millisecond
+(and, when the file has one, a cross-encoder stage on ONNX Runtime: `rerank.py`).
 
 Two stages, both plain arrays in one `.npz` file (no scikit-learn at run time):
 
