@@ -1,7 +1,7 @@
 """Semantic cache lookup latency (embed + search + verify) at N stored entries, one scope.
 
     python benchmarks/cache_lookup.py [--entries 100000] [--queries 300]
-        [--pairs ../shared/data/cache/qqp_pairs.jsonl] [--verifier FILE]
+        [--pairs ../shared/data/cache/qqp_pairs.jsonl] [--verifier FILE] [--cross-checks 1]
 
 Stored entries: the first `--real` questions (side `a`) of the QQP pairs file, embedded with the bundled
 MiniLM, plus filler vectors drawn around them (embedding 100k real questions takes too long on one
@@ -109,6 +109,12 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--pairs", default=str(ROOT.parent / "shared" / "data" / "cache" / "qqp_pairs.jsonl"))
     parser.add_argument("--verifier", default=None, help="verifier file (default: the bundled model)")
+    parser.add_argument(
+        "--cross-checks",
+        type=int,
+        default=1,
+        help="cross-encoder runs per lookup at most (cache.cross_checks)",
+    )
     args = parser.parse_args()
 
     embedder = get_embedder()
@@ -131,7 +137,9 @@ def main() -> None:
             store = SqliteSemanticStore(path, embedder.dim, args.entries + 1, ann_threshold=threshold)
             store.index.wait()
             print(f"{name}: {len(store.index)} entries indexed in {time.perf_counter() - t:.1f} s")
-            cache = SemanticCache(store, embedder, verifier, top_k=4, min_cosine=0.7)
+            cache = SemanticCache(
+                store, embedder, verifier, top_k=4, min_cosine=0.7, cross_checks=args.cross_checks
+            )
             results[name] = asyncio.run(measure(cache, queries, query_vectors, embed_ms))
             for part, values in results[name].items():
                 print(f"    {part:14s} {percentiles(values)}")

@@ -313,6 +313,10 @@ def _vetoes(value: str) -> str | tuple[str, ...]:
 @_LIMIT
 @click.option("--latency-queries", type=click.IntRange(min=0), default=200, show_default=True,
               help="Lookups timed with a live embedding.")  # fmt: skip
+@click.option("--top-k", type=click.IntRange(1, 64), default=None,
+              help="Lookups show the verifier this many neighbours (default: cache.top_k's).")  # fmt: skip
+@click.option("--cross-checks", type=click.IntRange(0, 64), default=None,
+              help="Cross-encoder runs per lookup at most (default: cache.cross_checks's).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_EMBED_CACHE
 def eval_command(
@@ -321,15 +325,21 @@ def eval_command(
     split: str,
     limit: int | None,
     latency_queries: int,
+    top_k: int | None,
+    cross_checks: int | None,
     as_json: bool,
     embed_cache: str | None,
 ) -> None:
     """Precision, recall, hit rate and lookup latency of the verifier next to a cosine threshold."""
     from thrifty.cache.evaluate import evaluate
+    from thrifty.cache.lookup_eval import Serving
 
     model = _model(verifier_path)
+    serving = Serving.defaults().but(top_k=top_k, cross_checks=cross_checks)
     try:
-        report = evaluate(model, _pairs(pairs_path), _cache(embed_cache), split, limit, latency_queries)
+        report = evaluate(
+            model, _pairs(pairs_path), _cache(embed_cache), split, limit, latency_queries, serving
+        )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     if report["pairs_trained_on"]:
@@ -364,7 +374,10 @@ def _print_report(report: dict[str, Any]) -> None:
             f"{_pct(s['recall']):>8} {s['accepted']:>9}"
         )
     look = report["lookup"]
-    echo(f"lookup over {look['index_entries']} stored questions:")
+    echo(
+        f"lookup over {look['index_entries']} stored questions (top_k {look['top_k']}, "
+        f"cross_checks {look['cross_checks']}):"
+    )
     echo(f"{'':22} {'hit rate':>9} {'precision':>10} {'recall':>8} {'hits':>9} {'unlabelled':>10}")
     for name in ("verifier", "cosine"):
         s = look[name]

@@ -2,7 +2,7 @@
 
 First the bundled verifier: a paraphrase is served from the cache, a question that differs in a
 number is not. Then a verifier file with a cross-encoder stage, set in the config: the stage's
-decision is what the gateway serves.
+decision is what the gateway serves, and `cache.cross_checks` bounds how often it runs.
 """
 
 from __future__ import annotations
@@ -62,16 +62,22 @@ def _with_stage(tmp_path: Path, weights: tuple[float, float, float]) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("weights", "outcome"),
+    ("weights", "cross_checks", "outcome"),
     [
-        ((0.0, 1.0, 0.0), "hit-semantic"),  # the combined probability is the head's: same decision
-        ((-20.0, 1.0, 0.0), "miss"),  # the stage rejects what the head alone would accept
+        ((0.0, 1.0, 0.0), 1, "hit-semantic"),  # the combined probability is the head's: same decision
+        ((-20.0, 1.0, 0.0), 1, "miss"),  # the stage rejects what the head alone would accept
+        # no cross-encoder run allowed per lookup: an in-band candidate cannot pass the stage
+        ((0.0, 1.0, 0.0), 0, "miss"),
     ],
 )
-def test_a_configured_cross_encoder_stage_decides_the_hit(gateway_factory, fake, tmp_path, weights, outcome):
+def test_a_configured_cross_encoder_stage_decides_the_hit(
+    gateway_factory, fake, tmp_path, weights, cross_checks, outcome
+):
     verifier = _with_stage(tmp_path, weights)
-    gw = gateway_factory(_semantic(fake, tmp_path, verifier=str(verifier)))
+    gw = gateway_factory(_semantic(fake, tmp_path, verifier=str(verifier), cross_checks=cross_checks))
     ask(gw, STORED)
     answer = ask(gw, PARAPHRASE)
     assert answer.headers["x-thrifty-cache"] == outcome
     assert upstream_calls(fake) == (1 if outcome == "hit-semantic" else 2)
+    exact = ask(gw, STORED.upper())  # the same wording is served whatever the stage and the budget
+    assert exact.headers["x-thrifty-cache"] == "hit-semantic"

@@ -42,6 +42,9 @@ class CacheConfig(Section):
     """Neighbours below this cosine are never shown to the verifier."""
     top_k: int = Field(4, ge=1, le=64)
     """Nearest stored requests shown to the verifier per lookup."""
+    cross_checks: int = Field(1, ge=0, le=64)
+    """At most this many of them go through the verifier's cross-encoder stage (the best ones by its
+    earlier stages): each costs ~4 ms on one core. 0 disables the stage (its candidates are refused)."""
     allow_nondeterministic: bool = False
     """Also cache requests that set `temperature` > 0 (each asks for a fresh sample)."""
     models: dict[str, CacheOverride] = Field(default_factory=dict)

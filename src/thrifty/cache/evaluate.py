@@ -5,15 +5,15 @@ Two views of the same file:
 - **pairs**: every labelled pair of the split scored on its own: precision of the accepted pairs and
   recall of the duplicates, for the verifier and for a cosine threshold calibrated on the same dev
   pairs to the same target precision;
-- **lookup**: a cache simulation: the split's `a` questions form the index, each `b` is looked up
-  (embed, nearest neighbour, verify); a hit is correct only when the pair (found `a`, `b`) is labelled a
-  duplicate in the file. Latency is measured per lookup with a live embedding on a sample of queries.
+- **lookup** (`lookup_eval.py`): a cache simulation: the split's `a` questions form the index, each `b`
+  is looked up as the gateway would (embed, nearest `top_k`, verify); a hit is correct only when the
+  pair (served `a`, `b`) is labelled a duplicate in the file. Latency is measured per lookup with a
+  live embedding on a sample of queries.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
@@ -24,6 +24,7 @@ from thrifty.cache.verify.train import pair_vectors
 from thrifty.evaluate.bounds import wilson_lower, z_of
 
 if TYPE_CHECKING:
+    from thrifty.cache.lookup_eval import Serving
     from thrifty.cache.verify.model import VerifierModel
     from thrifty.embed.diskcache import EmbeddingCache
 
@@ -238,116 +239,6 @@ def calibrate_scores(
     )
 
 
-# -- lookup simulation -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LookupStats:
-    queries: int
-    answerable: int  # queries whose labelled duplicate is in the index
-    hits: int
-    correct: int
-    unlabelled: int  # hits on a stored question never paired with the query in the file
-
-    def as_dict(self) -> dict[str, Any]:
-        labelled = self.hits - self.unlabelled
-        return {
-            **asdict(self),
-            "hit_rate": self.hits / self.queries if self.queries else 0.0,
-            "precision": self.correct / self.hits if self.hits else None,
-            "precision_labelled": self.correct / labelled if labelled else None,
-            "recall": self.correct / self.answerable if self.answerable else 0.0,
-        }
-
-
-def _percentile(values: Sequence[float], q: float) -> float:
-    import numpy as np
-
-    return float(np.percentile(np.asarray(values), q)) if values else 0.0
-
-
-def lookup(
-    model: VerifierModel,
-    pairs: Sequence[Pair],
-    all_pairs: Sequence[Pair],
-    cache: EmbeddingCache,
-    cosine_threshold: float,
-    latency_queries: int,
-) -> dict[str, Any]:
-    """Index the `a` questions, look each `b` up; verifier against cosine-only at its threshold."""
-    import numpy as np
-
-    from thrifty.cache.index import VectorIndex
-
-    stored = list(dict.fromkeys(p.a for p in pairs))
-    queries = list(dict.fromkeys(p.b for p in pairs))
-    duplicate_of = {(p.a, p.b) for p in all_pairs if p.duplicate}
-    labelled = {(p.a, p.b) for p in all_pairs}
-    stored_set = set(stored)
-    answerable_set = {p.b for p in all_pairs if p.duplicate and p.a in stored_set}
-    cache.fill(stored + queries, progress=True)
-    index = VectorIndex(cache.embedder.dim)
-    stored_rows = np.asarray(cache.matrix(stored), dtype=np.float32)
-    for key, vector in enumerate(stored_rows):
-        index.add("eval", key, vector)
-    index.wait()  # search the index the gateway would have (HNSW above its threshold), every run alike
-    verified = [0, 0, 0]  # hits, correct, unlabelled
-    baseline = [0, 0, 0]
-    for query, vector in zip(queries, cache.matrix(queries), strict=True):
-        found = index.search("eval", np.asarray(vector, dtype=np.float32), 1)
-        if not found:
-            continue
-        key, cosine = found[0]
-        outcome = (1, (stored[key], query) in duplicate_of, (stored[key], query) not in labelled)
-        if cosine >= cosine_threshold:
-            baseline = [total + part for total, part in zip(baseline, outcome, strict=True)]
-        if model.accept(query, stored[key], cosine, vector, stored_rows[key])[0]:
-            verified = [total + part for total, part in zip(verified, outcome, strict=True)]
-    answerable = sum(q in answerable_set for q in queries)
-    return {
-        "index_entries": len(stored),
-        "verifier": LookupStats(len(queries), answerable, *verified).as_dict(),
-        "cosine": LookupStats(len(queries), answerable, *baseline).as_dict(),
-        "latency_ms": _latency(
-            model, index, stored_rows, stored, sample_queries(queries, latency_queries), cache
-        ),
-    }
-
-
-def sample_queries(queries: Sequence[str], n: int) -> list[str]:
-    return [q for i, q in enumerate(queries) if i < n]
-
-
-def _latency(
-    model: VerifierModel,
-    index: Any,
-    stored_rows: Any,
-    stored: Sequence[str],
-    queries: Sequence[str],
-    cache: EmbeddingCache,
-) -> dict[str, float]:
-    """Per-lookup wall time with a live embedding (not the disk cache): embed, search, verify."""
-    import numpy as np
-
-    embedder = cache.embedder
-    parts: dict[str, list[float]] = {"embed": [], "search": [], "verify": [], "total": []}
-    for query in queries:
-        t0 = time.perf_counter()
-        vector = np.asarray(embedder.embed_one(query), dtype=np.float32)
-        t1 = time.perf_counter()
-        found = index.search("eval", vector, 1)
-        t2 = time.perf_counter()
-        if found:
-            key = found[0][0]
-            model.accept(query, stored[key], found[0][1], vector, stored_rows[key])
-        t3 = time.perf_counter()
-        for name, value in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True):
-            parts[name].append(value * 1000)
-    out: dict[str, float] = {"queries": float(len(queries))}
-    for name, values in parts.items():
-        out[f"{name}_p50"] = _percentile(values, 50)
-        out[f"{name}_p99"] = _percentile(values, 99)
-    return out
-
-
 # -- the report --------------------------------------------------------------------------------------
 def evaluate(
     model: VerifierModel,
@@ -356,7 +247,10 @@ def evaluate(
     split: str,
     limit: int | None,
     latency_queries: int,
+    serving: Serving | None = None,
 ) -> dict[str, Any]:
+    from thrifty.cache.lookup_eval import Serving, lookup
+
     if model.threshold is None:
         raise ValueError("the verifier is not calibrated: run `thrifty cache calibrate` first")
     chosen = sample(select(pairs, split), limit)
@@ -377,5 +271,7 @@ def evaluate(
         "verifier": pair_stats(scores, labels, model.threshold).as_dict(),
         **text,
         "cosine": pair_stats(cosines, labels, cosine_threshold).as_dict(),
-        "lookup": lookup(model, chosen, pairs, cache, cosine_threshold, latency_queries),
+        "lookup": lookup(
+            model, chosen, pairs, cache, cosine_threshold, latency_queries, serving or Serving.defaults()
+        ),
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -23,17 +24,25 @@ if TYPE_CHECKING:
 log = logging.getLogger("thrifty.cache")
 
 
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A stored question shown to the verifier: its text, cosine to the query, and embedding."""
+
+    text: str
+    cosine: float
+    vector: np.ndarray | None = None
+
+
 class Verifier(Protocol):
-    def accept(
+    def select(
         self,
         query: str,
-        candidate: str,
-        cosine: float,
-        query_vector: np.ndarray | None = None,
-        candidate_vector: np.ndarray | None = None,
-    ) -> tuple[bool, float]:
-        """Whether `candidate` (a stored question) asks the same as `query`, with a score; the two
-        embeddings, when given, let a verifier with an embedding head use them."""
+        query_vector: np.ndarray | None,
+        candidates: Sequence[Candidate],
+        cross_budget: int = 1,
+    ) -> tuple[int, float] | None:
+        """The candidate that asks the same as `query` (its index and score), or None.
+        `cross_budget` bounds how many candidates may go through an expensive stage."""
         ...
 
 
@@ -43,15 +52,17 @@ class CosineVerifier:
     def __init__(self, threshold: float = 0.95) -> None:
         self.threshold = threshold
 
-    def accept(
+    def select(
         self,
         query: str,
-        candidate: str,
-        cosine: float,
-        query_vector: np.ndarray | None = None,
-        candidate_vector: np.ndarray | None = None,
-    ) -> tuple[bool, float]:
-        return cosine >= self.threshold, cosine
+        query_vector: np.ndarray | None,
+        candidates: Sequence[Candidate],
+        cross_budget: int = 1,
+    ) -> tuple[int, float] | None:
+        best = max(range(len(candidates)), key=lambda i: candidates[i].cosine, default=None)
+        if best is None or candidates[best].cosine < self.threshold:
+            return None
+        return best, candidates[best].cosine
 
 
 def load_default_verifier(path: str | None) -> Verifier:
@@ -78,13 +89,21 @@ class SemanticHit:
 
 class SemanticCache:
     def __init__(
-        self, store: SemanticStore, embedder: Embedder, verifier: Verifier, *, top_k: int, min_cosine: float
+        self,
+        store: SemanticStore,
+        embedder: Embedder,
+        verifier: Verifier,
+        *,
+        top_k: int,
+        min_cosine: float,
+        cross_checks: int = 1,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.verifier = verifier
         self.top_k = top_k
         self.min_cosine = min_cosine
+        self.cross_checks = cross_checks
 
     def embed(self, text: str) -> np.ndarray:
         return self.embedder.embed_one(text)
@@ -92,19 +111,22 @@ class SemanticCache:
     async def lookup(
         self, scope: str, query: str, vector: np.ndarray, max_age: float | None = None
     ) -> SemanticHit | None:
-        """The nearest stored request of `scope` the verifier accepts (best cosine first)."""
-        for neighbour in await self.store.search(scope, vector, self.top_k, self.min_cosine):
-            entry = neighbour.entry
-            if entry.query is None or (max_age is not None and entry.age() > max_age):
-                continue
-            # in a worker thread: a verifier with a cross-encoder stage runs a transformer (milliseconds)
-            accepted, score = await asyncio.to_thread(
-                self.verifier.accept, query, entry.query, neighbour.cosine, vector, neighbour.vector
-            )
-            if accepted:
-                await self.store.touch(neighbour)
-                return SemanticHit(entry, neighbour.cosine, score)
-        return None
+        """The stored request of `scope` the verifier picks among the nearest `top_k`, if any."""
+        neighbours = [
+            n
+            for n in await self.store.search(scope, vector, self.top_k, self.min_cosine)
+            if n.entry.query is not None and (max_age is None or n.entry.age() <= max_age)
+        ]
+        if not neighbours:
+            return None
+        candidates = [Candidate(n.entry.query or "", n.cosine, n.vector) for n in neighbours]
+        # in a worker thread: a verifier with a cross-encoder stage runs a transformer (milliseconds)
+        chosen = await asyncio.to_thread(self.verifier.select, query, vector, candidates, self.cross_checks)
+        if chosen is None:
+            return None
+        neighbour = neighbours[chosen[0]]
+        await self.store.touch(neighbour)
+        return SemanticHit(neighbour.entry, neighbour.cosine, chosen[1])
 
     async def store_answer(
         self, scope: str, query: str, vector: np.ndarray, entry: Entry, ttl_s: float

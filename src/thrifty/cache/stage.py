@@ -86,6 +86,7 @@ class CacheStage:
                 ),
                 top_k=config.top_k,
                 min_cosine=config.min_cosine,
+                cross_checks=config.cross_checks,
             )
         registry = getattr(getattr(gateway, "metrics", None), "registry", None)
         return cls(config, gateway.books, ExactCache(open_exact(config)), semantic, CacheMetrics(registry))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ from thrifty.cache.verify.rerank import CrossStage
 if TYPE_CHECKING:
     import numpy as np
 
+    from thrifty.cache.semantic import Candidate
     from thrifty.cache.verify.fitting import SparseRows
 
 FORMAT = "thrifty-verifier/1"
@@ -136,25 +138,46 @@ class VerifierModel:
         query_vector: np.ndarray | None = None,
         candidate_vector: np.ndarray | None = None,
     ) -> float:
+        value, staged = self.first_score(query, candidate, cosine, query_vector, candidate_vector)
+        return self.cross.score(value, candidate, query) if staged and self.cross is not None else value
+
+    def first_score(
+        self,
+        query: str,
+        candidate: str,
+        cosine: float,
+        query_vector: np.ndarray | None = None,
+        candidate_vector: np.ndarray | None = None,
+    ) -> tuple[float, bool]:
+        """The score before the cross-encoder stage, and whether that stage may still change it
+        (not after a veto or for the same wording, which are final, nor without the vectors)."""
         if cosine < self.min_cosine:
-            return 0.0
+            return 0.0, False
         q, c = checks.analyze(query), checks.analyze(candidate)
         if checks.vetoes(q, c, self.vetoes):
-            return 0.0
+            return 0.0, False
         if checks.same_wording(query, candidate):
             # the same words in the same order: only case or punctuation differ. QQP's negatives are
             # sampled among near-identical questions, so the learned stages distrust high overlap;
             # identical wording is the one case where that bias must not apply.
-            return 1.0
+            return 1.0, False
         row = self.combiner_row(extract(q, c, cosine, self.idf, self.words))
         if self.uses_head(query_vector, candidate_vector):
             import numpy as np
 
             u = np.asarray(query_vector, dtype=np.float32)
             v = np.asarray(candidate_vector, dtype=np.float32)
-            head = self.head(row, u, v)
-            return head if self.cross is None else self.cross.score(head, candidate, query)
-        return self.combine(row)
+            return self.head(row, u, v), True
+        return self.combine(row), False
+
+    def threshold_for(self, with_vectors: bool) -> float:
+        """The calibrated threshold for a pair scored with (or without) its two embeddings."""
+        if self.threshold is None:
+            raise ValueError("verifier is not calibrated: run `thrifty cache calibrate` on it first")
+        threshold = self.threshold if with_vectors or not self.has_head else self.text_threshold
+        if threshold is None:
+            raise ValueError("verifier has no text-only threshold: rerun `thrifty cache calibrate`")
+        return threshold
 
     def accept(
         self,
@@ -164,14 +187,35 @@ class VerifierModel:
         query_vector: np.ndarray | None = None,
         candidate_vector: np.ndarray | None = None,
     ) -> tuple[bool, float]:
-        if self.threshold is None:
-            raise ValueError("verifier is not calibrated: run `thrifty cache calibrate` on it first")
+        threshold = self.threshold_for(self.uses_head(query_vector, candidate_vector))
         value = self.score(query, candidate, cosine, query_vector, candidate_vector)
-        with_head = self.uses_head(query_vector, candidate_vector)
-        threshold = self.threshold if with_head or not self.has_head else self.text_threshold
-        if threshold is None:
-            raise ValueError("verifier has no text-only threshold: rerun `thrifty cache calibrate`")
         return value >= threshold and value > 0.0, value
+
+    def select(
+        self,
+        query: str,
+        query_vector: np.ndarray | None,
+        candidates: Sequence[Candidate],
+        cross_budget: int = 1,
+    ) -> tuple[int, float] | None:
+        """The candidate that asks the same as `query` (its index and score), or None.
+
+        Candidates are tried best first by their score before the cross-encoder stage; the stage runs
+        on at most `cross_budget` of them (the best ones inside its band), the rest score 0. This
+        bounds a lookup's cost at one or two transformer passes whatever `top_k` is.
+        """
+        firsts = [self.first_score(query, c.text, c.cosine, query_vector, c.vector) for c in candidates]
+        for i in sorted(range(len(candidates)), key=lambda i: -firsts[i][0]):
+            value, staged = firsts[i]
+            if staged and self.cross is not None:
+                if value < self.cross.band or value <= 0.0 or cross_budget <= 0:
+                    continue
+                cross_budget -= 1
+                value = self.cross.score(value, candidates[i].text, query)
+            threshold = self.threshold_for(self.uses_head(query_vector, candidates[i].vector))
+            if value >= threshold and value > 0.0:
+                return i, value
+        return None
 
     def with_threshold(
         self, threshold: float, text_threshold: float | None = None, **meta: Any
