@@ -151,9 +151,22 @@ class VerifierModel:
     ) -> tuple[float, bool]:
         """The score before the cross-encoder stage, and whether that stage may still change it
         (not after a veto or for the same wording, which are final, nor without the vectors)."""
+        return self._first_score(
+            query, checks.analyze(query), candidate, cosine, query_vector, candidate_vector
+        )
+
+    def _first_score(
+        self,
+        query: str,
+        q: checks.Analysis,
+        candidate: str,
+        cosine: float,
+        query_vector: np.ndarray | None,
+        candidate_vector: np.ndarray | None,
+    ) -> tuple[float, bool]:
         if cosine < self.min_cosine:
             return 0.0, False
-        q, c = checks.analyze(query), checks.analyze(candidate)
+        c = checks.analyze(candidate)
         if checks.vetoes(q, c, self.vetoes):
             return 0.0, False
         if checks.same_wording(query, candidate):
@@ -204,7 +217,8 @@ class VerifierModel:
         on at most `cross_budget` of them (the best ones inside its band), the rest score 0. This
         bounds a lookup's cost at one or two transformer passes whatever `top_k` is.
         """
-        firsts = [self.first_score(query, c.text, c.cosine, query_vector, c.vector) for c in candidates]
+        q = checks.analyze(query)  # once per lookup, not per candidate
+        firsts = [self._first_score(query, q, c.text, c.cosine, query_vector, c.vector) for c in candidates]
         for i in sorted(range(len(candidates)), key=lambda i: -firsts[i][0]):
             value, staged = firsts[i]
             if staged and self.cross is not None:
