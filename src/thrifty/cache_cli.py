@@ -13,52 +13,18 @@ from typing import Any
 
 import click
 
-_PAIRS = click.option(
-    "--pairs", "pairs_path", required=True, type=click.Path(exists=True, dir_okay=False),
-    help="JSON lines of {a, b, duplicate}.",
-)  # fmt: skip
-_EMBED_CACHE = click.option(
-    "--embed-cache", envvar="THRIFTY_EMBED_CACHE", type=click.Path(file_okay=False),
-    help="Directory that keeps embeddings between runs (outside the repo).",
-)  # fmt: skip
-_CONFIDENCE = click.option(
-    "--confidence", type=click.FloatRange(0.5, 1.0, max_open=True), default=None,
-    help="One-sided confidence of the precision bound the threshold must clear "
-    "(default 0.841: one Wilson standard error; 0.5: the point precision).",
-)  # fmt: skip
-_LIMIT = click.option(
-    "--limit", type=click.IntRange(min=1), default=None,
-    help="Use a deterministic sample of at most N pairs of the split (CPU-bound embedding).",
-)  # fmt: skip
-
-
-def _pairs(path: str) -> list[Any]:
-    from thrifty.cache.verify.pairs import PairsFormatError, read_pairs
-
-    try:
-        pairs = read_pairs(path)
-    except PairsFormatError as exc:
-        raise click.BadParameter(str(exc), param_hint="--pairs") from exc
-    if not pairs:
-        raise click.BadParameter(f"{path} holds no pairs", param_hint="--pairs")
-    return pairs
-
-
-def _cache(directory: str | None) -> Any:
-    from thrifty.embed import get_embedder
-    from thrifty.embed.diskcache import EmbeddingCache
-
-    return EmbeddingCache(get_embedder(), directory)
-
-
-def _model(path: str | None) -> Any:
-    from thrifty.cache.verify import DEFAULT_PATH
-    from thrifty.cache.verify.model import VerifierModel
-
-    try:
-        return VerifierModel.load(path or DEFAULT_PATH)
-    except (OSError, ValueError, KeyError) as exc:
-        raise click.BadParameter(f"cannot load verifier: {exc}", param_hint="--verifier") from exc
+from thrifty.cache_cli_shared import (
+    CONFIDENCE,
+    EMBED_CACHE,
+    LIMIT,
+    PAIRS,
+    band_value,
+    echo_band,
+    embedding_cache,
+    load_model,
+    load_pairs,
+    pct,
+)
 
 
 @click.group("cache")
@@ -67,7 +33,7 @@ def cache_group() -> None:
 
 
 @cache_group.command("train")
-@_PAIRS
+@PAIRS
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Model file to write (.npz).")
 @click.option("--train-pairs", type=click.IntRange(min=20), default=None,
               help="Train on a deterministic sample of N train pairs (default: all of them).")  # fmt: skip
@@ -88,8 +54,8 @@ def cache_group() -> None:
               default=None, help="With --cross-fit: the precision to calibrate for, e.g. 0.95.")  # fmt: skip
 @click.option("--vetoes", default="keep", show_default=True,
               help="With --cross-fit: keep, auto, none or a list (as for calibrate).")  # fmt: skip
-@_CONFIDENCE
-@_EMBED_CACHE
+@CONFIDENCE
+@EMBED_CACHE
 def train_command(
     pairs_path: str,
     out: str,
@@ -132,7 +98,7 @@ def train_command(
         _train_cross_fitted(pairs_path, out, settings, *chosen, embed_cache)
         return
     try:
-        model = train(_pairs(pairs_path), _cache(embed_cache), settings)
+        model = train(load_pairs(pairs_path), embedding_cache(embed_cache), settings)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     model.save(out)
@@ -154,42 +120,44 @@ def _train_cross_fitted(
 
     level = DEFAULT_CONFIDENCE if confidence is None else confidence
     try:
-        model = cross_fit(_pairs(pairs_path), _cache(embed_cache), target, vetoes, folds, settings, level)
+        model = cross_fit(
+            load_pairs(pairs_path), embedding_cache(embed_cache), target, vetoes, folds, settings, level
+        )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     model.save(out)
     oof = model.meta["cross_fit"]["oof_dev"]
     click.echo(f"vetoes: {', '.join(model.vetoes) or 'none'}")
     click.echo(
-        f"threshold {model.threshold:.4f}: out-of-fold dev precision {_pct(oof['precision'])}, "
-        f"recall {_pct(oof['recall'])} ({oof['correct']} of {oof['accepted']} accepted; "
+        f"threshold {model.threshold:.4f}: out-of-fold dev precision {pct(oof['precision'])}, "
+        f"recall {pct(oof['recall'])} ({oof['correct']} of {oof['accepted']} accepted; "
         f"{oof['pairs']} dev pairs in {folds} folds)"
     )
     if "oof_dev_text" in model.meta["cross_fit"] and model.text_threshold is not None:
         text = model.meta["cross_fit"]["oof_dev_text"]
         click.echo(
             f"text-only fallback threshold {model.text_threshold:.4f}: out-of-fold dev precision "
-            f"{_pct(text['precision'])}, recall {_pct(text['recall'])}"
+            f"{pct(text['precision'])}, recall {pct(text['recall'])}"
         )
     click.echo(f"wrote {out} (trained on train + dev, calibrated for {target})")
 
 
 @cache_group.command("embed")
-@_PAIRS
-@_EMBED_CACHE
+@PAIRS
+@EMBED_CACHE
 def embed_command(pairs_path: str, embed_cache: str | None) -> None:
     """Embed every question of PAIRS into the --embed-cache directory (once per embedder)."""
     if not embed_cache:
         raise click.BadParameter("give a directory (or set THRIFTY_EMBED_CACHE)", param_hint="--embed-cache")
-    cache = _cache(embed_cache)
-    texts = [t for p in _pairs(pairs_path) for t in (p.a, p.b)]
+    cache = embedding_cache(embed_cache)
+    texts = [t for p in load_pairs(pairs_path) for t in (p.a, p.b)]
     todo = len(cache.missing(texts))
     cache.fill(texts, progress=True)
     click.echo(f"{len(set(texts))} questions: {todo} embedded now, the rest were cached ({cache.directory})")
 
 
 @cache_group.command("calibrate")
-@_PAIRS
+@PAIRS
 @click.option("--target-precision", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
               required=True, help="Precision the accepted pairs must keep, e.g. 0.95.")  # fmt: skip
 @click.option("--verifier", "verifier_path", type=click.Path(dir_okay=False), default=None,
@@ -204,9 +172,9 @@ def embed_command(pairs_path: str, embed_cache: str | None) -> None:
               help="For a verifier with a cross-encoder stage: the head probability from which the "
               "cross-encoder runs, or auto (the one that keeps the most dev recall); default: the "
               "model's.")  # fmt: skip
-@_CONFIDENCE
-@_LIMIT
-@_EMBED_CACHE
+@CONFIDENCE
+@LIMIT
+@EMBED_CACHE
 def calibrate_command(
     pairs_path: str,
     target_precision: float,
@@ -221,13 +189,13 @@ def calibrate_command(
     """Choose the verifier's threshold on the dev split for TARGET-PRECISION."""
     from thrifty.cache.evaluate import DEFAULT_CONFIDENCE, calibrate
 
-    model = _model(verifier_path)
+    model = load_model(verifier_path)
     if band is not None and model.cross is None:
         raise click.BadParameter("this verifier has no cross-encoder stage", param_hint="--band")
     level = DEFAULT_CONFIDENCE if confidence is None else confidence
     chosen = _vetoes(vetoes)
     try:
-        pairs, cache = _pairs(pairs_path), _cache(embed_cache)
+        pairs, cache = load_pairs(pairs_path), embedding_cache(embed_cache)
         model = calibrate(model, pairs, cache, target_precision, limit, chosen, level, band)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -245,47 +213,23 @@ def calibrate_command(
         )
     click.echo(f"vetoes: {', '.join(model.vetoes) or 'none'}")
     if model.cross is not None:
-        _echo_band(model)
+        echo_band(model)
     click.echo(
-        f"threshold {model.threshold:.4f}: dev precision {_pct(dev['precision'])}, "
-        f"recall {_pct(dev['recall'])} on {dev['pairs']} dev pairs "
-        f"(cosine ≥ {model.meta['cosine_threshold']:.4f}: precision {_pct(dev_cos['precision'])}, "
-        f"recall {_pct(dev_cos['recall'])})"
+        f"threshold {model.threshold:.4f}: dev precision {pct(dev['precision'])}, "
+        f"recall {pct(dev['recall'])} on {dev['pairs']} dev pairs "
+        f"(cosine ≥ {model.meta['cosine_threshold']:.4f}: precision {pct(dev_cos['precision'])}, "
+        f"recall {pct(dev_cos['recall'])})"
     )
     if "dev_text" in model.meta and model.text_threshold is not None:
         text = model.meta["dev_text"]
         click.echo(
             f"text-only fallback threshold {model.text_threshold:.4f}: dev precision "
-            f"{_pct(text['precision'])}, recall {_pct(text['recall'])}"
+            f"{pct(text['precision'])}, recall {pct(text['recall'])}"
         )
     target = out or verifier_path
     if target:
         model.save(target)
         click.echo(f"wrote {target}")
-
-
-def _echo_band(model: Any) -> None:
-    recalls = model.meta.get("cross_band_recall", {})
-    if len(recalls) > 1:
-        each = ", ".join(f"{band}: {_pct(recall)}" for band, recall in recalls.items())
-        click.echo(f"dev recall at the target per cross-encoder band: {each}")
-    click.echo(
-        f"cross-encoder band {model.cross.band}: ran on {model.meta['cross_consulted']} dev pairs "
-        "(combiner scores out of fold)"
-    )
-
-
-def band_value(value: str | None) -> float | str | None:
-    """`--band`: a head probability in [0, 1) or `auto`."""
-    if value is None or value == "auto":
-        return value
-    try:
-        band = float(value)
-    except ValueError:
-        band = -1.0
-    if not 0.0 <= band < 1.0:
-        raise click.BadParameter(f"{value!r}: expected auto or a probability in [0, 1)", param_hint="--band")
-    return band
 
 
 def _vetoes(value: str) -> str | tuple[str, ...]:
@@ -304,13 +248,13 @@ def _vetoes(value: str) -> str | tuple[str, ...]:
 
 
 @cache_group.command("eval")
-@_PAIRS
+@PAIRS
 @click.option("--verifier", "verifier_path", type=click.Path(dir_okay=False), default=None,
               help="Calibrated verifier file (default: the bundled model).")  # fmt: skip
 @click.option(
     "--split", type=click.Choice(["test", "dev", "train", "all"]), default="test", show_default=True
 )
-@_LIMIT
+@LIMIT
 @click.option("--latency-queries", type=click.IntRange(min=0), default=200, show_default=True,
               help="Lookups timed with a live embedding.")  # fmt: skip
 @click.option("--top-k", type=click.IntRange(1, 64), default=None,
@@ -318,7 +262,7 @@ def _vetoes(value: str) -> str | tuple[str, ...]:
 @click.option("--cross-checks", type=click.IntRange(0, 64), default=None,
               help="Cross-encoder runs per lookup at most (default: cache.cross_checks's).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@_EMBED_CACHE
+@EMBED_CACHE
 def eval_command(
     pairs_path: str,
     verifier_path: str | None,
@@ -334,11 +278,17 @@ def eval_command(
     from thrifty.cache.evaluate import evaluate
     from thrifty.cache.lookup_eval import Serving
 
-    model = _model(verifier_path)
+    model = load_model(verifier_path)
     serving = Serving.defaults().but(top_k=top_k, cross_checks=cross_checks)
     try:
         report = evaluate(
-            model, _pairs(pairs_path), _cache(embed_cache), split, limit, latency_queries, serving
+            model,
+            load_pairs(pairs_path),
+            embedding_cache(embed_cache),
+            split,
+            limit,
+            latency_queries,
+            serving,
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -357,10 +307,6 @@ def eval_command(
     _print_report(report)
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f} %"
-
-
 def _print_report(report: dict[str, Any]) -> None:
     echo = click.echo
     echo(f"{report['pairs']} {report['split']} pairs, target precision {report['target_precision']}")
@@ -370,8 +316,8 @@ def _print_report(report: dict[str, Any]) -> None:
             continue
         s = report[name]
         echo(
-            f"pairs  {name[:18]:18} {s['threshold']:>9.4f} {_pct(s['precision']):>10} "
-            f"{_pct(s['recall']):>8} {s['accepted']:>9}"
+            f"pairs  {name[:18]:18} {s['threshold']:>9.4f} {pct(s['precision']):>10} "
+            f"{pct(s['recall']):>8} {s['accepted']:>9}"
         )
     look = report["lookup"]
     echo(
@@ -382,8 +328,8 @@ def _print_report(report: dict[str, Any]) -> None:
     for name in ("verifier", "cosine"):
         s = look[name]
         echo(
-            f"lookup {name:15} {_pct(s['hit_rate']):>9} {_pct(s['precision']):>10} "
-            f"{_pct(s['recall']):>8} {s['hits']:>9} {s['unlabelled']:>10}"
+            f"lookup {name:15} {pct(s['hit_rate']):>9} {pct(s['precision']):>10} "
+            f"{pct(s['recall']):>8} {s['hits']:>9} {s['unlabelled']:>10}"
         )
     echo("(lookup precision counts hits on unlabelled neighbours as wrong)")
     lat = look["latency_ms"]

@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import click
 
-from thrifty.cache_cli import (
-    _CONFIDENCE,
-    _EMBED_CACHE,
-    _PAIRS,
-    _cache,
-    _echo_band,
-    _model,
-    _pairs,
-    _pct,
+from thrifty.cache_cli_shared import (
+    CONFIDENCE,
+    EMBED_CACHE,
+    PAIRS,
     band_value,
+    echo_band,
+    embedding_cache,
+    load_model,
+    load_pairs,
+    pct,
 )
 
 
 @click.command("train-cross")
-@_PAIRS
+@PAIRS
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Model file to write (.npz).")
 @click.option("--verifier", "verifier_path", type=click.Path(dir_okay=False), default=None,
               help="The verifier to add the stage to (default: the bundled model).")  # fmt: skip
@@ -37,8 +37,8 @@ from thrifty.cache_cli import (
 @click.option("--train-pairs", type=click.IntRange(min=1), default=None,
               help="Fine-tune on the first N train pairs only (a quick look).")  # fmt: skip
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch threads (default: all).")
-@_CONFIDENCE
-@_EMBED_CACHE
+@CONFIDENCE
+@EMBED_CACHE
 def train_cross_command(
     pairs_path: str,
     out: str,
@@ -67,23 +67,30 @@ def train_cross_command(
         hint = "training the cross-encoder needs PyTorch: pip install 'thrifty[cross]'"
         raise click.ClickException(hint) from exc
 
-    pairs = _pairs(pairs_path)
-    model = _model(verifier_path)
+    pairs = load_pairs(pairs_path)
+    model = load_model(verifier_path)
     settings = CrossSettings(epochs=epochs, rank=rank, alpha=2.0 * rank, threads=threads, limit=train_pairs)
     level = DEFAULT_CONFIDENCE if confidence is None else confidence
     try:
         adapter = train_cross(select(pairs, "train"), settings)
         stage = CrossStage(adapter, settings.scale)
         model = calibrate(
-            model.with_cross(stage), pairs, _cache(embed_cache), target_precision, None, "keep", level, band
+            model.with_cross(stage),
+            pairs,
+            embedding_cache(embed_cache),
+            target_precision,
+            None,
+            "keep",
+            level,
+            band,
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     dev = model.meta["dev"]
-    _echo_band(model)
+    echo_band(model)
     click.echo(
-        f"threshold {model.threshold:.4f}: dev precision {_pct(dev['precision'])}, "
-        f"recall {_pct(dev['recall'])} (combiner scores out of fold)"
+        f"threshold {model.threshold:.4f}: dev precision {pct(dev['precision'])}, "
+        f"recall {pct(dev['recall'])} (combiner scores out of fold)"
     )
     model.save(out)
     click.echo(f"wrote {out}")
