@@ -121,6 +121,17 @@ def test_calibrate_meets_target_on_dev_and_eval_reports_fields(workdir: Path) ->
     assert lat["queries"] == 5 and 0 < lat["verify_p50"] <= lat["total_p50"]
     assert 0 < lat["embed_p50"] <= lat["embed_p99"] and 0 < lat["search_p50"] <= lat["search_p99"]
     assert report["lookup"]["index_entries"] == len({r["a"] for r in synthetic_pairs()})
+    # looked up as the gateway does by default: the config's top_k and cross-encoder budget
+    assert (report["lookup"]["top_k"], report["lookup"]["cross_checks"]) == (4, 1)
+    assert model.cross is not None  # the bundled stage, kept by calibrate
+    proc = run("eval", "--pairs", str(pairs_file), "--verifier", str(out), "--split", "all", "--json",
+               "--latency-queries", "0", "--top-k", "2", "--cross-checks", "0",
+               "--embed-cache", str(emb))  # fmt: skip
+    unstaged = json.loads(proc.stdout)["lookup"]
+    assert (unstaged["top_k"], unstaged["cross_checks"]) == (2, 0)
+    # without a cross-encoder run, only candidates decided before the stage can be served
+    assert unstaged["verifier"]["hits"] < report["lookup"]["verifier"]["hits"]
+    assert report["verifier"] == json.loads(proc.stdout)["verifier"]  # the pairs view does not change
 
     text = run("eval", "--pairs", str(pairs_file), "--verifier", str(out), "--split", "all",
                "--latency-queries", "2", "--embed-cache", str(emb)).stdout  # fmt: skip
@@ -143,6 +154,8 @@ def test_bad_inputs_get_clear_errors(workdir: Path) -> None:
     proc = run("calibrate", "--pairs", str(good), "--target-precision", "0.9", "--vetoes", "numbers,colour",
                check=False)  # fmt: skip
     assert proc.returncode == 2 and "unknown check(s) colour" in proc.stderr
+    proc = run("eval", "--pairs", str(good), "--cross-checks", "-1", check=False)
+    assert proc.returncode == 2 and "--cross-checks" in proc.stderr
 
 
 def test_calibrating_on_one_label_warns(workdir: Path) -> None:
