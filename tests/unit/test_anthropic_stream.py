@@ -11,11 +11,8 @@ import pytest
 from thrifty.config import ProviderConfig, Timeouts
 from thrifty.errors import UpstreamError
 from thrifty.providers.anthropic import AnthropicProvider
-from thrifty.providers.anthropic_translate import (
-    StreamTranslator,
-    stream_error,
-    to_anthropic_request,
-)
+from thrifty.providers.anthropic_request import to_anthropic_request
+from thrifty.providers.anthropic_response import StreamTranslator, stream_error
 from thrifty.types import Body, Usage
 
 MODEL = "claude-sonnet-4-5"

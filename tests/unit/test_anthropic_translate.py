@@ -6,12 +6,8 @@ import orjson
 import pytest
 
 from thrifty.errors import InvalidRequest, UpstreamError
-from thrifty.providers.anthropic_translate import (
-    convert_tool_choice,
-    to_anthropic_request,
-    to_openai_response,
-    usage_from_anthropic,
-)
+from thrifty.providers.anthropic_request import convert_tool_choice, to_anthropic_request
+from thrifty.providers.anthropic_response import to_openai_response, usage_from_anthropic
 from thrifty.types import Body, Usage
 
 MODEL = "claude-sonnet-4-5"

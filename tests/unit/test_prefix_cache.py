@@ -9,7 +9,7 @@ from thrifty.pricing.tokens import TokenCounter
 from thrifty.promptcache.prefix import prefix_bytes, prefix_key
 from thrifty.promptcache.sticky import rendezvous_rank
 from thrifty.providers.anthropic_cache import Breakpoints, min_tokens_for
-from thrifty.providers.anthropic_translate import to_anthropic_request
+from thrifty.providers.anthropic_request import to_anthropic_request
 
 TOKENS = TokenCounter()
 LONG = "You are a careful support agent for the Acme store. " * 150  # ~1,650 tokens

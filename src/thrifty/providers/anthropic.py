@@ -1,8 +1,8 @@
 """The Anthropic Messages API provider: OpenAI-shaped requests in, OpenAI-shaped answers out.
 
-The translation itself lives in `anthropic_translate` (pure functions, see its docstring for what is
-mapped and what is dropped); this module only does the HTTP calls. Anthropic has no embeddings API,
-so `embeddings` keeps the base class refusal.
+The translation itself lives in `anthropic_request` and `anthropic_response` (pure functions; their
+docstrings say what is mapped and what is dropped); this module only does the HTTP calls. Anthropic
+has no embeddings API, so `embeddings` keeps the base class refusal.
 """
 
 from __future__ import annotations
@@ -15,12 +15,8 @@ from typing import TYPE_CHECKING
 import aiohttp
 import orjson
 
-from thrifty.providers.anthropic_translate import (
-    StreamTranslator,
-    to_anthropic_request,
-    to_openai_response,
-    usage_from_anthropic,
-)
+from thrifty.providers.anthropic_request import to_anthropic_request
+from thrifty.providers.anthropic_response import StreamTranslator, to_openai_response, usage_from_anthropic
 from thrifty.providers.base import Provider, Reply, error_from_status, loads_json
 from thrifty.providers.http import read_body, sse_events
 from thrifty.types import Body

@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 
 from thrifty.errors import UpstreamError
-from thrifty.providers.anthropic_translate import to_openai_response
+from thrifty.providers.anthropic_response import to_openai_response
 from thrifty.providers.base import error_from_status, loads_json
 from thrifty.providers.batch import BatchResult, BatchStatus, NoBatchApi
 from thrifty.providers.http import read_body

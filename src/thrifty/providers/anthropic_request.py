@@ -1,6 +1,5 @@
-"""Pure translation between the OpenAI chat wire shape and the Anthropic Messages API.
-
-Request mapping (`to_anthropic_request`):
+"""Pure translation of an OpenAI chat request into an Anthropic Messages API request
+(`to_anthropic_request`); the way back is `anthropic_response`.
 
 - system/developer messages, wherever they appear, become the top-level `system` (a string when there
   is one plain text, else a list of text blocks that keeps any `cache_control`);
@@ -11,30 +10,16 @@ Request mapping (`to_anthropic_request`):
   `stream_options`, `reasoning_effort`, `store`, `service_tier`, … Only `n > 1` is refused, because
   dropping it would silently change the answer's shape;
 - `temperature` is clamped to Anthropic's range [0, 1] (OpenAI allows up to 2).
-
-Response mapping (`to_openai_response`) keeps text and tool use; thinking blocks are not surfaced.
-`StreamTranslator` turns Anthropic stream events into OpenAI `chat.completion.chunk` bodies.
 """
 
 from __future__ import annotations
 
 import orjson
 
-from thrifty.errors import InvalidRequest, UpstreamError
-from thrifty.types import Body, Usage
+from thrifty.errors import InvalidRequest
+from thrifty.types import Body
 
 DEFAULT_MAX_TOKENS = 4096
-
-FINISH_REASONS: dict[str, str] = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "max_tokens": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
-
-_RETRYABLE_STREAM_ERRORS = ("overloaded_error", "api_error", "rate_limit_error", "timeout_error")
 
 
 # ── request: OpenAI → Anthropic ──────────────────────────────────────────────────────────────────
@@ -259,175 +244,3 @@ def convert_tool_choice(choice: str | Body | None, parallel: bool | None) -> Bod
     if parallel is False:
         converted["disable_parallel_tool_use"] = True
     return None if converted == {"type": "auto"} and choice is None else converted
-
-
-# ── response: Anthropic → OpenAI ─────────────────────────────────────────────────────────────────
-
-
-def finish_reason(stop_reason: str | None) -> str:
-    return FINISH_REASONS.get(stop_reason or "", "stop")
-
-
-def usage_from_anthropic(usage: Body | None) -> Usage:
-    """Anthropic usage as thrifty Usage: input counts every prompt token, cached or not."""
-    usage = usage or {}
-    reads = int(usage.get("cache_read_input_tokens") or 0)
-    writes = int(usage.get("cache_creation_input_tokens") or 0)
-    return Usage(
-        input_tokens=int(usage.get("input_tokens") or 0) + reads + writes,
-        cached_input_tokens=reads,
-        cache_write_tokens=writes,
-        output_tokens=int(usage.get("output_tokens") or 0),
-    )
-
-
-def openai_usage(usage: Usage) -> Body:
-    """Usage in the OpenAI shape, always with prompt_tokens_details."""
-    return {
-        "prompt_tokens": usage.input_tokens,
-        "completion_tokens": usage.output_tokens,
-        "total_tokens": usage.input_tokens + usage.output_tokens,
-        "prompt_tokens_details": {
-            "cached_tokens": usage.cached_input_tokens,
-            "cache_write_tokens": usage.cache_write_tokens,
-        },
-    }
-
-
-def to_openai_response(data: Body, created: int) -> Body:
-    """An Anthropic Messages response as an OpenAI chat.completion body."""
-    content = data.get("content")
-    if not isinstance(content, list):
-        raise UpstreamError("anthropic sent a message without content")
-    texts = [str(b.get("text") or "") for b in content if b.get("type") == "text"]
-    calls = [_tool_call(b) for b in content if b.get("type") == "tool_use"]
-    message: Body = {"role": "assistant", "content": "".join(texts) if texts else None, "refusal": None}
-    if calls:
-        message["tool_calls"] = calls
-    return {
-        "id": data.get("id"),
-        "object": "chat.completion",
-        "created": created,
-        "model": data.get("model"),
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "finish_reason": finish_reason(data.get("stop_reason")),
-                "logprobs": None,
-            }
-        ],
-        "usage": openai_usage(usage_from_anthropic(data.get("usage"))),
-    }
-
-
-def _tool_call(block: Body) -> Body:
-    return {
-        "id": block.get("id"),
-        "type": "function",
-        "function": {"name": block.get("name"), "arguments": orjson.dumps(block.get("input") or {}).decode()},
-    }
-
-
-# ── streaming: Anthropic events → OpenAI chunks ──────────────────────────────────────────────────
-
-
-class StreamTranslator:
-    """Turns Anthropic stream events, one at a time, into OpenAI chat.completion.chunk bodies."""
-
-    def __init__(self, created: int) -> None:
-        self.created = created
-        self.id: str | None = None
-        self.model: str | None = None
-        self.usage: Body = {}
-        self.stop_reason: str | None = None
-        self.finished = False
-        self._tool_index: dict[int, int] = {}
-
-    def feed(self, event: str | None, data: Body) -> list[Body]:
-        """Chunks for one event; raises UpstreamError on an `error` event."""
-        kind = data.get("type") or event
-        if kind == "message_start":
-            return self._message_start(data.get("message") or {})
-        if kind == "content_block_start":
-            return self._block_start(int(data.get("index") or 0), data.get("content_block") or {})
-        if kind == "content_block_delta":
-            return self._block_delta(int(data.get("index") or 0), data.get("delta") or {})
-        if kind == "message_delta":
-            self._message_delta(data)
-            return []
-        if kind == "message_stop":
-            return self._message_stop()
-        if kind == "error":
-            raise stream_error(data)
-        return []  # ping, content_block_stop and event types added later carry nothing to forward
-
-    def finish(self) -> None:
-        """Call when the upstream stream ends: it must have ended with message_stop."""
-        if not self.finished:
-            raise UpstreamError("anthropic stream ended without message_stop")
-
-    def _chunk(self, delta: Body, finish: str | None = None) -> Body:
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
-        }
-
-    def _message_start(self, message: Body) -> list[Body]:
-        self.id = message.get("id")
-        self.model = message.get("model")
-        self.usage = dict(message.get("usage") or {})
-        return [self._chunk({"role": "assistant", "content": ""})]
-
-    def _block_start(self, index: int, block: Body) -> list[Body]:
-        if block.get("type") == "text" and block.get("text"):
-            return [self._chunk({"content": block["text"]})]
-        if block.get("type") != "tool_use":
-            return []
-        tool_index = self._tool_index[index] = len(self._tool_index)
-        arguments = orjson.dumps(block["input"]).decode() if block.get("input") else ""
-        call = {
-            "index": tool_index,
-            "id": block.get("id"),
-            "type": "function",
-            "function": {"name": block.get("name"), "arguments": arguments},
-        }
-        return [self._chunk({"tool_calls": [call]})]
-
-    def _block_delta(self, index: int, delta: Body) -> list[Body]:
-        kind = delta.get("type")
-        if kind == "text_delta" and delta.get("text"):
-            return [self._chunk({"content": delta["text"]})]
-        if kind == "input_json_delta" and delta.get("partial_json") and index in self._tool_index:
-            call = {"index": self._tool_index[index], "function": {"arguments": delta["partial_json"]}}
-            return [self._chunk({"tool_calls": [call]})]
-        return []  # thinking, signature and citation deltas are not surfaced
-
-    def _message_delta(self, data: Body) -> None:
-        stop_reason = (data.get("delta") or {}).get("stop_reason")
-        if stop_reason:
-            self.stop_reason = stop_reason
-        self.usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
-
-    def _message_stop(self) -> list[Body]:
-        self.finished = True
-        usage_chunk = {**self._chunk({}), "choices": [], "usage": openai_usage(self.final_usage())}
-        return [self._chunk({}, finish_reason(self.stop_reason)), usage_chunk]
-
-    def final_usage(self) -> Usage:
-        return usage_from_anthropic(self.usage)
-
-
-def stream_error(data: Body) -> UpstreamError:
-    """An Anthropic stream `error` event as an UpstreamError."""
-    error = data.get("error") if isinstance(data.get("error"), dict) else {}
-    kind = str(error.get("type") or "error")
-    message = str(error.get("message") or "unknown error")[:500]
-    return UpstreamError(
-        f"anthropic stream error ({kind}): {message}",
-        upstream_status=529 if kind == "overloaded_error" else None,
-        retryable=kind in _RETRYABLE_STREAM_ERRORS,
-    )
