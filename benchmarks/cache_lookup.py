@@ -5,7 +5,9 @@
 
 Stored entries: the first `--real` questions (side `a`) of the QQP pairs file, embedded with the bundled
 MiniLM, plus filler vectors drawn around them (embedding 100k real questions takes too long on one
-core) up to `--entries`, all in one SQLite file in one scope. Queries: the `b` side of the stored real
+core) up to `--entries`, all in one SQLite file in one scope. Each filler carries the text of another
+QQP question (from the pairs after the first `--real`), so the verifier reads real question lengths
+when a filler is among a query's neighbours. Queries: the `b` side of the stored real
 pairs, so about a third are duplicates and the verifier has real work; each query is embedded once
 and the same vector is searched in both indexes (total = embed + search + verify). Prints the rebuild time on
 start, p50/p99 of each part and of the whole lookup, for thrifty's index (faiss HNSW above 4,096
@@ -47,7 +49,9 @@ def read_pairs(path: Path, n: int) -> list[dict]:
     return out
 
 
-def fill(path: str, questions: list[str], vectors: np.ndarray, entries: int, dim: int) -> None:
+def fill(
+    path: str, questions: list[str], vectors: np.ndarray, entries: int, dim: int, filler_texts: list[str]
+) -> None:
     rng = np.random.default_rng(0)
     store = SqliteSemanticStore(path, dim, max_entries=entries + 1)
     now = time.time()
@@ -60,7 +64,7 @@ def fill(path: str, questions: list[str], vectors: np.ndarray, entries: int, dim
             base = vectors[rng.integers(0, len(vectors))]
             vector = base + 0.8 * rng.standard_normal(dim).astype(np.float32) / np.sqrt(dim)
             vector /= np.linalg.norm(vector)
-            query = f"filler question {i}"
+            query = filler_texts[i % len(filler_texts)] if filler_texts else f"filler question {i}"
         entry = Entry(body, Usage(input_tokens=20, output_tokens=40), "gpt-4o", query=query)
         rows.append((SCOPE, vector.astype(np.float32).tobytes(), entry.to_bytes(), now, now + 1e9, now))
     with store.db.write() as conn:
@@ -124,13 +128,15 @@ def main() -> None:
     vectors = embedder.embed(questions)
     print(f"embedded {len(questions)} real questions in {time.perf_counter() - t:.1f} s")
     queries = [p["b"] for p in pairs[: args.queries]]
+    others = read_pairs(Path(args.pairs), max(args.real, args.queries) + args.entries // 2)
+    filler_texts = [p[side] for p in others[max(args.real, args.queries) :] for side in ("a", "b")]
     verifier = load_default_verifier(args.verifier)
     print(f"verifier: {type(verifier).__name__} ({args.verifier or 'bundled'})")
     query_vectors, embed_ms = embed_queries(embedder.embed_one, queries)
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "cache.db")
-        fill(path, questions, vectors, args.entries, embedder.dim)
+        fill(path, questions, vectors, args.entries, embedder.dim, filler_texts)
         results = {}
         for name, threshold in (("thrifty (faiss HNSW)", None), ("exact numpy", 10**12)):
             t = time.perf_counter()

@@ -114,12 +114,19 @@ class VerifierModel:
         """Probability from the embedding head for combiner inputs `row` and vectors u, v."""
         import numpy as np
 
+        return float(self.heads(np.asarray([row], dtype=np.float32), u, np.asarray(v)[None, :])[0])
+
+    def heads(self, rows: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """`head` of several candidates of one query at once: combiner inputs (n × inputs), the query
+        vector u, the candidates' vectors v (n × dim)."""
+        import numpy as np
+
         assert self.hw1 is not None and self.hb1 is not None and self.hw2 is not None
-        standardised = (np.asarray(row, dtype=np.float32) - self.cmean) / self.cstd
-        x = head_features(standardised, u, v, self.head_parts, self.whitening)
+        standardised = (rows - self.cmean) / self.cstd
+        x = head_features(standardised, np.broadcast_to(u, v.shape), v, self.head_parts, self.whitening)
         hidden = np.maximum(x @ self.hw1 + self.hb1, 0.0)
-        z = float(hidden @ self.hw2 + self.hb2)
-        return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+        z = np.clip((hidden @ self.hw2).astype(np.float64) + self.hb2, -50.0, 50.0)
+        return 1.0 / (1.0 + np.exp(-z))
 
     @property
     def whitening(self) -> Whitening | None:
@@ -151,37 +158,56 @@ class VerifierModel:
     ) -> tuple[float, bool]:
         """The score before the cross-encoder stage, and whether that stage may still change it
         (not after a veto or for the same wording, which are final, nor without the vectors)."""
-        return self._first_score(
-            query, checks.analyze(query), candidate, cosine, query_vector, candidate_vector
-        )
+        from thrifty.cache.semantic import Candidate
 
-    def _first_score(
-        self,
-        query: str,
-        q: checks.Analysis,
-        candidate: str,
-        cosine: float,
-        query_vector: np.ndarray | None,
-        candidate_vector: np.ndarray | None,
-    ) -> tuple[float, bool]:
+        return self.first_scores(query, query_vector, [Candidate(candidate, cosine, candidate_vector)])[0]
+
+    def first_scores(
+        self, query: str, query_vector: np.ndarray | None, candidates: Sequence[Candidate]
+    ) -> list[tuple[float, bool]]:
+        """`first_score` of every candidate of one lookup: the query is analysed once, and the
+        embedding head scores all candidates that reach it in one matrix product."""
+        import numpy as np
+
+        q = checks.analyze(query)
+        out: list[tuple[float, bool]] = []
+        rows: list[list[float]] = []
+        headed: list[int] = []
+        for i, c in enumerate(candidates):
+            decided = self._decided(query, q, c.text, c.cosine)
+            if not isinstance(decided, checks.Analysis):
+                out.append((decided, False))
+                continue
+            row = self.combiner_row(extract(q, decided, c.cosine, self.idf, self.words))
+            if self.uses_head(query_vector, c.vector):
+                rows.append(row)
+                headed.append(i)
+                out.append((0.0, True))  # the head's probability, filled in below
+            else:
+                out.append((self.combine(row), False))
+        if headed:
+            u = np.asarray(query_vector, dtype=np.float32)
+            v = np.stack([np.asarray(candidates[i].vector, dtype=np.float32) for i in headed])
+            for i, p in zip(headed, self.heads(np.asarray(rows, dtype=np.float32), u, v), strict=True):
+                out[i] = (float(p), True)
+        return out
+
+    def _decided(
+        self, query: str, q: checks.Analysis, candidate: str, cosine: float
+    ) -> float | checks.Analysis:
+        """A score fixed before the learned stages (0 below the cosine floor or on a veto, 1 for the
+        same wording), else the candidate's analysis for them."""
         if cosine < self.min_cosine:
-            return 0.0, False
+            return 0.0
         c = checks.analyze(candidate)
         if checks.vetoes(q, c, self.vetoes):
-            return 0.0, False
+            return 0.0
         if checks.same_wording(query, candidate):
             # the same words in the same order: only case or punctuation differ. QQP's negatives are
             # sampled among near-identical questions, so the learned stages distrust high overlap;
             # identical wording is the one case where that bias must not apply.
-            return 1.0, False
-        row = self.combiner_row(extract(q, c, cosine, self.idf, self.words))
-        if self.uses_head(query_vector, candidate_vector):
-            import numpy as np
-
-            u = np.asarray(query_vector, dtype=np.float32)
-            v = np.asarray(candidate_vector, dtype=np.float32)
-            return self.head(row, u, v), True
-        return self.combine(row), False
+            return 1.0
+        return c
 
     def threshold_for(self, with_vectors: bool) -> float:
         """The calibrated threshold for a pair scored with (or without) its two embeddings."""
@@ -217,8 +243,7 @@ class VerifierModel:
         on at most `cross_budget` of them (the best ones inside its band), the rest score 0. This
         bounds a lookup's cost at one or two transformer passes whatever `top_k` is.
         """
-        q = checks.analyze(query)  # once per lookup, not per candidate
-        firsts = [self._first_score(query, q, c.text, c.cosine, query_vector, c.vector) for c in candidates]
+        firsts = self.first_scores(query, query_vector, candidates)
         for i in sorted(range(len(candidates)), key=lambda i: -firsts[i][0]):
             value, staged = firsts[i]
             if staged and self.cross is not None:
