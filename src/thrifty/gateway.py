@@ -129,6 +129,8 @@ class Gateway:
             )
             replayed.headers.update(result.headers)
             return replayed
+        # headers stages set on the result after the stream was built (route, cache bypass, compression)
+        result.stream.headers.update(result.headers)
         return result.stream
 
     async def embeddings(

@@ -73,7 +73,7 @@ class Metrics:
             ["lever"], registry=r,
         )  # fmt: skip
         self.cache = Counter(
-            "thrifty_cache_lookups", "Chat answers by cache outcome (hit_exact, hit_semantic, miss).",
+            "thrifty_cache_lookups", "Chat answers by cache outcome (hit_exact, hit_semantic, miss, bypass).",
             ["result"], registry=r,
         )  # fmt: skip
         self.latency = Histogram(
@@ -139,7 +139,10 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+_CACHE_RESULTS = {"hit-exact": "hit_exact", "hit-semantic": "hit_semantic", "miss": "miss"}
+
+
 def _cache_result(a: Attempt) -> str:
-    if a.status != "cache_hit":
-        return "miss"
-    return "hit_semantic" if a.savings.cache_semantic > 0 else "hit_exact"
+    """hit_exact | hit_semantic | miss (looked up, not found) | bypass (the cache was not consulted:
+    off for the model or the request, a sampling request, write_only, or no cache configured)."""
+    return _CACHE_RESULTS.get(str(a.meta.get("cache")), "bypass")

@@ -24,6 +24,9 @@ _NUMERIC: dict[str, tuple[tuple[type, ...], float | None, float | None]] = {
     "seed": ((int,), None, None),
 }
 _BOOL = ("stream", "logprobs", "parallel_tool_calls")
+THRIFTY_FIELDS = frozenset({"cache", "max_age", "namespace", "task", "quality_target"})
+"""The keys of a request's `thrifty` object: cache control (`cache.control`) and routing hints
+(`routing.hints`), which validate their values."""
 
 
 def _fail(message: str, param: str) -> InvalidRequest:
@@ -40,6 +43,18 @@ def _check_numeric(body: Body) -> None:
             raise _fail(f"'{name}' must be {kind}, got {type(value).__name__}", name)
         if (low is not None and value < low) or (high is not None and value > high):
             raise _fail(f"'{name}' must be between {low} and {high}, got {value}", name)
+
+
+def _check_thrifty(value: Any) -> None:
+    """The `thrifty` object's shape; a misspelt key is a 400, not silently ignored."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise _fail("'thrifty' must be an object", "thrifty")
+    unknown = sorted(str(k) for k in value if k not in THRIFTY_FIELDS)
+    if unknown:
+        param = f"thrifty.{unknown[0]}"
+        raise _fail(f"unknown field '{param}'; expected one of {', '.join(sorted(THRIFTY_FIELDS))}", param)
 
 
 def _check_message(i: int, message: Any) -> None:
@@ -88,6 +103,7 @@ def validate_chat(body: Any) -> Body:
         and not (isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop))
     ):
         raise _fail("'stop' must be a string or an array of up to 4 strings", "stop")
+    _check_thrifty(body.get("thrifty"))
     for name in ("tools", "functions"):
         if name in body and body[name] is not None and not isinstance(body[name], list):
             raise _fail(f"'{name}' must be an array", name)

@@ -157,43 +157,38 @@ def completion_chunks(body: Body) -> list[Body]:
         "created": body.get("created", int(time.time())),
         "model": body.get("model", ""),
     }
+    if body.get("system_fingerprint"):
+        base["system_fingerprint"] = body["system_fingerprint"]
     chunks: list[Body] = []
     for choice in body.get("choices") or ():
-        index = choice.get("index", 0)
-        message = choice.get("message") or {}
-        chunks.append(
-            {
-                **base,
-                "choices": [
-                    {"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-                ],
-            }
-        )
-        if message.get("content"):
-            chunks.append(
-                {
-                    **base,
-                    "choices": [
-                        {"index": index, "delta": {"content": message["content"]}, "finish_reason": None}
-                    ],
-                }
-            )
-        calls = [{"index": i, **call} for i, call in enumerate(message.get("tool_calls") or ())]
-        if calls:
-            chunks.append(
-                {**base, "choices": [{"index": index, "delta": {"tool_calls": calls}, "finish_reason": None}]}
-            )
-        chunks.append(
-            {
-                **base,
-                "choices": [
-                    {"index": index, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"}
-                ],
-            }
-        )
+        chunks.extend({**base, "choices": [part]} for part in _choice_chunks(choice))
     if body.get("usage"):
         chunks.append({**base, "choices": [], "usage": body["usage"]})
     return chunks
+
+
+def _choice_chunks(choice: Body) -> list[Body]:
+    """One choice of a complete answer as streamed choice deltas: role, content (with its token
+    logprobs, when the answer has them), refusal, tool calls, then the finish reason."""
+    index = choice.get("index", 0)
+    message = choice.get("message") or {}
+    logprobs = choice.get("logprobs")
+
+    def delta(fields: Body, **extra: Any) -> Body:
+        return {"index": index, "delta": fields, "finish_reason": None, **extra}
+
+    parts = [delta({"role": "assistant", "content": ""})]
+    if message.get("content"):
+        parts.append(delta({"content": message["content"]}, **({"logprobs": logprobs} if logprobs else {})))
+    elif logprobs:
+        parts.append(delta({}, logprobs=logprobs))
+    if message.get("refusal"):
+        parts.append(delta({"refusal": message["refusal"]}))
+    calls = [{"index": i, **call} for i, call in enumerate(message.get("tool_calls") or ())]
+    if calls:
+        parts.append(delta({"tool_calls": calls}))
+    parts.append({"index": index, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"})
+    return parts
 
 
 async def _iterate(chunks: list[Body]) -> AsyncIterator[Body]:

@@ -170,6 +170,17 @@ def test_virtual_keys_of_two_tenants_never_share_entries(gateway_factory, fake, 
     misses = ("thrifty_cache_namespace_lookups_total", (("namespace", "default"), ("result", "miss")))
     assert samples[hits] == 1 and samples[misses] == 2
     assert samples[("thrifty_cache_namespace_saved_usd_total", (("namespace", "default"),))] > 0
+    # the ledger-fed series agrees with the per-namespace one, and a bypass is not a miss
+    assert ask(gw, "hot take?", key=b, temperature=1).headers["x-thrifty-cache"] == "bypass"
+    ledger_rows(gw.ledger_path, expect=4)
+    scrape = httpx.get(gw.url + "/metrics", headers=ADMIN)
+    booked = {
+        s.labels["result"]: s.value
+        for family in text_string_to_metric_families(scrape.text)
+        for s in family.samples
+        if s.name == "thrifty_cache_lookups_total"
+    }
+    assert booked == {"hit_exact": 1, "miss": 2, "bypass": 1}
 
 
 def test_concurrent_writers_in_several_workers_share_one_sqlite_cache(gateway_factory, fake, tmp_path):

@@ -87,7 +87,8 @@ def test_metrics_expose_requests_tokens_money_cache_latency_errors_breakers(obse
     assert cost == pytest.approx(sum(r["cost_usd"] for r in rows), rel=1e-9)
     saved = m[("thrifty_savings_usd_total", (("lever", "routing"),))]
     assert saved == pytest.approx(sum(r["saved_routing"] for r in rows if r["saved_routing"] > 0), rel=1e-9)
-    assert m[("thrifty_cache_lookups_total", (("result", "miss"),))] == 7
+    assert m[("thrifty_cache_lookups_total", (("result", "bypass"),))] == 7  # no cache configured
+    assert ("thrifty_cache_lookups_total", (("result", "miss"),)) not in m
     assert m[("thrifty_request_latency_seconds_count", (("model", "gpt-4o-mini"), ("status", "ok")))] == 4
     assert ("thrifty_breaker_state", (("deployment", "fakeai:flaky-up"),)) in m
     assert m[("thrifty_ledger_dropped_rows", ())] == 0

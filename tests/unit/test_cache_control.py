@@ -31,6 +31,9 @@ def test_defaults_and_modes():
         ({"namespace": ""}, "thrifty.namespace"),
         ({"namespace": "a b"}, "thrifty.namespace"),
         ({"namespace": "x" * 65}, "thrifty.namespace"),
+        ({"namespace": "team\n"}, "thrifty.namespace"),  # a trailing newline is not a name
+        ({"max_age": "1_000"}, "thrifty.max_age"),  # Python's float() reads it; a header never should
+        ({"max_age": "1e3"}, "thrifty.max_age"),
     ],
 )
 def test_bad_body_values_name_the_parameter(field, param):
@@ -65,3 +68,21 @@ def test_headers_fold_into_the_body_field_and_the_body_wins():
     assert folded["thrifty"] == {"cache": "read_only", "namespace": "from-body", "task": "code"}
     assert body["thrifty"] == {"namespace": "from-body", "task": "code"}  # not mutated
     assert fold_headers({}, body) is body
+
+
+@pytest.mark.parametrize("key", ["mode", "ttl", "cache_mode"])
+def test_an_unknown_key_of_the_thrifty_object_is_a_400_naming_it(key):
+    from thrifty.request import validate_chat
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "thrifty": {key: "off"}}
+    with pytest.raises(InvalidRequest) as exc:
+        validate_chat(body)
+    assert exc.value.status == 400 and exc.value.param == f"thrifty.{key}"
+
+
+def test_the_thrifty_object_accepts_exactly_the_cache_and_routing_fields():
+    from thrifty.cache.keys import CACHE_CONTROL_FIELDS
+    from thrifty.request import THRIFTY_FIELDS
+    from thrifty.routing.hints import FIELDS
+
+    assert CACHE_CONTROL_FIELDS | set(FIELDS) == THRIFTY_FIELDS

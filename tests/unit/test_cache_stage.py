@@ -173,3 +173,53 @@ async def test_follow_up_turns_never_hit_across_conversations(fake, tmp_path):
     rows = ledger_rows(tmp_path / "ledger.db", expect=9)
     semantic_rows = [r for r in rows if r["status"] == "cache_hit"]
     assert len(semantic_rows) == 1 and semantic_rows[0]["saved_cache_semantic"] > 0
+
+
+async def test_a_stream_without_usage_is_stored_with_its_estimated_usage(fake, tmp_path):
+    fake.script({"omit_usage": True, "content": "an answer whose provider counts nothing"})
+    async with gateway(fake, tmp_path) as gw:
+        stream = await gw.chat_stream(ask("count me", stream=True), ALICE)
+        assert [c async for c in stream] and stream.usage is None
+        await stream.aclose()
+        hit = await gw.chat(ask("count me"), ALICE)
+        assert hit.headers["x-thrifty-cache"] == "hit-exact"
+        usage = hit.body["usage"]  # a client reading usage from a hit always finds it
+        assert usage["completion_tokens"] == hit.usage.output_tokens > 0
+        assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+        replay = await gw.chat_stream(
+            ask("count me", stream=True, stream_options={"include_usage": True}), ALICE
+        )
+        chunks = [c async for c in replay]
+        assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
+
+
+async def test_logprobs_are_kept_from_a_stream_and_replayed_to_one(fake, tmp_path):
+    question = ask("log my probabilities", logprobs=True, top_logprobs=2)
+    async with gateway(fake, tmp_path) as gw:
+        stream = await gw.chat_stream({**question, "stream": True}, ALICE)
+        streamed = [
+            token for c in [c async for c in stream] for ch in c["choices"]
+            for token in ((ch.get("logprobs") or {}).get("content") or ())
+        ]  # fmt: skip
+        await stream.aclose()
+        assert len(streamed) > 1  # the fake sends them over several chunks
+        hit = await gw.chat(question, ALICE)
+        assert hit.headers["x-thrifty-cache"] == "hit-exact"
+        assert hit.body["choices"][0]["logprobs"]["content"] == streamed
+        replay = await gw.chat_stream({**question, "stream": True}, ALICE)
+        replayed = [
+            token for c in [c async for c in replay] for ch in c["choices"]
+            for token in ((ch.get("logprobs") or {}).get("content") or ())
+        ]  # fmt: skip
+        assert replay.headers["x-thrifty-cache"] == "hit-exact" and replayed == streamed
+        assert all(len(t["top_logprobs"]) == 2 for t in replayed)
+    assert upstream_calls(fake) == 1
+
+
+async def test_a_bypassed_stream_says_so_in_its_headers(fake, tmp_path):
+    async with gateway(fake, tmp_path) as gw:
+        for params in ({"temperature": 0.8}, {"thrifty": {"cache": "off"}}):
+            stream = await gw.chat_stream(ask("not cached", stream=True, **params), ALICE)
+            assert stream.headers["x-thrifty-cache"] == "bypass"
+            assert [c async for c in stream]
+            await stream.aclose()

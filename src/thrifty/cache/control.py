@@ -23,7 +23,8 @@ MODES: tuple[Mode, ...] = ("off", "read_only", "write_only", "on")
 HEADER_MODE = "x-thrifty-cache"
 HEADER_MAX_AGE = "x-thrifty-cache-max-age"
 HEADER_NAMESPACE = "x-thrifty-cache-namespace"
-_NAMESPACE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,17 +55,16 @@ def _mode(value: Any, param: str) -> Mode:
 
 def _max_age(value: Any, param: str) -> float:
     if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise _bad(f"'{param}' must be a number of seconds; got {value!r}", param) from None
+        if not _SECONDS.fullmatch(value.strip()):
+            raise _bad(f"'{param}' must be a number of seconds; got {value!r}", param)
+        value = float(value.strip())
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
         raise _bad(f"'{param}' must be a non-negative number of seconds; got {value!r}", param)
     return float(value)
 
 
 def _namespace(value: Any, param: str) -> str:
-    if isinstance(value, str) and _NAMESPACE.match(value):
+    if isinstance(value, str) and _NAMESPACE.fullmatch(value):
         return value
     raise _bad(
         f"'{param}' must be 1-64 characters of letters, digits, '_', '.', ':' or '-'; got {value!r}", param

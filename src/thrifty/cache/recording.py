@@ -20,6 +20,19 @@ class _Choice:
         self.refusal: list[str] = []
         self.tool_calls: dict[int, dict[str, Any]] = {}
         self.finish_reason: str | None = None
+        self.logprobs: dict[str, list[Any]] | None = None
+
+    def add_logprobs(self, logprobs: dict[str, Any]) -> None:
+        """A chunk's token logprobs (`content` and `refusal` lists) appended to the answer's."""
+        if self.logprobs is None:
+            self.logprobs = {"content": [], "refusal": []}
+        for part in ("content", "refusal"):
+            self.logprobs[part].extend(logprobs.get(part) or ())
+
+    def choice_logprobs(self) -> dict[str, Any] | None:
+        if self.logprobs is None:
+            return None
+        return {part: tokens or None for part, tokens in self.logprobs.items()}
 
     def add(self, delta: dict[str, Any]) -> None:
         if isinstance(delta.get("content"), str):
@@ -59,9 +72,12 @@ class RecordingStream(StreamWrapper):
         if not self._head:
             self._head = {k: chunk[k] for k in ("id", "created", "model", "system_fingerprint") if k in chunk}
         for choice in chunk.get("choices") or ():
-            if choice.get("logprobs"):
-                self._storable = False  # logprobs are not rebuilt: do not cache a partial answer
             slot = self._choices.setdefault(int(choice.get("index", 0)), _Choice())
+            logprobs = choice.get("logprobs")
+            if isinstance(logprobs, dict):
+                slot.add_logprobs(logprobs)
+            elif logprobs is not None:
+                self._storable = False  # a shape we cannot rebuild: do not cache a partial answer
             slot.add(choice.get("delta") or {})
             if choice.get("finish_reason"):
                 slot.finish_reason = choice["finish_reason"]
@@ -69,7 +85,12 @@ class RecordingStream(StreamWrapper):
     def body(self, usage: Usage | None) -> Body:
         out: Body = {**self._head, "object": "chat.completion"}
         out["choices"] = [
-            {"index": i, "message": c.message(), "finish_reason": c.finish_reason, "logprobs": None}
+            {
+                "index": i,
+                "message": c.message(),
+                "finish_reason": c.finish_reason,
+                "logprobs": c.choice_logprobs(),
+            }
             for i, c in sorted(self._choices.items())
         ]
         if usage is not None:

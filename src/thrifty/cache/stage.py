@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from thrifty.cache.control import CacheControl, parse_control
@@ -102,6 +102,7 @@ class CacheStage:
         control = parse_control(call.original.get("thrifty"))
         policy = self.config.policy(call.requested_model)
         if not self._applies(call, policy, control):
+            call.meta["cache"] = "bypass"
             self.metrics.lookup(control.namespace, "bypass", 0.0)
             result = await next(call)
             result.headers.setdefault(HEADER, "bypass")
@@ -113,6 +114,7 @@ class CacheStage:
         lookup_ms = (time.perf_counter() - started) * 1000
         if hit is not None:
             return self._answer(call, *hit, namespace=control.namespace, lookup_ms=lookup_ms)
+        call.meta["cache"] = "miss" if control.reads else "write_only"
         if control.reads:
             self.metrics.lookup(control.namespace, "miss", lookup_ms)
         result = await next(call)
@@ -210,6 +212,8 @@ class CacheStage:
         result.stream = RecordingStream(stream, on_complete, {HEADER: "miss"})
 
     async def _store(self, entry: Entry, probe: _Probe, policy: Policy) -> None:
+        if not entry.body.get("usage"):  # the provider sent none: a hit still says what the answer used
+            entry = replace(entry, body={**entry.body, "usage": entry.usage.to_openai()})
         try:
             await self.exact.store_answer(probe.key, entry, policy.ttl_s)
             if self.semantic is not None and probe.vector is not None and probe.semantic_scope is not None:
