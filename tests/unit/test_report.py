@@ -36,6 +36,7 @@ def row(
     tokens: tuple[int, int] = (100, 20),
     route: str | None = None,
     estimated: bool = False,
+    reason: str | None = None,
     **saved: float,
 ) -> Attempt:
     return Attempt(
@@ -56,7 +57,7 @@ def row(
         final=status in ("ok", "cache_hit"),
         route=route,
         ts=ts,
-        error="boom" if status == "error" else None,
+        error="boom" if status == "error" else reason,
         http_status=500 if status == "error" else 200,
     )
 
@@ -65,7 +66,7 @@ SEED = [
     # routed to the small model: baseline 0.010, saved 0.009 by routing
     row("r1", 1, "ok", cost=0.001, baseline=0.010, routing=0.009, route="auto:chat", latency=120),
     # cascade: tier 1 rejected (paid 0.0005), tier 2 answers at 0.004 (baseline 0.010, cascade saved 0.006)
-    row("r2", 1, "rejected", cost=0.0005, route="cascade", latency=80),
+    row("r2", 1, "rejected", cost=0.0005, route="cascade", latency=80, reason="gate format: empty answer"),
     row(
         "r2",
         2,
@@ -146,6 +147,11 @@ def ledger(tmp_path: Path) -> SQLiteLedger:
     return led
 
 
+def refused_tier(a: Attempt) -> bool:
+    """A cascade tier a gate refused (booked with the reason `gate <name>: …`)."""
+    return a.status == "rejected" and (a.error or "").startswith("gate ")
+
+
 def hand(rows: list[Attempt]) -> dict[str, float]:
     final = [a for a in rows if a.final]
     out = {
@@ -157,7 +163,8 @@ def hand(rows: list[Attempt]) -> dict[str, float]:
         "requests": len({a.request_id for a in rows}),
         "answered": len({a.request_id for a in final}),
         "attempts": len(rows),
-        "escalated": len({a.request_id for a in rows if a.status == "rejected"}),
+        "escalated": len({a.request_id for a in final} & {a.request_id for a in rows if refused_tier(a)}),
+        "rejected_attempts": sum(refused_tier(a) for a in rows),
         "failed_attempts": sum(a.status == "error" for a in rows),
         "input_tokens": sum(a.usage.input_tokens for a in rows if a.status != "cache_hit"),
         "output_tokens": sum(a.usage.output_tokens for a in rows if a.status != "cache_hit"),

@@ -90,18 +90,37 @@ class Filters:
         return (" WHERE " + " AND ".join(conds) if conds else ""), params
 
 
-_SUMS = """
+def _tier_rejected(table: str = "") -> str:
+    """SQL condition: the row (of `table`, an alias, when given) is a cascade tier a gate refused.
+
+    The cascade books such a tier `rejected` with the reason `gate <name>: …`. Other `rejected` rows are
+    paid-for calls that are not tiers: a judge gate's grading call (reason `judge`), a micro-batch item
+    re-sent alone. They count in the spend, never as escalations."""
+    col = f"{table}." if table else ""
+    return f"{col}status = 'rejected' AND {col}error LIKE 'gate %'"
+
+
+_ESCALATED = (
+    "final = 1 AND EXISTS (SELECT 1 FROM ledger AS tier "
+    f"WHERE tier.request_id = ledger.request_id AND {_tier_rejected('tier')})"
+)
+"""SQL condition: the final row of a request that had a rejected tier. Counting these counts each
+escalated request once, under its final row's group (`--by route`: the tier that answered), so an
+escalation share never exceeds 100 %. The sub-query is not filtered: the rejected tier may lie outside
+the selected rows (`--route cascade:tier2` still sees that tier 1 was refused)."""
+
+_SUMS = f"""
     COUNT(*) AS attempts,
     COUNT(DISTINCT request_id) AS requests,
     COUNT(DISTINCT CASE WHEN final = 1 THEN request_id END) AS answered,
-    COUNT(DISTINCT CASE WHEN status = 'rejected' THEN request_id END) AS escalated,
+    COUNT(DISTINCT CASE WHEN {_ESCALATED} THEN request_id END) AS escalated,
     COALESCE(SUM(CASE WHEN final = 1 AND kind = 'chat' THEN 1 ELSE 0 END), 0) AS chat_answers,
     COALESCE(SUM(CASE WHEN status = 'cache_hit' AND saved_cache_semantic <= 0 THEN 1 ELSE 0 END), 0)
         AS cache_hits_exact,
     COALESCE(SUM(CASE WHEN status = 'cache_hit' AND saved_cache_semantic > 0 THEN 1 ELSE 0 END), 0)
         AS cache_hits_semantic,
     COALESCE(SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END), 0) AS failed_attempts,
-    COALESCE(SUM(CASE WHEN status = 'rejected' THEN 1 ELSE 0 END), 0) AS rejected_attempts,
+    COALESCE(SUM(CASE WHEN {_tier_rejected()} THEN 1 ELSE 0 END), 0) AS rejected_attempts,
     COALESCE(SUM(CASE WHEN estimated = 1 THEN 1 ELSE 0 END), 0) AS estimated_rows,
     COALESCE(SUM(CASE WHEN status <> 'cache_hit' THEN input_tokens ELSE 0 END), 0) AS input_tokens,
     COALESCE(SUM(CASE WHEN status <> 'cache_hit' THEN cached_input_tokens ELSE 0 END), 0)
