@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from thrifty.errors import ConfigError
+
+if TYPE_CHECKING:
+    from thrifty.config import Config
+    from thrifty.gateway import Gateway
 
 
 def _load(config_path: str | None):
@@ -17,9 +22,13 @@ def _load(config_path: str | None):
     try:
         return config_mod.load(config_path)
     except ConfigError as exc:
-        for path, message in exc.errors:
-            click.echo(f"config error: {path}: {message}", err=True)
-        sys.exit(2)
+        _exit_with(exc)
+
+
+def _exit_with(exc: ConfigError) -> NoReturn:
+    for path, message in exc.errors:
+        click.echo(f"config error: {path}: {message}", err=True)
+    sys.exit(2)
 
 
 @click.group()
@@ -54,6 +63,7 @@ def serve(
     workers = workers or config.server.workers
     if config_path:
         os.environ["THRIFTY_CONFIG"] = os.path.abspath(config_path)
+    gateway = _gateway(config) if workers == 1 else None  # several workers each build their own
     providers = ", ".join(config.providers) or "none (set OPENAI_API_KEY / ANTHROPIC_API_KEY or a config)"
     click.echo(
         f"thrifty listening on http://{host}:{port}/v1 — providers: {providers}; "
@@ -78,10 +88,21 @@ def serve(
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="thrifty-metrics-")
         uvicorn.run("thrifty.server.app:create_app_from_env", factory=True, workers=workers, **common)
         return
-    from thrifty.gateway import Gateway
     from thrifty.server.app import create_app
 
-    uvicorn.run(create_app(Gateway(config)), **common)
+    assert gateway is not None
+    uvicorn.run(create_app(gateway), **common)
+
+
+def _gateway(config: Config) -> Gateway:
+    """The Gateway, built before the server starts: what only building finds (a model file that does
+    not load, a baseline with no price) is a config error, not a traceback after "listening"."""
+    from thrifty.gateway import Gateway
+
+    try:
+        return Gateway(config)
+    except ConfigError as exc:
+        _exit_with(exc)
 
 
 @main.group("config")

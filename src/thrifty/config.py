@@ -233,7 +233,24 @@ def parse(data: dict[str, Any] | None, env: Mapping[str, str] | None = None) -> 
         raise ConfigError(errors) from None
     if not config.providers:
         add_env_providers(config, env)
+    _check_routing(config)
     return config
+
+
+def _check_routing(config: Config) -> None:
+    """The routing section's references, once the served models are known (env providers included)."""
+    if not config.routing.virtual_models:
+        return
+    from thrifty.routing.references import reference_errors
+
+    catalog = config.catalog()
+
+    def priced(model: str) -> bool:  # a configured model may be priced by its `price:` (checked at build)
+        return model in catalog or model in config.models
+
+    errors = reference_errors(config.routing.virtual_models, config.model_names(), priced)
+    if errors:
+        raise ConfigError(errors)
 
 
 def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:

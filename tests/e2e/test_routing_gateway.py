@@ -240,3 +240,83 @@ def test_learned_router_virtual_model(gateway_factory, fake, tmp_path):
         extra_headers={"x-thrifty-quality-target": "0.01"},
     )
     assert lax.headers["x-thrifty-model"] == "gpt-4o-mini"
+
+
+def test_bad_routing_hints_are_400s(gw):
+    for hint, param in (
+        ({"quality_target": True}, "thrifty.quality_target"),
+        ({"task": "bogus"}, "thrifty.task"),
+    ):
+        resp = httpx.post(
+            gw.base_url + "/chat/completions",
+            json={"model": "thrifty/auto", "messages": [{"role": "user", "content": "hi"}], "thrifty": hint},
+        )
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["error"]["param"] == param
+
+
+def test_streamed_routed_answers_name_their_route(gw, fake):
+    stream = client(gw).chat.completions.with_raw_response.create(
+        model="thrifty/auto", messages=[{"role": "user", "content": "Say hello"}], stream=True
+    )
+    assert stream.headers["x-thrifty-route"] == "auto:chat"
+    assert "".join(c.choices[0].delta.content or "" for c in stream.parse() if c.choices) == "echo: Say hello"
+    fake.script({"content": ""}, model="gpt-4o-mini")  # the cheap tier fails its gate: the last tier streams
+    escalated = client(gw).chat.completions.with_raw_response.create(
+        model="thrifty/cascade", messages=[{"role": "user", "content": "Explain monads"}], stream=True
+    )
+    assert escalated.headers["x-thrifty-route"] == "cascade:tier2"
+    assert "".join(c.choices[0].delta.content or "" for c in escalated.parse() if c.choices)
+
+
+def cascade_with(fake, gates: list[dict]) -> dict:
+    config = routing_config(fake)
+    config["routing"]["virtual_models"]["thrifty/gated"] = {
+        "cascade": {"tiers": ["gpt-4o-mini", "gpt-4o"], "gates": gates}
+    }
+    return config
+
+
+def test_judge_calls_count_in_the_request_cost(gateway_factory, fake):
+    gw = gateway_factory(cascade_with(fake, [{"type": "format"}, {"type": "judge", "model": "gpt-4o-mini"}]))
+    fake.script({"content": "Paris is the capital."}, {"content": "9"}, model="gpt-4o-mini")
+    raw = client(gw).chat.completions.with_raw_response.create(
+        model="thrifty/gated", messages=[{"role": "user", "content": "Capital of France?"}]
+    )
+    assert raw.parse().choices[0].message.content == "Paris is the capital."
+    rows = rows_of(gw, raw.headers["x-request-id"], 2)
+    assert sorted((r["status"], r["error"] or "") for r in rows) == [("ok", ""), ("rejected", "judge")]
+    judge = next(r for r in rows if r["status"] == "rejected")
+    assert judge["cost_usd"] > 0
+    assert float(raw.headers["x-thrifty-cost-usd"]) == pytest.approx(
+        sum(r["cost_usd"] for r in rows), rel=1e-6
+    )
+
+    fake.script({"content": "Lyon, probably."}, {"content": "2"}, model="gpt-4o-mini")  # graded down
+    raw = client(gw).chat.completions.with_raw_response.create(
+        model="thrifty/gated", messages=[{"role": "user", "content": "Capital of France, really?"}]
+    )
+    assert raw.headers["x-thrifty-model"] == "gpt-4o"
+    rows = rows_of(gw, raw.headers["x-request-id"], 5)
+    assert len(rows) == 3  # the tier's answer, the judge's grade, the final tier
+    assert float(raw.headers["x-thrifty-cost-usd"]) == pytest.approx(
+        sum(r["cost_usd"] for r in rows), rel=1e-6
+    )
+
+
+def test_a_logprob_gate_asks_the_tiers_for_logprobs(gateway_factory, fake):
+    gw = gateway_factory(cascade_with(fake, [{"type": "logprob", "min_confidence": 0.5}]))
+    fake.script({"logprob": -2.0}, model="gpt-4o-mini")  # mean token probability e^-2 ≈ 0.14: unsure
+    unsure = client(gw).chat.completions.with_raw_response.create(
+        model="thrifty/gated", messages=[{"role": "user", "content": "Guess a number"}]
+    )
+    assert unsure.headers["x-thrifty-model"] == "gpt-4o"  # escalated though the client asked no logprobs
+    sent = fake.requests("/v1/chat/completions")
+    assert sent[-2]["body"]["logprobs"] is True and "logprobs" not in sent[-1]["body"]
+    assert unsure.parse().choices[0].logprobs is None
+    fake.script({"logprob": -0.05}, model="gpt-4o-mini")
+    sure = client(gw).chat.completions.with_raw_response.create(
+        model="thrifty/gated", messages=[{"role": "user", "content": "Two plus two?"}]
+    )
+    assert sure.headers["x-thrifty-model"] == "gpt-4o-mini"
+    assert sure.parse().choices[0].logprobs is None  # not asked for, not returned

@@ -27,7 +27,7 @@ def build_gate(spec: GateConfig) -> QualityGate:
         return JudgeGate(str(spec.model), spec.min_score)
     from thrifty.routing.learned_gate import LearnedGate
 
-    return LearnedGate.load(str(spec.path), spec.threshold)
+    return LearnedGate.load(str(spec.path), spec.threshold, spec.models)
 
 
 def _learned(name: str, spec: LearnedRouterConfig, known: set[str]) -> LearnedPlan:

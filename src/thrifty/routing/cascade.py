@@ -11,11 +11,12 @@ in full (time-to-first-token ≈ the tier's full latency plus the gate's).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from thrifty.errors import UpstreamError
 from thrifty.pipeline import Call, Handler
-from thrifty.routing.gates import Answer, QualityGate
+from thrifty.routing.gates import Answer, QualityGate, needs_logprobs
 from thrifty.types import ChatResult, Usage
 
 if TYPE_CHECKING:
@@ -33,7 +34,10 @@ class Cascade:
         self.books = books
         self.pool = pool
 
-    def _asker(self, call: Call):
+    def _asker(self, call: Call, spent: _Spent):
+        """The judge's connection: each grading call is booked (`rejected`, reason `judge`) and its
+        cost added to what the request spent."""
+
         async def ask(model: str, messages: list[dict[str, str]]) -> str:
             started = time.perf_counter()
 
@@ -43,7 +47,7 @@ class Cascade:
             reply, served = await self.pool.chat(model, {"model": model, "messages": messages}, failed)
             usage = reply.usage or self.books.estimate({"messages": messages}, _text(reply.body))
             latency = (time.perf_counter() - started) * 1000
-            self.books.rejected(
+            spent.usd += self.books.rejected(
                 call, served.model, served.deployment, usage, latency_ms=latency, reason="judge"
             )
             return _text(reply.body)
@@ -52,21 +56,27 @@ class Cascade:
 
     async def run(self, call: Call, next: Handler) -> ChatResult:
         streaming = call.stream
-        spent = 0.0
+        spent = _Spent()
+        # a logprob gate needs the tiers' token logprobs, whether or not the client asked for them
+        add_logprobs = needs_logprobs(self.gate) and call.body.get("logprobs") is not True
         call.lever = "cascade"
         for i, tier in enumerate(self.tiers[:-1], 1):
             call.with_model(tier)
             call.route = f"cascade:tier{i}"
             call.stream = False
             call.meta[HOLD] = True
+            if add_logprobs:
+                call.body = {**call.body, "logprobs": True}
             try:
                 result = await next(call)
             except UpstreamError:
                 continue  # the failure is booked by the dispatcher; escalate
             finally:
                 call.meta.pop(HOLD, None)
+                if add_logprobs:
+                    call.body = {k: v for k, v in call.body.items() if k != "logprobs"}
             answer = Answer.of(call.body, result.body)
-            answer.ask = self._asker(call)
+            answer.ask = self._asker(call, spent)
             verdict = await self.gate.check(answer)
             usage = result.usage or Usage()
             if verdict.ok:
@@ -74,10 +84,12 @@ class Cascade:
                 cost = self.books.ok(
                     call, result.served_model, result.deployment, usage, latency_ms=call.elapsed_ms()
                 )
-                result.cost_usd = cost + spent
+                if add_logprobs:
+                    result.body = _without_logprobs(result.body)
+                result.cost_usd = cost + spent.usd
                 result.headers["x-thrifty-route"] = call.route
                 return result
-            spent += self.books.rejected(
+            spent.usd += self.books.rejected(
                 call,
                 result.served_model,
                 result.deployment,
@@ -89,11 +101,24 @@ class Cascade:
         call.route = f"cascade:tier{len(self.tiers)}"
         call.stream = streaming
         result = await next(call)
-        result.cost_usd += spent
+        result.cost_usd += spent.usd
         if result.stream is not None:  # its cost is booked when it ends: count the rejected tiers in
-            result.stream.prior_cost_usd += spent
+            result.stream.prior_cost_usd += spent.usd
         result.headers["x-thrifty-route"] = call.route
         return result
+
+
+@dataclass(slots=True)
+class _Spent:
+    """What a request has paid for answers it did not use: rejected tiers and judge calls (USD)."""
+
+    usd: float = 0.0
+
+
+def _without_logprobs(body: dict) -> dict:
+    """The answer as a client that did not ask for logprobs expects it."""
+    choices = [{**c, "logprobs": None} for c in body.get("choices") or ()]
+    return {**body, "choices": choices}
 
 
 def _text(body: dict) -> str:

@@ -53,6 +53,12 @@ class LearnedRouterConfig(Section):
     cost_cap_usd: float | None = Field(None, gt=0)
     """cost_cap: the best P(good) among models whose est. cost per call ≤ this."""
 
+    @model_validator(mode="after")
+    def _cap_given(self) -> LearnedRouterConfig:
+        if self.policy == "cost_cap" and self.cost_cap_usd is None:
+            raise ValueError("policy cost_cap needs `cost_cap_usd`")
+        return self
+
 
 class GateConfig(Section):
     type: Literal["heuristic", "format", "logprob", "judge", "learned"]
@@ -67,6 +73,8 @@ class GateConfig(Section):
     """learned: gate file written by `thrifty route train-gate`."""
     threshold: float | None = Field(None, ge=0, le=1)
     """learned: P(good) needed (default: the file's calibrated threshold)."""
+    models: dict[str, str] = Field(default_factory=dict)
+    """learned: model name in the gate's training data → the gateway model (tier) it stands for."""
 
     @model_validator(mode="after")
     def _needs(self) -> GateConfig:
@@ -79,7 +87,7 @@ class GateConfig(Section):
 
 class CascadeConfig(Section):
     tiers: list[str] = Field(min_length=2)
-    gates: list[GateConfig] = Field(default_factory=lambda: [GateConfig(type="format")])
+    gates: list[GateConfig] = Field(default_factory=lambda: [GateConfig(type="format")], min_length=1)
     combine: Literal["all", "any"] = "all"
 
 

@@ -60,9 +60,16 @@ class Answer:
 
 
 class QualityGate(Protocol):
+    """A gate may also set `needs_logprobs = True`: the cascade then asks the tiers it checks for
+    token logprobs (and drops them from an answer whose client did not ask)."""
+
     name: str
 
     async def check(self, answer: Answer) -> Verdict: ...
+
+
+def needs_logprobs(gate: QualityGate) -> bool:
+    return bool(getattr(gate, "needs_logprobs", False))
 
 
 HEDGES = (
@@ -127,6 +134,7 @@ class LogprobGate:
     Without logprobs from the provider it cannot judge, and passes (reason says so)."""
 
     name = "logprob"
+    needs_logprobs = True
 
     def __init__(self, min_confidence: float = 0.8) -> None:
         self.min_confidence = min_confidence
@@ -145,6 +153,7 @@ class AllGates:
     def __init__(self, gates: Sequence[QualityGate]) -> None:
         self.gates = list(gates)
         self.name = "all(" + ",".join(g.name for g in self.gates) + ")"
+        self.needs_logprobs = any(needs_logprobs(g) for g in self.gates)
 
     async def check(self, answer: Answer) -> Verdict:
         lowest = Verdict(True, 1.0, "ok")
@@ -163,6 +172,7 @@ class AnyGate:
     def __init__(self, gates: Sequence[QualityGate]) -> None:
         self.gates = list(gates)
         self.name = "any(" + ",".join(g.name for g in self.gates) + ")"
+        self.needs_logprobs = any(needs_logprobs(g) for g in self.gates)
 
     async def check(self, answer: Answer) -> Verdict:
         reasons = []

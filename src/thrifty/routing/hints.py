@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from thrifty.errors import InvalidRequest
+from thrifty.routing.classifier import TASKS
 from thrifty.types import Body
 
 HEADERS = {"x-thrifty-route-task": "task", "x-thrifty-quality-target": "quality_target"}
@@ -38,6 +39,8 @@ def fold_headers(headers: Mapping[str, str], body: Any) -> Any:
 
 
 def _target(value: Any, param: str) -> float:
+    if isinstance(value, bool):  # float(True) is 1.0: a boolean is not a target
+        raise InvalidRequest(f"{param} must be a number between 0 and 1, got {value!r}", param=param)
     try:
         target = float(value)
     except (TypeError, ValueError):
@@ -58,8 +61,10 @@ def read_hints(body: Body) -> Hints:
         if field not in given and f"thrifty_{field}" in meta:
             given[field] = meta[f"thrifty_{field}"]
     task = given.get("task")
-    if task is not None and not isinstance(task, str):
-        raise InvalidRequest("thrifty.task must be a string", param="thrifty.task")
+    if task is not None and task not in TASKS:
+        raise InvalidRequest(
+            f"thrifty.task must be one of {', '.join(TASKS)}; got {task!r}", param="thrifty.task"
+        )
     target = given.get("quality_target")
     return Hints(
         task=task, quality_target=None if target is None else _target(target, "thrifty.quality_target")

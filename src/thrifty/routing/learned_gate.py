@@ -109,15 +109,25 @@ class LearnedGate:
 
     name = "learned"
 
-    def __init__(self, model: GateModel, threshold: float | None = None, embedder: Embedder | None = None):
+    def __init__(
+        self,
+        model: GateModel,
+        threshold: float | None = None,
+        embedder: Embedder | None = None,
+        models: dict[str, str] | None = None,
+    ):
         self.model = model
         self.threshold = model.threshold if threshold is None else threshold
         self.features = GateFeaturizer(model.models)
         self._embedder = embedder
+        self.trained_name = {gateway: trained for trained, gateway in (models or {}).items()}
+        """Gateway model (tier) → the model name the gate learned its answers under."""
 
     @classmethod
-    def load(cls, path: str | Path, threshold: float | None = None) -> LearnedGate:
-        return cls(GateModel.load(path), threshold)
+    def load(
+        cls, path: str | Path, threshold: float | None = None, models: dict[str, str] | None = None
+    ) -> LearnedGate:
+        return cls(GateModel.load(path), threshold, models=models)
 
     def probability(self, prompt: str, answer: str, model: str | None = None) -> float:
         from thrifty.routing.logistic import predict
@@ -134,5 +144,7 @@ class LearnedGate:
 
     async def check(self, answer: Answer) -> Verdict:
         # embedding the prompt takes milliseconds of CPU: keep it off the event loop
-        p = await asyncio.to_thread(self.probability, answer.prompt, answer.text, answer.request.get("model"))
+        tier = str(answer.request.get("model"))
+        model = self.trained_name.get(tier, tier)
+        p = await asyncio.to_thread(self.probability, answer.prompt, answer.text, model)
         return Verdict(p >= self.threshold, p, f"P(good)={p:.3f} (threshold {self.threshold:.3f})")
