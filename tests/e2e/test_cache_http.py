@@ -204,3 +204,25 @@ def test_concurrent_writers_in_several_workers_share_one_sqlite_cache(gateway_fa
         r.json()["choices"][0]["message"]["content"] == f"echo: concurrent {i % 10}"
         for i, r in enumerate(again)
     )
+
+
+def test_identical_requests_at_once_make_one_upstream_call(gateway_factory, fake, tmp_path):
+    import asyncio
+
+    gw = gateway_factory(cached_config(fake, tmp_path))
+    fake.set_default(latency_ms=300)
+    payload = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Same question, same second"}]}
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            return list(
+                await asyncio.gather(
+                    *(http.post(gw.base_url + "/chat/completions", json=payload) for _ in range(6))
+                )
+            )
+
+    responses = asyncio.run(burst())
+    assert all(r.status_code == 200 for r in responses)
+    assert sorted(r.headers["x-thrifty-cache"] for r in responses) == ["hit-exact"] * 5 + ["miss"]
+    assert len({r.json()["choices"][0]["message"]["content"] for r in responses}) == 1
+    assert upstream_calls(fake) == 1

@@ -72,6 +72,17 @@ def test_line_breaks_and_indentation_are_kept():
     assert key(body(user("a  \nb"))) == key(body(user("a\nb")))  # trailing spaces before a break
 
 
+def test_whitespace_inside_code_is_kept():
+    assert key(body(user("Output of `print('a  b')`?"))) != key(body(user("Output of `print('a b')`?")))
+    fenced = "Fix it:\n```\nx  =  1  \ny = 'a  b'\n```\nthanks  a lot"
+    assert key(body(user(fenced))) != key(body(user(fenced.replace("'a  b'", "'a b'"))))
+    assert key(body(user(fenced))) != key(body(user(fenced.replace("1  \n", "1\n"))))
+    # the prose around the code is still canonical
+    assert key(body(user(fenced))) == key(body(user(fenced.replace("thanks  a", "thanks a"))))
+    unclosed = "```\nprint('a  b')"
+    assert key(body(user(unclosed))) != key(body(user(unclosed.replace("a  b", "a b"))))
+
+
 def test_tenant_and_namespace_scope_the_key():
     b = body(user("hi"))
     assert len({key(b, A), key(b, Scope("tenant-b")), key(b, Scope("tenant-a", "docs"))}) == 3

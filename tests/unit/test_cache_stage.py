@@ -223,3 +223,60 @@ async def test_a_bypassed_stream_says_so_in_its_headers(fake, tmp_path):
             assert stream.headers["x-thrifty-cache"] == "bypass"
             assert [c async for c in stream]
             await stream.aclose()
+
+
+async def test_identical_requests_in_flight_make_one_upstream_call(fake, tmp_path):
+    import asyncio
+
+    fake.set_default(latency_ms=300)
+    async with gateway(fake, tmp_path) as gw:
+        results = await asyncio.gather(*(gw.chat(ask("the same question"), ALICE) for _ in range(8)))
+        outcomes = sorted(r.headers["x-thrifty-cache"] for r in results)
+        assert outcomes == ["hit-exact"] * 7 + ["miss"]
+        assert {r.body["choices"][0]["message"]["content"] for r in results} == {"echo: the same question"}
+        other = await gw.chat(ask("the same question"), BOB)  # another tenant never shares the wait
+        assert other.headers["x-thrifty-cache"] == "miss"
+    assert upstream_calls(fake) == 2
+
+
+async def test_twins_of_a_streamed_leader_wait_for_its_end(fake, tmp_path):
+    import asyncio
+
+    fake.set_default(chunk_delay_ms=40)
+
+    async def streamed() -> str:
+        stream = await gw.chat_stream(ask("stream once", stream=True), ALICE)
+        text = "".join([c["choices"][0]["delta"].get("content") or "" async for c in stream if c["choices"]])
+        await stream.aclose()
+        return text
+
+    async with gateway(fake, tmp_path) as gw:
+        leader = asyncio.create_task(streamed())
+        await asyncio.sleep(0.05)
+        twins = await asyncio.gather(*(gw.chat(ask("stream once"), ALICE) for _ in range(3)))
+        assert [t.headers["x-thrifty-cache"] for t in twins] == ["hit-exact"] * 3
+        assert await leader == twins[0].body["choices"][0]["message"]["content"]
+    assert upstream_calls(fake) == 1
+
+
+async def test_when_the_leader_fails_its_twins_go_upstream_themselves(fake, tmp_path):
+    import asyncio
+
+    fake.script({"status": 400, "latency_ms": 200})  # the first request fails (not retried)
+    async with gateway(fake, tmp_path) as gw:
+        results = await asyncio.gather(
+            *(gw.chat(ask("fragile"), ALICE) for _ in range(3)), return_exceptions=True
+        )
+    assert sum(isinstance(r, Exception) for r in results) == 1
+    answered = [r for r in results if not isinstance(r, BaseException)]
+    assert len(answered) == 2 and all(r.body["choices"][0]["message"]["content"] for r in answered)
+
+
+async def test_coalescing_can_be_turned_off(fake, tmp_path):
+    import asyncio
+
+    fake.set_default(latency_ms=200)
+    async with gateway(fake, tmp_path, coalesce_wait_s=0) as gw:
+        results = await asyncio.gather(*(gw.chat(ask("no waiting"), ALICE) for _ in range(4)))
+    assert [r.headers["x-thrifty-cache"] for r in results] == ["miss"] * 4
+    assert upstream_calls(fake) == 4

@@ -47,6 +47,9 @@ class CacheConfig(Section):
     earlier stages): each costs ~4 ms on one core. 0 disables the stage (its candidates are refused)."""
     allow_nondeterministic: bool = False
     """Also cache requests that set `temperature` > 0 (each asks for a fresh sample)."""
+    coalesce_wait_s: float = Field(30.0, ge=0, le=600)
+    """A miss whose identical twin is already upstream waits up to this long for its answer instead
+    of paying for a second call (per process); 0 turns it off."""
     models: dict[str, CacheOverride] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -1,9 +1,10 @@
 """Cache keys: a canonical form of everything that changes the answer, scoped by tenant and namespace.
 
 Canonicalisation removes only what cannot change the answer: key order (orjson OPT_SORT_KEYS) and
-runs of spaces/tabs inside message text (collapsed to one space; line breaks, leading indentation and
-the text's ends are kept, since they can change code or markdown). Every other request field is part
-of the key unless it is known not to affect the answer (streaming and bookkeeping fields).
+runs of spaces/tabs inside message prose (collapsed to one space; line breaks, leading indentation,
+the text's ends and code — fenced blocks, inline `code` — are kept, since they can change the
+answer). Every other request field is part of the key unless it is known not to affect the answer
+(streaming and bookkeeping fields).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ IGNORED_FIELDS = frozenset(
 
 _INLINE_SPACE = re.compile(r"(?<=\S)[ \t]{2,}(?=\S)")
 _TRAILING_SPACE = re.compile(r"[ \t]+(?=\n)")
+_CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]+`", re.DOTALL)
+"""A fenced code block (to its closing fence, or the end of an unclosed one) or an inline code span."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +40,21 @@ class Scope:
 
 
 def normalize_text(text: str) -> str:
-    """Collapse runs of spaces/tabs between words to one space; drop spaces before line breaks."""
+    """Collapse runs of spaces/tabs between words to one space and drop spaces before line breaks,
+    outside code: fenced blocks and inline `code` spans are kept byte for byte (in `print('a  b')`
+    the two spaces are the answer)."""
     text = text.replace("\r\n", "\n")
+    out: list[str] = []
+    prose_from = 0
+    for code in _CODE.finditer(text):
+        out.append(_normalize_prose(text[prose_from : code.start()]))
+        out.append(code.group())
+        prose_from = code.end()
+    out.append(_normalize_prose(text[prose_from:]))
+    return "".join(out)
+
+
+def _normalize_prose(text: str) -> str:
     return _INLINE_SPACE.sub(" ", _TRAILING_SPACE.sub("", text))
 
 

@@ -61,9 +61,17 @@ class _Choice:
 class RecordingStream(StreamWrapper):
     """The client sees the chunks unchanged; a stream that ends cleanly is rebuilt and handed on."""
 
-    def __init__(self, inner: ChatStream, on_complete: OnComplete, headers: dict[str, str]) -> None:
+    def __init__(
+        self,
+        inner: ChatStream,
+        on_complete: OnComplete,
+        headers: dict[str, str],
+        on_end: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(inner, {**getattr(inner, "headers", {}), **headers})
         self._on_complete: OnComplete | None = on_complete
+        self._on_end = on_end
+        """Called once however the stream ends (stored, failed, or closed early)."""
         self._choices: dict[int, _Choice] = {}
         self._head: dict[str, Any] = {}
         self._storable = True
@@ -100,13 +108,25 @@ class RecordingStream(StreamWrapper):
     async def _finished(self) -> None:
         on_complete, self._on_complete = self._on_complete, None
         finished = self._choices and all(c.finish_reason for c in self._choices.values())
-        if on_complete is not None and self._storable and finished:
-            usage = getattr(self.inner, "usage", None)
-            await on_complete(self.body(usage), usage)
+        try:
+            if on_complete is not None and self._storable and finished:
+                usage = getattr(self.inner, "usage", None)
+                await on_complete(self.body(usage), usage)
+        finally:
+            self._ended()
 
     async def _failed(self) -> None:
         self._on_complete = None
+        self._ended()
 
     async def aclose(self) -> None:
         self._on_complete = None  # closed before the end: never stored
-        await super().aclose()
+        try:
+            await super().aclose()
+        finally:
+            self._ended()
+
+    def _ended(self) -> None:
+        on_end, self._on_end = self._on_end, None
+        if on_end is not None:
+            on_end()

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from thrifty.cache.control import CacheControl, parse_control
 from thrifty.cache.entry import Entry
+from thrifty.cache.inflight import InFlight
 from thrifty.cache.keys import Scope, exact_key, last_user_text, nondeterministic, semantic_scope
 from thrifty.cache.metrics import CacheMetrics
 from thrifty.cache.recording import RecordingStream
@@ -60,6 +62,7 @@ class CacheStage:
         self.exact = exact
         self.semantic = semantic
         self.metrics = metrics
+        self.inflight = InFlight(config.coalesce_wait_s)
 
     @classmethod
     def from_gateway(cls, gateway: Gateway) -> CacheStage | None:
@@ -111,16 +114,25 @@ class CacheStage:
         scope = Scope(call.tenant.id, control.namespace)
         probe = _Probe(exact_key(scope, call.original, call.requested_model), control.namespace)
         hit = await self._lookup(call, policy, control, probe)
+        if hit is None and control.reads and await self.inflight.wait(probe.key):
+            hit = await self._exact(probe.key, control.max_age)  # a twin request just answered it
         lookup_ms = (time.perf_counter() - started) * 1000
         if hit is not None:
             return self._answer(call, *hit, namespace=control.namespace, lookup_ms=lookup_ms)
         call.meta["cache"] = "miss" if control.reads else "write_only"
         if control.reads:
             self.metrics.lookup(control.namespace, "miss", lookup_ms)
-        result = await next(call)
+        lease = self.inflight.lead(probe.key) if control.writes else None
+        try:
+            result = await next(call)
+        except BaseException:
+            self.inflight.done(probe.key, lease)
+            raise
         result.headers[HEADER] = "miss"
         if control.writes and not result.cached:
-            await self._store_after(call, result, probe, policy)
+            await self._store_after(call, result, probe, policy, lambda: self.inflight.done(probe.key, lease))
+        else:
+            self.inflight.done(probe.key, lease)
         return result
 
     def _applies(self, call: Call, policy: Policy, control: CacheControl) -> bool:
@@ -133,9 +145,9 @@ class CacheStage:
     ) -> tuple[Entry, str, SemanticHit | None] | None:
         try:
             if control.reads:
-                entry = await self.exact.lookup(probe.key, control.max_age)
-                if entry is not None:
-                    return entry, "hit-exact", None
+                hit = await self._exact(probe.key, control.max_age)
+                if hit is not None:
+                    return hit
             if self.semantic is None or not policy.semantic:
                 return None
             probe.query = last_user_text(call.original)
@@ -154,6 +166,10 @@ class CacheStage:
         except Exception:
             log.exception("cache lookup failed; answering from upstream")
         return None
+
+    async def _exact(self, key: str, max_age: float | None) -> tuple[Entry, str, None] | None:
+        entry = await self.exact.lookup(key, max_age)
+        return None if entry is None else (entry, "hit-exact", None)
 
     def _answer(
         self,
@@ -194,12 +210,18 @@ class CacheStage:
 
     # ---- storing answers
 
-    async def _store_after(self, call: Call, result: ChatResult, probe: _Probe, policy: Policy) -> None:
-        """Store a complete answer now; a stream once it has ended cleanly."""
+    async def _store_after(
+        self, call: Call, result: ChatResult, probe: _Probe, policy: Policy, ended: Callable[[], None]
+    ) -> None:
+        """Store a complete answer now; a stream once it has ended cleanly. `ended` runs once the
+        answer is stored, or when it never will be (a stream that fails or is closed early)."""
         if result.stream is None:
-            await self._store(
-                Entry(result.body, result.usage, result.served_model, result.provider), probe, policy
-            )
+            try:
+                await self._store(
+                    Entry(result.body, result.usage, result.served_model, result.provider), probe, policy
+                )
+            finally:
+                ended()
             return
         stream = result.stream
 
@@ -209,7 +231,7 @@ class CacheStage:
             used = usage or self.books.estimate(call.body, answer_text(body))
             await self._store(Entry(body, used, stream.served_model, stream.provider), probe, policy)
 
-        result.stream = RecordingStream(stream, on_complete, {HEADER: "miss"})
+        result.stream = RecordingStream(stream, on_complete, {HEADER: "miss"}, on_end=ended)
 
     async def _store(self, entry: Entry, probe: _Probe, policy: Policy) -> None:
         if not entry.body.get("usage"):  # the provider sent none: a hit still says what the answer used

@@ -1,0 +1,44 @@
+"""Identical requests in flight at once: the first goes upstream, the others wait for its answer.
+
+Twenty clients asking the same question in the same second would otherwise make twenty upstream
+calls, since none of them finds an entry yet. The first miss of a key *leads*: it goes upstream and
+stores the answer. A later miss of the same key, while the leader is in flight, waits (at most
+`wait_s`) for the leader to end, then looks the key up again: a hit if the leader stored an answer,
+otherwise it goes upstream itself. Keys are exact-cache keys, so tenant and namespace scope the
+sharing as they scope every entry. Per process: replicas and workers do not wait for each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+
+class InFlight:
+    def __init__(self, wait_s: float) -> None:
+        self.wait_s = wait_s
+        self._leaders: dict[str, asyncio.Event] = {}
+
+    def lead(self, key: str) -> asyncio.Event | None:
+        """Become the key's leader if it has none; returns the event to `done` when it ends."""
+        if self.wait_s <= 0 or key in self._leaders:
+            return None
+        event = self._leaders[key] = asyncio.Event()
+        return event
+
+    def done(self, key: str, event: asyncio.Event | None) -> None:
+        """The leader ended (answer stored, failed or abandoned): wake whoever waits on it."""
+        if event is None:
+            return
+        if self._leaders.get(key) is event:
+            del self._leaders[key]
+        event.set()
+
+    async def wait(self, key: str) -> bool:
+        """Wait for the key's leader, if there is one; True when one ended while we waited."""
+        event = self._leaders.get(key)
+        if event is None:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), self.wait_s)
+        return event.is_set()
