@@ -280,3 +280,14 @@ async def test_coalescing_can_be_turned_off(fake, tmp_path):
         results = await asyncio.gather(*(gw.chat(ask("no waiting"), ALICE) for _ in range(4)))
     assert [r.headers["x-thrifty-cache"] for r in results] == ["miss"] * 4
     assert upstream_calls(fake) == 4
+
+
+async def test_an_answer_cut_by_the_content_filter_is_not_stored(fake, tmp_path):
+    fake.script({"content": "", "finish_reason": "content_filter"})
+    async with gateway(fake, tmp_path) as gw:
+        first = await gw.chat(ask("a borderline question"), ALICE)
+        assert first.body["choices"][0]["finish_reason"] == "content_filter"
+        again = await gw.chat(ask("a borderline question"), ALICE)
+        assert again.headers["x-thrifty-cache"] == "miss"
+        assert again.body["choices"][0]["finish_reason"] == "stop"
+    assert upstream_calls(fake) == 2

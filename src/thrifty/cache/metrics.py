@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 OUTCOMES = ("hit-exact", "hit-semantic", "miss", "bypass")
+MAX_NAMESPACES = 100
+"""Namespaces are named by clients: past this many, new ones are counted together under OTHER, so a
+client cannot grow the metric series without bound."""
+OTHER = "(other)"  # not a valid namespace name, so it never collides with one
 LATENCY_BUCKETS_MS = (0.5, 1, 2, 5, 10, 20, 50, 100, 250, 1000)
 
 
@@ -37,30 +41,32 @@ class CacheMetrics:
         self.namespaces: dict[str, NamespaceStats] = {}
         self.prometheus = _Prometheus(registry) if registry is not None else None
 
-    def _stats(self, namespace: str) -> NamespaceStats:
+    def _stats(self, namespace: str) -> tuple[str, NamespaceStats]:
+        """The namespace's label (itself, or OTHER past MAX_NAMESPACES) and its counters; under the lock."""
+        if namespace not in self.namespaces and len(self.namespaces) >= MAX_NAMESPACES:
+            namespace = OTHER
         stats = self.namespaces.get(namespace)
         if stats is None:
             stats = self.namespaces[namespace] = NamespaceStats()
-        return stats
+        return namespace, stats
 
     def lookup(self, namespace: str, outcome: str, latency_ms: float, saved_usd: float = 0.0) -> None:
-        if self.prometheus is not None:
-            self.prometheus.lookup(namespace, outcome, latency_ms, saved_usd)
         with self.lock:
-            stats = self._stats(namespace)
+            label, stats = self._stats(namespace)
             stats.outcomes[outcome] += 1
             stats.saved_usd += saved_usd
-            if outcome == "bypass":
-                return
-            stats.lookup_ms_sum += latency_ms
-            bucket = next(
-                (i for i, b in enumerate(LATENCY_BUCKETS_MS) if latency_ms <= b), len(LATENCY_BUCKETS_MS)
-            )
-            stats.lookup_ms_buckets[bucket] += 1
+            if outcome != "bypass":
+                stats.lookup_ms_sum += latency_ms
+                bucket = next(
+                    (i for i, b in enumerate(LATENCY_BUCKETS_MS) if latency_ms <= b), len(LATENCY_BUCKETS_MS)
+                )
+                stats.lookup_ms_buckets[bucket] += 1
+        if self.prometheus is not None:
+            self.prometheus.lookup(label, outcome, latency_ms, saved_usd)
 
     def stored(self, namespace: str) -> None:
         with self.lock:
-            self._stats(namespace).stores += 1
+            self._stats(namespace)[1].stores += 1
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         with self.lock:

@@ -234,6 +234,8 @@ class CacheStage:
         result.stream = RecordingStream(stream, on_complete, {HEADER: "miss"}, on_end=ended)
 
     async def _store(self, entry: Entry, probe: _Probe, policy: Policy) -> None:
+        if any(c.get("finish_reason") == "content_filter" for c in entry.body.get("choices") or ()):
+            return  # a filtered answer may be a passing refusal: never pin it for every later asker
         if not entry.body.get("usage"):  # the provider sent none: a hit still says what the answer used
             entry = replace(entry, body={**entry.body, "usage": entry.usage.to_openai()})
         try:
