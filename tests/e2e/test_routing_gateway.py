@@ -291,6 +291,7 @@ def test_judge_calls_count_in_the_request_cost(gateway_factory, fake):
     assert float(raw.headers["x-thrifty-cost-usd"]) == pytest.approx(
         sum(r["cost_usd"] for r in rows), rel=1e-6
     )
+    assert raw.headers["x-thrifty-attempts"] == "2"  # the tier and its judge
 
     fake.script({"content": "Lyon, probably."}, {"content": "2"}, model="gpt-4o-mini")  # graded down
     raw = client(gw).chat.completions.with_raw_response.create(
@@ -302,6 +303,7 @@ def test_judge_calls_count_in_the_request_cost(gateway_factory, fake):
     assert float(raw.headers["x-thrifty-cost-usd"]) == pytest.approx(
         sum(r["cost_usd"] for r in rows), rel=1e-6
     )
+    assert raw.headers["x-thrifty-attempts"] == "3"
 
 
 def test_a_logprob_gate_asks_the_tiers_for_logprobs(gateway_factory, fake):

@@ -50,6 +50,7 @@ class Cascade:
             spent.usd += self.books.rejected(
                 call, served.model, served.deployment, usage, latency_ms=latency, reason="judge"
             )
+            spent.attempts += 1
             return _text(reply.body)
 
         return ask
@@ -87,8 +88,10 @@ class Cascade:
                 if add_logprobs:
                     result.body = _without_logprobs(result.body)
                 result.cost_usd = cost + spent.usd
+                result.attempts += spent.attempts
                 result.headers["x-thrifty-route"] = call.route
                 return result
+            spent.attempts += result.attempts
             spent.usd += self.books.rejected(
                 call,
                 result.served_model,
@@ -102,6 +105,7 @@ class Cascade:
         call.stream = streaming
         result = await next(call)
         result.cost_usd += spent.usd
+        result.attempts += spent.attempts
         if result.stream is not None:  # its cost is booked when it ends: count the rejected tiers in
             result.stream.prior_cost_usd += spent.usd
         result.headers["x-thrifty-route"] = call.route
@@ -110,9 +114,11 @@ class Cascade:
 
 @dataclass(slots=True)
 class _Spent:
-    """What a request has paid for answers it did not use: rejected tiers and judge calls (USD)."""
+    """What a request has paid for answers it did not use: rejected tiers and judge calls."""
 
     usd: float = 0.0
+    attempts: int = 0
+    """Upstream calls they took (retries included)."""
 
 
 def _without_logprobs(body: dict) -> dict:
