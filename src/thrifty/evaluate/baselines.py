@@ -48,10 +48,14 @@ def oracle_choice(scores: np.ndarray, costs: np.ndarray) -> np.ndarray:
     return np.argmin(masked, axis=1)
 
 
-def baselines(scores: np.ndarray, costs: np.ndarray, models: list[str], ref: Reference) -> dict[str, Any]:
+def baselines(
+    scores: np.ndarray, costs: np.ndarray, models: list[str], ref: Reference, axis: str = "calls"
+) -> dict[str, Any]:
+    """The reference policies; the random router's figures on both axes plus, as `headline`, on
+    `axis` (the axis of the figures it is printed beside)."""
     rand = random_curve(scores, costs, ref)
     return {
-        "random": {"policy": "random", **rand.summary()},
+        "random": {"policy": "random", **rand.summary(), "headline": rand.headline(axis)},
         "best_single": {
             **_describe("always " + models[ref.strong], point_of(ref.strong, scores, costs, ref), ref)
         },

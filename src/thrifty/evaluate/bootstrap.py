@@ -7,7 +7,7 @@ prompts are resampled with replacement and the figure recomputed (its reference 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from thrifty.evaluate.metrics import Reference, sweep
 
@@ -25,9 +25,10 @@ def apgr_interval(
     *,
     resamples: int = RESAMPLES,
     seed: int = 0,
-) -> dict[str, float]:
-    """Bootstrap standard deviation and 95 % interval of APGR on the calls axis (each resample's
-    curve from at most 300 λ values, a close approximation of the headline curve)."""
+    axis: str = "calls",
+) -> dict[str, Any]:
+    """Bootstrap standard deviation and 95 % interval of APGR on `axis` (each resample's curve from
+    at most 300 λ values, a close approximation of the headline curve)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -36,6 +37,12 @@ def apgr_interval(
     for _ in range(resamples):
         rows = rng.integers(0, n, n)
         ref = Reference.of(scores[rows], costs[rows])
-        values.append(sweep(probs[rows], est_cost, scores[rows], costs[rows], ref, limit=300).apgr("calls"))
+        values.append(sweep(probs[rows], est_cost, scores[rows], costs[rows], ref, limit=300).apgr(axis))
     low, high = np.quantile(values, [0.025, 0.975])
-    return {"std": float(np.std(values)), "low": float(low), "high": float(high), "resamples": resamples}
+    return {
+        "std": float(np.std(values)),
+        "low": float(low),
+        "high": float(high),
+        "resamples": resamples,
+        "axis": axis,
+    }

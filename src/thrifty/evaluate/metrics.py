@@ -9,6 +9,9 @@ Definitions (RouteLLM, arXiv 2406.18665, generalised to any number of models):
   (a mix of two operating points is itself a policy) and made non-decreasing (with a budget of x you
   may always run a cheaper point). Points past the router's costliest point keep its quality.
 - APGR = mean of PGR over x ∈ [0, 1]; CPT(p) = the smallest x whose PGR reaches p (None if never).
+- The *headline* axis is `calls` for exactly two models and `cost` for more: with three or more, a
+  share of calls mixes models of very different prices (a call to a model barely dearer than the
+  weak one counts as much as a call to the strong one), so only the cost share is comparable.
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ if TYPE_CHECKING:
     import numpy as np
 
 GRID = 1001
+AXES = ("calls", "cost")
+
+
+def headline_axis(n_models: int) -> str:
+    """The axis headline figures are reported on: `calls` for two models, `cost` otherwise (the rule
+    training selects hyper-parameters by, `thrifty.routing.train`)."""
+    return "calls" if n_models == 2 else "cost"
 
 
 @dataclass(slots=True)
@@ -128,6 +138,15 @@ class Curve:
             return None
         best = min(ok, key=lambda p: p.cost_usd)
         return best.cost_usd, best.cost_usd / self.ref.c_strong if self.ref.c_strong else 0.0
+
+    def headline(self, axis: str) -> dict[str, str | float | None]:
+        """APGR, CPT(50 %) and CPT(80 %) on `axis`, named: the figures a report leads with."""
+        return {
+            "axis": axis,
+            "apgr": self.apgr(axis),
+            "cpt50": self.cpt(0.5, axis),
+            "cpt80": self.cpt(0.8, axis),
+        }
 
     def summary(self) -> dict[str, float | None]:
         at95 = self.cost_at_quality(0.95)

@@ -7,17 +7,36 @@ from typing import Any
 import click
 
 from thrifty.evaluate.curves import fmt_share
+from thrifty.evaluate.metrics import AXES
 
 
 def _pct(value: float | None) -> str:
     return "   n/a" if value is None else f"{100 * value:5.1f} %"
 
 
+def _axis_of(s: dict[str, Any]) -> str:
+    """The headline axis of a figures dict (calls when it names none, e.g. a cascade's)."""
+    return str(s.get("headline", {}).get("axis", "calls"))
+
+
+def _other(axis: str) -> str:
+    return next(a for a in AXES if a != axis)
+
+
+def _key(figure: str, axis: str) -> str:
+    """JSON key of a figure on an axis: `apgr` is the calls axis, `apgr_cost` the cost axis."""
+    return figure if axis == "calls" else f"{figure}_{axis}"
+
+
 def _figures(name: str, s: dict[str, Any]) -> None:
+    """APGR and CPTs on the headline axis, then the other axis's APGR and CPT(80 %) after a bar."""
+    axis = _axis_of(s)
+    other = _other(axis)
     click.echo(
-        f"  {name:28} APGR {s['apgr']:.3f}  CPT(50%) {fmt_share(s['cpt50'])}"
-        f"  CPT(80%) {fmt_share(s['cpt80'])}"
-        f"  | cost axis: APGR {s['apgr_cost']:.3f}  CPT(80%) {fmt_share(s['cpt80_cost'])}"
+        f"  {name:28} APGR {s[_key('apgr', axis)]:.3f}  CPT(50%) {fmt_share(s[_key('cpt50', axis)])}"
+        f"  CPT(80%) {fmt_share(s[_key('cpt80', axis)])}"
+        f"  | {other} axis: APGR {s[_key('apgr', other)]:.3f}"
+        f"  CPT(80%) {fmt_share(s[_key('cpt80', other)])}"
     )
 
 
@@ -45,18 +64,29 @@ def print_router(r: dict[str, Any]) -> None:
     )
     click.echo(f"weak = {r['weak']}, strong = {r['strong']}")
     s = r["router"]
+    axis = _axis_of(s)
+    if axis != "calls":
+        click.echo(
+            f"headline axis: {axis} share ({len(r['models'])} models: a share of calls would count a"
+            " call to a cheap model like one to the strong model; calls axis after '|')"
+        )
     click.echo("router:")
     _figures("learned", s)
     if "apgr_bootstrap" in s:
-        b = s["apgr_bootstrap"]
-        click.echo(
-            f"  APGR 95 % interval over resampled test prompts: {b['low']:.3f}–{b['high']:.3f}"
-            f" (bootstrap sd {b['std']:.3f}, {b['resamples']} resamples)"
-        )
+        _interval(s["apgr_bootstrap"])
     click.echo(f"  cost at 95 % of strong quality: {_pct(s['cost_at_95_share'])} of always-strong cost")
-    _curve(s["curve_calls"], "calls")
-    _curve(s["curve_cost"], "cost")
+    for a in (axis, _other(axis)):
+        _curve(s["curve_" + a], a)
     _baselines(r["baselines"])
+
+
+def _interval(b: dict[str, Any]) -> None:
+    axis = b.get("axis", "calls")
+    named = "" if axis == "calls" else f" ({axis} axis)"
+    click.echo(
+        f"  APGR{named} 95 % interval over resampled test prompts: {b['low']:.3f}–{b['high']:.3f}"
+        f" (bootstrap sd {b['std']:.3f}, {b['resamples']} resamples)"
+    )
 
 
 def print_cascade(r: dict[str, Any]) -> None:

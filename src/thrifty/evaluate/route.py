@@ -13,7 +13,7 @@ from thrifty.embed.diskcache import EmbeddingCache, default_directory
 from thrifty.evaluate.baselines import baselines
 from thrifty.evaluate.bootstrap import apgr_interval
 from thrifty.evaluate.curves import table
-from thrifty.evaluate.metrics import Curve, Reference, sweep
+from thrifty.evaluate.metrics import Curve, Reference, headline_axis, sweep
 from thrifty.routing.data import OutcomeSet, load_outcomes
 
 if TYPE_CHECKING:
@@ -56,8 +56,15 @@ def router_costs(model: LearnedModel, data: OutcomeSet) -> np.ndarray:
     return np.asarray([model.est_cost[model.models.index(m)] for m in data.models])
 
 
-def curve_report(curve: Curve) -> dict[str, Any]:
-    return {**curve.summary(), "curve_calls": table(curve, "calls"), "curve_cost": table(curve, "cost")}
+def curve_report(curve: Curve, axis: str = "calls") -> dict[str, Any]:
+    """Figures on both axes (`apgr`, `cpt50`, `cpt80`: calls; `…_cost`: cost), the curves, and the
+    figures on the headline `axis` again under `headline`."""
+    return {
+        **curve.summary(),
+        "headline": curve.headline(axis),
+        "curve_calls": table(curve, "calls"),
+        "curve_cost": table(curve, "cost"),
+    }
 
 
 def evaluate_router(
@@ -67,7 +74,9 @@ def evaluate_router(
     embed_tokens: int | None = None,
     cache: EmbeddingCache | None = None,
 ) -> dict[str, Any]:
-    """Train on folds 0–3 (or load `router`), report on fold 4. Returns a JSON-able dict.
+    """Train on folds 0–3 (or load `router`), report on fold 4. Returns a JSON-able dict whose
+    `headline_axis` names the axis the headline figures, the bootstrap interval and the random
+    router's `headline` are on (calls for two models, cost for more; both axes' figures are kept).
 
     `embed_tokens`: the trained router's dense head also embeds the first that many prompt tokens
     (default: no embedding, n-grams and lexical features only)."""
@@ -99,10 +108,12 @@ def evaluate_router(
     ref = Reference.of(test_set.scores, test_set.costs)
     est = router_costs(model, test_set)
     curve = sweep(probs, est, test_set.scores, test_set.costs, ref)
-    noise = apgr_interval(probs, est, test_set.scores, test_set.costs)
+    axis = headline_axis(len(data.models))
+    noise = apgr_interval(probs, est, test_set.scores, test_set.costs, axis=axis)
     return {
         "data": Path(path).name,
         "models": data.models,
+        "headline_axis": axis,
         "rows": {"train": len(train_set), "test": len(test_set)},
         "weak": data.models[ref.weak],
         "strong": data.models[ref.strong],
@@ -112,8 +123,8 @@ def evaluate_router(
             "embed_tokens": model.embed_tokens,
             "ngram_head": model.idf is not None,
             "training": trained,
-            **curve_report(curve),
+            **curve_report(curve, axis),
             "apgr_bootstrap": noise,
         },
-        "baselines": baselines(test_set.scores, test_set.costs, data.models, ref),
+        "baselines": baselines(test_set.scores, test_set.costs, data.models, ref, axis),
     }
