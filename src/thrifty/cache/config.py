@@ -50,6 +50,10 @@ class CacheConfig(Section):
     coalesce_wait_s: float = Field(30.0, ge=0, le=600)
     """A miss whose identical twin is already upstream waits up to this long for its answer instead
     of paying for a second call (per process); 0 turns it off."""
+    store_timeout_s: float = Field(2.0, gt=0, le=60)
+    """A store call (lookup or write) slower than this counts as a failure: the request goes on as a miss."""
+    store_cooldown_s: float = Field(5.0, ge=0, le=600)
+    """After a store failure, requests skip that store (exact or semantic) for this long, then retry it."""
     models: dict[str, CacheOverride] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from thrifty.cache.control import CacheControl, parse_control
 from thrifty.cache.entry import Entry
+from thrifty.cache.guard import StoreGuard
 from thrifty.cache.inflight import InFlight
 from thrifty.cache.keys import Scope, exact_key, last_user_text, nondeterministic, semantic_scope
 from thrifty.cache.metrics import CacheMetrics
@@ -63,6 +64,8 @@ class CacheStage:
         self.semantic = semantic
         self.metrics = metrics
         self.inflight = InFlight(config.coalesce_wait_s)
+        self.exact_guard = StoreGuard("exact", config.store_timeout_s, config.store_cooldown_s)
+        self.semantic_guard = StoreGuard("semantic", config.store_timeout_s, config.store_cooldown_s)
 
     @classmethod
     def from_gateway(cls, gateway: Gateway) -> CacheStage | None:
@@ -143,32 +146,35 @@ class CacheStage:
     async def _lookup(
         self, call: Call, policy: Policy, control: CacheControl, probe: _Probe
     ) -> tuple[Entry, str, SemanticHit | None] | None:
+        """An exact hit, else a semantic one; a store that fails is a miss (see guard.py)."""
+        if control.reads:
+            hit = await self._exact(probe.key, control.max_age)
+            if hit is not None:
+                return hit
+        semantic = self.semantic
+        if semantic is None or not policy.semantic:
+            return None
+        probe.query = last_user_text(call.original)
+        if probe.query is None:
+            return None
+        probe.semantic_scope = semantic_scope(
+            Scope(call.tenant.id, control.namespace), call.original, call.requested_model
+        )
         try:
-            if control.reads:
-                hit = await self._exact(probe.key, control.max_age)
-                if hit is not None:
-                    return hit
-            if self.semantic is None or not policy.semantic:
-                return None
-            probe.query = last_user_text(call.original)
-            if probe.query is None:
-                return None
-            probe.semantic_scope = semantic_scope(
-                Scope(call.tenant.id, control.namespace), call.original, call.requested_model
-            )
-            probe.vector = await asyncio.to_thread(self.semantic.embed, probe.query)
-            if control.reads:
-                found = await self.semantic.lookup(
-                    probe.semantic_scope, probe.query, probe.vector, control.max_age
-                )
-                if found is not None:
-                    return found.entry, "hit-semantic", found
+            probe.vector = await asyncio.to_thread(semantic.embed, probe.query)
         except Exception:
-            log.exception("cache lookup failed; answering from upstream")
-        return None
+            log.exception("embedding the request failed; answering from upstream")
+            return None
+        if not control.reads:
+            return None
+        query, scope, vector = probe.query, probe.semantic_scope, probe.vector
+        found = await self.semantic_guard.run(
+            lambda: semantic.lookup(scope, query, vector, control.max_age), None
+        )
+        return None if found is None else (found.entry, "hit-semantic", found)
 
     async def _exact(self, key: str, max_age: float | None) -> tuple[Entry, str, None] | None:
-        entry = await self.exact.lookup(key, max_age)
+        entry = await self.exact_guard.run(lambda: self.exact.lookup(key, max_age), None)
         return None if entry is None else (entry, "hit-exact", None)
 
     def _answer(
@@ -238,13 +244,21 @@ class CacheStage:
             return  # a filtered answer may be a passing refusal: never pin it for every later asker
         if not entry.body.get("usage"):  # the provider sent none: a hit still says what the answer used
             entry = replace(entry, body={**entry.body, "usage": entry.usage.to_openai()})
-        try:
-            await self.exact.store_answer(probe.key, entry, policy.ttl_s)
-            if self.semantic is not None and probe.vector is not None and probe.semantic_scope is not None:
-                assert probe.query is not None
-                await self.semantic.store_answer(
-                    probe.semantic_scope, probe.query, probe.vector, entry, policy.ttl_s
-                )
+        stored = await self.exact_guard.run(
+            lambda: _done(self.exact.store_answer(probe.key, entry, policy.ttl_s)), False
+        )
+        semantic = self.semantic
+        if semantic is not None and probe.vector is not None and probe.semantic_scope is not None:
+            assert probe.query is not None
+            query, scope, vector = probe.query, probe.semantic_scope, probe.vector
+            stored |= await self.semantic_guard.run(
+                lambda: _done(semantic.store_answer(scope, query, vector, entry, policy.ttl_s)), False
+            )
+        if stored:
             self.metrics.stored(probe.namespace)
-        except Exception:
-            log.exception("storing a cache entry failed")
+
+
+async def _done(step: Awaitable[object]) -> bool:
+    """True once `step` has run (a store write, for StoreGuard.run's result)."""
+    await step
+    return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from thrifty.cache.backends import Neighbour
@@ -24,24 +25,48 @@ USED_RESOLUTION_S = 1.0
 
 
 class _Pg:
-    """One async connection opened lazily, used by one request at a time."""
+    """One async connection opened lazily, used by one request at a time.
+
+    A statement interrupted midway (the cache's store timeout cancels it, or the server went away)
+    leaves the connection in an unknown state: it is dropped, and the next statement reconnects."""
+
+    CONNECT_TIMEOUT_S = 2  # libpq's connect_timeout (whole seconds, at least 2)
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self.conn: Any = None
         self.lock = asyncio.Lock()
 
+    @contextlib.asynccontextmanager
+    async def session(self, setup: list[str]) -> AsyncIterator[Any]:
+        async with self.lock:
+            conn = await self.connection(setup)
+            try:
+                yield conn
+            except BaseException:
+                self._drop(conn)
+                raise
+
     async def connection(self, setup: list[str]) -> Any:
         if self.conn is None or self.conn.closed:
             import psycopg
 
-            conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+            conn = await psycopg.AsyncConnection.connect(
+                self.dsn, autocommit=True, connect_timeout=self.CONNECT_TIMEOUT_S
+            )
             for statement in setup:
                 # another replica may create the same object at the same moment
                 with contextlib.suppress(psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
                     await conn.execute(statement)
             self.conn = conn
         return self.conn
+
+    def _drop(self, conn: Any) -> None:
+        """Forget the connection and close its socket without waiting on the server (it may hang)."""
+        if self.conn is conn:
+            self.conn = None
+        with contextlib.suppress(Exception):
+            conn.pgconn.finish()
 
     async def close(self) -> None:
         if self.conn is not None:
@@ -73,8 +98,7 @@ class PostgresExactStore:
         ]
 
     async def get(self, key: str) -> Entry | None:
-        async with self.pg.lock:
-            conn = await self.pg.connection(self.setup)
+        async with self.pg.session(self.setup) as conn:
             cur = await conn.execute(
                 f"UPDATE {EXACT} SET used = %s WHERE key = %s AND expires > %s RETURNING entry",
                 (time.time(), key, time.time()),
@@ -84,8 +108,7 @@ class PostgresExactStore:
 
     async def put(self, key: str, entry: Entry, ttl_s: float) -> None:
         now = time.time()
-        async with self.pg.lock:
-            conn = await self.pg.connection(self.setup)
+        async with self.pg.session(self.setup) as conn:
             await conn.execute(
                 f"INSERT INTO {EXACT} (key, entry, created, expires, used) VALUES (%s, %s, %s, %s, %s) "
                 "ON CONFLICT (key) DO UPDATE SET entry = excluded.entry, created = excluded.created, "
@@ -124,8 +147,7 @@ class PostgresSemanticStore:
         import numpy as np
 
         literal = _vector_literal(vector)
-        async with self.pg.lock:
-            conn = await self.pg.connection(self.setup)
+        async with self.pg.session(self.setup) as conn:
             cur = await conn.execute(
                 f"SELECT entry, 1 - (embedding <=> %s::vector) AS cosine, embedding::real[], id, used "
                 f"FROM {SEMANTIC} "
@@ -148,14 +170,12 @@ class PostgresSemanticStore:
     async def touch(self, neighbour: Neighbour) -> None:
         now = time.time()
         if now - neighbour.used > USED_RESOLUTION_S:
-            async with self.pg.lock:
-                conn = await self.pg.connection(self.setup)
+            async with self.pg.session(self.setup) as conn:
                 await conn.execute(f"UPDATE {SEMANTIC} SET used = %s WHERE id = %s", (now, neighbour.key))
 
     async def add(self, scope: str, vector: np.ndarray, entry: Entry, ttl_s: float) -> None:
         now = time.time()
-        async with self.pg.lock:
-            conn = await self.pg.connection(self.setup)
+        async with self.pg.session(self.setup) as conn:
             await conn.execute(
                 f"INSERT INTO {SEMANTIC} (scope, embedding, entry, created, expires, used) "
                 "VALUES (%s, %s::vector, %s, %s, %s, %s)",

@@ -1,0 +1,46 @@
+"""A cache store's health, so that a store that is down or hung costs a request little and fails none.
+
+Every call to a store (Redis, Postgres, SQLite) goes through its `StoreGuard`: it is bounded by
+`timeout_s`, and a call that fails or times out is logged and answered with the caller's fallback
+(a miss, nothing stored). After a failure the store is left alone for `cooldown_s` — calls in that
+time get the fallback at once instead of each paying the timeout — and then tried again. The exact
+and the semantic store have a guard each, so one store's outage leaves the other one serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+log = logging.getLogger("thrifty.cache")
+T = TypeVar("T")
+
+
+class StoreGuard:
+    def __init__(self, name: str, timeout_s: float, cooldown_s: float) -> None:
+        self.name = name
+        self.timeout_s = timeout_s
+        self.cooldown_s = cooldown_s
+        self.down_until = 0.0
+
+    @property
+    def up(self) -> bool:
+        return time.monotonic() >= self.down_until
+
+    async def run(self, call: Callable[[], Awaitable[T]], fallback: T) -> T:
+        """`call()`'s result, or `fallback` when the store is resting, fails or exceeds the timeout."""
+        if not self.up:
+            return fallback
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await call()
+        except Exception as exc:  # TimeoutError included: any store failure degrades to the fallback
+            self.down_until = time.monotonic() + self.cooldown_s
+            log.warning(
+                "cache %s store failed (%s: %s); bypassing it for %.0f s",
+                self.name, type(exc).__name__, exc, self.cooldown_s,
+            )  # fmt: skip
+            return fallback
