@@ -89,6 +89,8 @@ def test_a_learned_gate_must_know_which_trained_model_each_tier_is(tmp_path):
     assert "gpt-4o-mini" in errors[f"{W}.cascade.gates.0.models"]
     mapped = cascade(gates=[{"type": "learned", "path": path, "models": {"mixtral": "gpt-4o-mini"}}])
     assert parse(config(mapped), {}).routing.virtual_models["v"].cascade is not None
+    typo = cascade(gates=[{"type": "learned", "path": path, "models": {"mixtrl": "gpt-4o-mini"}}])
+    assert "no model 'mixtrl'" in errors_of(typo)[f"{W}.cascade.gates.0.models.mixtrl"]
 
 
 async def test_a_learned_gate_scores_a_tier_as_the_model_it_was_mapped_from(tmp_path):
@@ -125,3 +127,19 @@ def test_serve_reports_what_only_building_finds_as_a_config_error(tmp_path):
     assert done.returncode == 2, done.stderr
     assert f"config error: {W}.baseline: no price for model 'house-model'" in done.stderr
     assert "Traceback" not in done.stderr and "listening" not in done.stderr
+
+
+def test_every_model_a_learned_router_chooses_must_be_mapped_or_served(tmp_path):
+    from tests.unit.test_routing_learned import synthetic_rows
+    from thrifty.routing.data import from_rows
+    from thrifty.routing.train import train
+
+    model, _ = train(from_rows(synthetic_rows()).split()[0], None)
+    path = str(model.save(tmp_path / "router.npz"))
+    partial = {"learned": {"path": path, "models": {"tiny": "gpt-4o-mini", "huge": "gpt-4o"}}}
+    errors = errors_of(partial)
+    assert "'mid' is not mapped" in errors[f"{W}.learned.models"]
+    full = {
+        "learned": {"path": path, "models": {"tiny": "gpt-4o-mini", "mid": "gpt-4o-mini", "huge": "gpt-4o"}}
+    }
+    assert parse(config(full), {}).routing.virtual_models["v"].learned is not None

@@ -62,7 +62,8 @@ def test_bad_hints_are_invalid_requests(bad):
 def test_target_parse():
     assert Target.parse("quality:0.95") == Target("quality", 0.95)
     assert Target.parse("strong:30%") == Target("strong", 0.3)
-    for bad in ("quality", "cost:0.3", "quality:0", "strong:x"):
+    assert Target.parse("strong:0") == Target("strong", 0.0)  # never the strong model: a valid budget
+    for bad in ("quality", "cost:0.3", "quality:0", "strong:x", "strong:1.2", "quality:2", "strong:-0.1"):
         with pytest.raises(ValueError):
             Target.parse(bad)
 
@@ -84,3 +85,20 @@ def test_routing_config_validation():
             },
             env={},
         )
+
+
+def test_a_strong_budget_counts_every_model_as_costly_as_the_strong_one():
+    import numpy as np
+
+    from thrifty.evaluate.metrics import Reference
+    from thrifty.routing.calibrate import router_runner
+
+    # weak (cheap), strong (best quality), pricey (dearest, not the best)
+    scores = np.array([[0.0, 1.0, 1.0], [1.0, 1.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    costs = np.tile([0.001, 0.01, 0.05], (4, 1))
+    ref = Reference.of(scores, costs)
+    assert (ref.weak, ref.strong) == (0, 1)
+    probs = np.array([[0.1, 0.2, 0.9], [0.9, 0.5, 0.1], [0.1, 0.9, 0.2], [0.9, 0.1, 0.1]])
+    outcome = router_runner(probs, np.zeros(3), scores, costs, ref)(0.0)
+    assert outcome.row_strong.tolist() == [True, False, True, False]  # pricey counts like strong
+    assert outcome.strong_share == 0.5

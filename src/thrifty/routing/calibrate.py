@@ -1,7 +1,8 @@
 """Calibration: pick a router's λ or a cascade gate's threshold so a stated target holds.
 
 Targets: `quality:X` — at least X × the strong model's quality (e.g. quality:0.95), or
-`strong:Y` — at most Y of requests answered by the most expensive model / tier (e.g. strong:0.3).
+`strong:Y` — at most Y of requests answered by the strong model or one that costs as much or more
+(with two models: the strong one), or by the last tier of a cascade (e.g. strong:0.3).
 The knob is chosen on out-of-fold predictions over the calibration split (folds 0–3: each fold is
 predicted by a model trained on the other three, with the hyper-parameters of the full model), then
 the model trained on all of folds 0–3 is replayed on held-out fold 4 with that knob, and what the
@@ -46,8 +47,9 @@ class Target:
             value = float(raw.rstrip("%")) / (100 if raw.endswith("%") else 1)
         except ValueError:
             raise ValueError(f"target value is not a number: {raw}") from None
-        if not 0 < value <= 1.5:
-            raise ValueError(f"target value out of range: {raw}")
+        in_range, span = (0 < value <= 1.5, "(0, 1.5]") if kind == "quality" else (0 <= value <= 1, "[0, 1]")
+        if not in_range:
+            raise ValueError(f"{kind} target must be in {span}; got {raw}")
         z_of(confidence)  # validates it
         return cls(kind, value, confidence)
 
@@ -74,7 +76,7 @@ class Outcome:
 
     point: Point
     row_quality: np.ndarray  # the score each row ended with
-    row_strong: np.ndarray  # bool: the row was answered by the strong model / last tier
+    row_strong: np.ndarray  # bool: the row was answered by the strong model (or a dearer one) / last tier
 
     @property
     def strong_share(self) -> float:
@@ -117,10 +119,12 @@ def router_runner(
     import numpy as np
 
     rows = np.arange(len(scores))
+    totals = costs.sum(axis=0)
+    dear = totals >= totals[ref.strong]  # a budget on the strong model binds any model as costly
 
     def run(lam: float) -> Outcome:
         choice = np.argmax(probs - lam * est_cost[None, :], axis=1)
-        return Outcome(point(choice, scores, costs, ref), scores[rows, choice], choice == ref.strong)
+        return Outcome(point(choice, scores, costs, ref), scores[rows, choice], dear[choice])
 
     return run
 

@@ -38,7 +38,7 @@ def reference_errors(
                 if task not in allowed
             ]
         if vm.learned is not None:
-            errors += _router_file(vm.learned, f"{where}.learned")
+            errors += _router_file(vm.learned, f"{where}.learned", served)
         if vm.cascade is not None:
             errors += _cascade(vm.cascade, f"{where}.cascade")
     return errors
@@ -65,7 +65,9 @@ def _unknown(targets: Iterator[tuple[str, str]], served: set[str]) -> list[Error
     ]
 
 
-def _router_file(spec: LearnedRouterConfig, where: str) -> list[Error]:
+def _router_file(spec: LearnedRouterConfig, where: str, served: set[str]) -> list[Error]:
+    """The file loads; `models:` names only models it has; each model it has that `models:` does not
+    map keeps its own name, which must then be served."""
     from thrifty.routing.learned import LearnedRouter, RouterFileError
 
     try:
@@ -73,7 +75,17 @@ def _router_file(spec: LearnedRouterConfig, where: str) -> list[Error]:
     except RouterFileError as exc:
         return [(f"{where}.path", str(exc))]
     stray = sorted(set(spec.models) - set(router.models))
-    return [(f"{where}.models.{m}", f"the router file has no model {m!r}") for m in stray]
+    errors = [(f"{where}.models.{m}", f"the router file has no model {m!r}") for m in stray]
+    errors += [
+        (
+            f"{where}.models",
+            f"the router chooses among {router.models}; {m!r} is not mapped to a model the gateway "
+            f"serves (add models: {{{m}: <served model>}})",
+        )
+        for m in router.models
+        if m not in spec.models and m not in served
+    ]
+    return errors
 
 
 def _cascade(spec: CascadeConfig, where: str) -> list[Error]:
@@ -97,15 +109,18 @@ def _gate_file(spec: GateConfig, gated: list[str], where: str) -> list[Error]:
         model = GateModel.load(str(spec.path))
     except RouterFileError as exc:
         return [(f"{where}.path", str(exc))]
+    stray = sorted(set(spec.models) - set(model.models))
+    errors = [(f"{where}.models.{m}", f"the gate file has no model {m!r}") for m in stray]
     if not model.models:
-        return []  # trained without the answering model as an input: any tier will do
+        return errors  # trained without the answering model as an input: any tier will do
     known = {spec.models.get(m, m) for m in model.models}
-    return [
+    errors += [
         (
             f"{where}.models",
-            f"the gate learned from answers of {model.models}; tier {tier!r} is none of them — map one "
-            f"to it, e.g. models: {{{model.models[0]}: {tier}}}",
+            f"the gate learned from answers of {model.models}; tier {tier!r} is none of them: map the "
+            f"one it stands for to it (models: {{<one of them>: {tier}}})",
         )
         for tier in gated
         if tier not in known
     ]
+    return errors
