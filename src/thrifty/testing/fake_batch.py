@@ -32,7 +32,7 @@ from thrifty.testing.fake_wire import (
 )
 
 if TYPE_CHECKING:
-    from thrifty.testing.fake_provider import FakeProviderApp
+    from thrifty.testing.fake_app import FakeProviderApp
 
 
 def batched_answer(text: str) -> str | None:
