@@ -20,6 +20,13 @@ def test_cheapest_meeting_target():
     assert select.cheapest_meeting(QUALITY, COST, 0.99) == 2  # none meets it: the best
 
 
+def test_a_target_within_a_cap_never_breaks_the_cap():
+    assert select.cheapest_meeting(QUALITY, COST, 0.9, cap=0.02) == 1  # the best the cap affords
+    assert select.cheapest_meeting(QUALITY, COST, 0.5, cap=0.02) == 0
+    assert select.cheapest_meeting(QUALITY, COST, 0.9, cap=1.0) == 2
+    assert select.cheapest_meeting(QUALITY, COST, 0.9, cap=0.0001) == 0  # nothing affordable: the cheapest
+
+
 def test_best_under_cost_cap():
     assert select.best_under_cap(QUALITY, COST, 0.02) == 1
     assert select.best_under_cap(QUALITY, COST, 1.0) == 2

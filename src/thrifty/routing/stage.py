@@ -35,8 +35,9 @@ class LearnedPlan:
     def choose(self, signals: Signals, hints: Hints) -> tuple[int, float]:
         quality = self.router.quality(signals)
         cost = [float(c) for c in self.router.model.est_cost]
-        if hints.quality_target is not None:
-            i = select.cheapest_meeting(quality, cost, hints.quality_target)
+        if hints.quality_target is not None:  # a client's target, within the operator's cap if any
+            cap = self.cost_cap_usd if self.policy == "cost_cap" else None
+            i = select.cheapest_meeting(quality, cost, hints.quality_target, cap)
         elif self.policy == "quality":
             i = select.cheapest_meeting(quality, cost, self.quality_target)
         elif self.policy == "cost_cap" and self.cost_cap_usd is not None:
