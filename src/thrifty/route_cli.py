@@ -14,6 +14,8 @@ def _fail(message: str) -> None:
 
 
 def _emit(result: dict[str, Any], as_json: bool, printer: Any) -> None:
+    for warning in result.get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
         import orjson
 
@@ -43,13 +45,15 @@ def train_cmd(
     data_path: str, out_path: str, all_folds: bool, no_embedding: bool, embed_tokens: int | None
 ) -> None:
     """Train a learned router (per-model P(good | prompt))."""
+    from thrifty.evaluate.metrics import require_models
     from thrifty.evaluate.route import router_cache
     from thrifty.routing.data import OutcomeDataError, load_outcomes
     from thrifty.routing.train import train
 
     try:
         data = load_outcomes(data_path)
-    except OutcomeDataError as exc:
+        require_models(data.models)
+    except (OutcomeDataError, ValueError) as exc:
         _fail(str(exc))
     rows = data if all_folds else data.split()[0]
     tokens = None if no_embedding else embed_tokens
@@ -73,11 +77,13 @@ def train_cmd(
 def train_gate_cmd(data_path: str, out_path: str, no_embedding: bool) -> None:
     """Train a learned cascade gate on recorded responses (folds 0–3)."""
     from thrifty.evaluate.cascade import answered_tiers, tier_order, train_gate
+    from thrifty.evaluate.metrics import require_models
     from thrifty.evaluate.route import router_cache
     from thrifty.routing.data import OutcomeDataError, load_outcomes
 
     try:
         data = load_outcomes(data_path)
+        require_models(data.models)
         cal = data.split()[0]
         tiers = answered_tiers(cal, tier_order(cal))
     except (OutcomeDataError, ValueError) as exc:
@@ -176,17 +182,45 @@ def classify_cmd(data_path: str, expect: tuple[str, ...]) -> None:
     """Rules classifier accuracy on a labelled outcome file (labels from its `task` field)."""
     from collections import Counter
 
-    from thrifty.routing.classifier import TaskClassifier
+    from thrifty.routing.classifier import TASKS, TaskClassifier
     from thrifty.routing.data import OutcomeDataError, load_outcomes
     from thrifty.routing.signals import Signals
 
+    mapping = _expect_mapping(expect, TASKS)
     try:
         data = load_outcomes(data_path)
     except OutcomeDataError as exc:
         _fail(str(exc))
-    mapping = dict(e.split("=", 1) for e in expect)
+    present = sorted({t for t in data.tasks if t})
+    if mapping and not set(mapping) & set(present):
+        have = f"the file's tasks: {present}" if present else "no row has a 'task' field"
+        _fail(f"no row carries a task named in --expect ({', '.join(mapping)}); {have}")
+    if not present:
+        _fail(f"no row of {data_path} has a 'task' field: there are no labels to score the classifier on")
+    labels = [mapping.get(t, t) for t in data.tasks]
+    unscored = [t or "(none)" for t, label in zip(data.tasks, labels, strict=True) if label not in TASKS]
+    if unscored:
+        unknown, count = sorted(set(unscored)), len(unscored)
+        click.echo(
+            f"warning: {count} rows have a task that is not a classifier task nor mapped by --expect "
+            f"({', '.join(unknown)}): counted as wrong",
+            err=True,
+        )
     classifier = TaskClassifier()
     guesses = [classifier.classify(Signals.of_prompt(p)).task for p in data.prompts]
-    labels = [mapping.get(t, t) for t in data.tasks]
     right = sum(g == t for g, t in zip(guesses, labels, strict=True))
     click.echo(f"accuracy {right / len(labels):.3f} on {len(labels)} prompts; predicted: {Counter(guesses)}")
+
+
+def _expect_mapping(expect: tuple[str, ...], tasks: tuple[str, ...]) -> dict[str, str]:
+    """`--expect DATA_TASK=CLASSIFIER_TASK` pairs as a dict; a malformed pair or an unknown classifier
+    task is a usage error (exit 2)."""
+    mapping = {}
+    for pair in expect:
+        data_task, sep, task = pair.partition("=")
+        if not sep or not data_task or not task:
+            _fail(f"--expect {pair!r}: expected DATA_TASK=CLASSIFIER_TASK, e.g. gsm8k=math")
+        if task not in tasks:
+            _fail(f"--expect {pair!r}: {task!r} is not a classifier task (tasks: {', '.join(tasks)})")
+        mapping[data_task] = task
+    return mapping

@@ -17,7 +17,7 @@ def _describe(name: str, p: Point, ref: Reference) -> dict[str, Any]:
         "cost_usd": p.cost_usd,
         "cost_share_of_strong": p.cost_usd / ref.c_strong if ref.c_strong else 0.0,
         "calls_share": p.calls_share,
-        "pgr": ref.pgr(p.quality),
+        "pgr": ref.pgr(p.quality) if ref.routable else None,
     }
 
 

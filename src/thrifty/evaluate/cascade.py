@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from thrifty.embed.diskcache import EmbeddingCache
 from thrifty.evaluate.baselines import baselines
-from thrifty.evaluate.metrics import Curve, Point, Reference
+from thrifty.evaluate.metrics import Curve, Point, Reference, headline_axis, nothing_to_route, require_models
 from thrifty.evaluate.route import curve_report, embed_rows, router_cache
 from thrifty.routing.data import OutcomeSet, load_outcomes
 
@@ -191,11 +191,15 @@ def evaluate_cascade(
     embed: bool = True,
     cache: EmbeddingCache | None = None,
 ) -> dict[str, Any]:
+    """Train a gate on folds 0–3 (or load `gate_file`), replay fold 4. As `evaluate_router`'s, the
+    headline figures and the random router are on `headline_axis` (calls for two tiers, cost for
+    more) and `warnings` say when there is nothing to route."""
     from thrifty.routing.gates import AllGates, FormatGate, HeuristicGate
     from thrifty.routing.learned_gate import GateModel
 
-    cache = cache or router_cache(None)
     data = load_outcomes(path)
+    require_models(data.models)
+    cache = cache or router_cache(None)
     train_set, test_set = data.split()
     tiers = answered_tiers(data, tier_order(train_set))
     if gate_file is None:
@@ -209,20 +213,24 @@ def evaluate_cascade(
     seed = replay(rule_gate_scores(test_set, tiers, SeedGate()), 0.5, tiers, test_set, ref)
     rule_gate = AllGates([FormatGate(), HeuristicGate()])
     rules = replay(rule_gate_scores(test_set, tiers, rule_gate), 0.5, tiers, test_set, ref)
+    axis = headline_axis(len(tiers))
+    warning = nothing_to_route(ref, test_set.scores, data.models)
     return {
         "data": Path(path).name,
         "tiers": [data.models[t] for t in tiers],
+        "headline_axis": axis,
+        "warnings": [] if warning is None else [warning],
         "rows": {"train": len(train_set), "test": len(test_set)},
         "weak": data.models[ref.weak],
         "strong": data.models[ref.strong],
         "learned_gate": {
             "training": model.meta,
             "use_embedding": model.use_embedding,
-            **curve_report(learned),
+            **curve_report(learned, axis),
         },
         "seed_gate": _point_summary(seed, ref),
         "heuristic_format_gate": _point_summary(rules, ref),
-        "baselines": baselines(test_set.scores, test_set.costs, data.models, ref),
+        "baselines": baselines(test_set.scores, test_set.costs, data.models, ref, axis),
     }
 
 

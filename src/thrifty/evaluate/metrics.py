@@ -12,6 +12,8 @@ Definitions (RouteLLM, arXiv 2406.18665, generalised to any number of models):
 - The *headline* axis is `calls` for exactly two models and `cost` for more: with three or more, a
   share of calls mixes models of very different prices (a call to a model barely dearer than the
   weak one counts as much as a call to the strong one), so only the cost share is comparable.
+- When weak is strong (the cheapest model also scores best, e.g. every score ties) there is no gap to
+  recover: reports give PGR, APGR and CPT as None (`Reference.routable`, `nothing_to_route`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,34 @@ def headline_axis(n_models: int) -> str:
     """The axis headline figures are reported on: `calls` for two models, `cost` otherwise (the rule
     training selects hyper-parameters by, `thrifty.routing.train`)."""
     return "calls" if n_models == 2 else "cost"
+
+
+def require_models(models: list[str]) -> None:
+    """Routing and cascades choose between models: one is an error (ValueError, exit 2 in the CLI)."""
+    if len(models) < 2:
+        raise ValueError(f"routing needs at least two models; the data has one: {models[0]!r}")
+
+
+def nothing_to_route(ref: Reference, scores: np.ndarray, models: list[str]) -> str | None:
+    """Why no policy can beat always calling one model on these outcomes (None: there is a choice)."""
+    import numpy as np
+
+    mean_q = scores.mean(axis=0)
+    if ref.routable:
+        if ref.c_strong <= ref.c_weak:
+            return (
+                f"nothing to route: the best model, {models[ref.strong]}, costs no more than the "
+                f"cheapest, {models[ref.weak]}: always call it (the cost axis has no width)"
+            )
+        return None
+    if np.allclose(mean_q, mean_q[0]):
+        why = f"every model has the same mean score ({mean_q[0]:.3f})"
+    else:
+        why = f"the cheapest model, {models[ref.weak]}, also has the best mean score ({ref.q_strong:.3f})"
+    return (
+        f"nothing to route: {why} on the {len(scores)} test prompts, so weak = strong; "
+        "PGR, APGR and CPT are n/a"
+    )
 
 
 @dataclass(slots=True)
@@ -66,6 +96,11 @@ class Reference:
         return cls(
             weak, strong, float(mean_q[weak]), float(best), float(total_c[weak]), float(total_c[strong])
         )
+
+    @property
+    def routable(self) -> bool:
+        """Whether there is a quality gap between weak and strong to recover (PGR is defined)."""
+        return self.weak != self.strong and self.q_strong > self.q_weak
 
     def pgr(self, quality: float) -> float:
         gap = self.q_strong - self.q_weak
@@ -140,7 +175,10 @@ class Curve:
         return best.cost_usd, best.cost_usd / self.ref.c_strong if self.ref.c_strong else 0.0
 
     def headline(self, axis: str) -> dict[str, str | float | None]:
-        """APGR, CPT(50 %) and CPT(80 %) on `axis`, named: the figures a report leads with."""
+        """APGR, CPT(50 %) and CPT(80 %) on `axis`, named: the figures a report leads with (None when
+        the reference is not routable)."""
+        if not self.ref.routable:
+            return {"axis": axis, "apgr": None, "cpt50": None, "cpt80": None}
         return {
             "axis": axis,
             "apgr": self.apgr(axis),
@@ -149,17 +187,22 @@ class Curve:
         }
 
     def summary(self) -> dict[str, float | None]:
+        """Both axes' APGR and CPTs (None when the reference is not routable), and cost at 95 %."""
         at95 = self.cost_at_quality(0.95)
+        figures: dict[str, float | None] = {}
+        for axis in AXES:
+            head = self.headline(axis)
+            figures.update({_suffixed(k, axis): head[k] for k in ("apgr", "cpt50", "cpt80")})
         return {
-            "apgr": self.apgr("calls"),
-            "cpt50": self.cpt(0.5, "calls"),
-            "cpt80": self.cpt(0.8, "calls"),
-            "apgr_cost": self.apgr("cost"),
-            "cpt50_cost": self.cpt(0.5, "cost"),
-            "cpt80_cost": self.cpt(0.8, "cost"),
+            **figures,
             "cost_at_95_usd": None if at95 is None else at95[0],
             "cost_at_95_share": None if at95 is None else at95[1],
         }
+
+
+def _suffixed(figure: str, axis: str) -> str:
+    """JSON key of a figure on an axis: `apgr` on the calls axis, `apgr_cost` on the cost axis."""
+    return figure if axis == "calls" else f"{figure}_{axis}"
 
 
 def sweep(

@@ -29,9 +29,14 @@ def _key(figure: str, axis: str) -> str:
 
 
 def _figures(name: str, s: dict[str, Any]) -> None:
-    """APGR and CPTs on the headline axis, then the other axis's APGR and CPT(80 %) after a bar."""
+    """APGR and CPTs on the headline axis, then the other axis's APGR and CPT(80 %) after a bar
+    (n/a throughout when APGR is None: no quality gap between weak and strong)."""
     axis = _axis_of(s)
     other = _other(axis)
+    if s[_key("apgr", axis)] is None:
+        none = "APGR n/a  CPT(50%) n/a  CPT(80%) n/a"
+        click.echo(f"  {name:28} {none}  | {other} axis: APGR n/a  CPT(80%) n/a")
+        return
     click.echo(
         f"  {name:28} APGR {s[_key('apgr', axis)]:.3f}  CPT(50%) {fmt_share(s[_key('cpt50', axis)])}"
         f"  CPT(80%) {fmt_share(s[_key('cpt80', axis)])}"
@@ -40,14 +45,34 @@ def _figures(name: str, s: dict[str, Any]) -> None:
     )
 
 
+def _headline_note(axis: str, count: int, what: str) -> None:
+    if axis != "calls":
+        click.echo(
+            f"headline axis: {axis} share ({count} {what}: a share of calls would count a call to a cheap"
+            " model like one to the strong model; calls axis after '|')"
+        )
+
+
+def _weak_strong(r: dict[str, Any]) -> None:
+    if r["weak"] == r["strong"]:
+        click.echo(f"weak = strong = {r['weak']} (nothing to route)")
+    else:
+        click.echo(f"weak = {r['weak']}, strong = {r['strong']}")
+
+
 def _baselines(b: dict[str, Any]) -> None:
     click.echo("baselines (fold 4):")
     _figures("random router", b["random"])
+    shown = set()
     for key in ("cheapest", "best_single", "oracle"):
         p = b[key]
+        if p["policy"] in shown:  # the cheapest model is also the best: listed once
+            continue
+        shown.add(p["policy"])
+        pgr = "n/a" if p["pgr"] is None else f"{p['pgr']:.2f}"
         click.echo(
             f"  {p['policy']:28} quality {p['quality']:.3f}  cost {_pct(p['cost_share_of_strong'])} of strong"
-            f"  (${p['cost_usd']:.4f})  PGR {p['pgr']:.2f}"
+            f"  (${p['cost_usd']:.4f})  PGR {pgr}"
         )
 
 
@@ -62,17 +87,13 @@ def print_router(r: dict[str, Any]) -> None:
     click.echo(
         f"{r['data']}: train {r['rows']['train']} rows (folds 0–3), test {r['rows']['test']} rows (fold 4)"
     )
-    click.echo(f"weak = {r['weak']}, strong = {r['strong']}")
+    _weak_strong(r)
     s = r["router"]
     axis = _axis_of(s)
-    if axis != "calls":
-        click.echo(
-            f"headline axis: {axis} share ({len(r['models'])} models: a share of calls would count a"
-            " call to a cheap model like one to the strong model; calls axis after '|')"
-        )
+    _headline_note(axis, len(r["models"]), "models")
     click.echo("router:")
     _figures("learned", s)
-    if "apgr_bootstrap" in s:
+    if s.get("apgr_bootstrap"):
         _interval(s["apgr_bootstrap"])
     click.echo(f"  cost at 95 % of strong quality: {_pct(s['cost_at_95_share'])} of always-strong cost")
     for a in (axis, _other(axis)):
@@ -93,7 +114,10 @@ def print_cascade(r: dict[str, Any]) -> None:
     click.echo(
         f"{r['data']}: cascade {' → '.join(r['tiers'])}; train {r['rows']['train']}, test {r['rows']['test']}"
     )
+    if r["weak"] == r["strong"]:
+        _weak_strong(r)
     g = r["learned_gate"]
+    _headline_note(_axis_of(g), len(r["tiers"]), "tiers")
     click.echo("learned gate:")
     _figures("learned gate", g)
     click.echo(f"  cost at 95 % of strong quality: {_pct(g['cost_at_95_share'])} of always-strong cost")

@@ -13,7 +13,7 @@ from thrifty.embed.diskcache import EmbeddingCache, default_directory
 from thrifty.evaluate.baselines import baselines
 from thrifty.evaluate.bootstrap import apgr_interval
 from thrifty.evaluate.curves import table
-from thrifty.evaluate.metrics import Curve, Reference, headline_axis, sweep
+from thrifty.evaluate.metrics import Curve, Reference, headline_axis, nothing_to_route, require_models, sweep
 from thrifty.routing.data import OutcomeSet, load_outcomes
 
 if TYPE_CHECKING:
@@ -58,13 +58,14 @@ def router_costs(model: LearnedModel, data: OutcomeSet) -> np.ndarray:
 
 def curve_report(curve: Curve, axis: str = "calls") -> dict[str, Any]:
     """Figures on both axes (`apgr`, `cpt50`, `cpt80`: calls; `…_cost`: cost), the curves, and the
-    figures on the headline `axis` again under `headline`."""
-    return {
-        **curve.summary(),
-        "headline": curve.headline(axis),
-        "curve_calls": table(curve, "calls"),
-        "curve_cost": table(curve, "cost"),
-    }
+    figures on the headline `axis` again under `headline`. PGR figures are None when there is no
+    quality gap between weak and strong (`Reference.routable`)."""
+    curves = {f"curve_{a}": table(curve, a) for a in ("calls", "cost")}
+    if not curve.ref.routable:
+        for rows in curves.values():
+            for row in rows:
+                row["pgr"] = None
+    return {**curve.summary(), "headline": curve.headline(axis), **curves}
 
 
 def evaluate_router(
@@ -76,7 +77,8 @@ def evaluate_router(
 ) -> dict[str, Any]:
     """Train on folds 0–3 (or load `router`), report on fold 4. Returns a JSON-able dict whose
     `headline_axis` names the axis the headline figures, the bootstrap interval and the random
-    router's `headline` are on (calls for two models, cost for more; both axes' figures are kept).
+    router's `headline` are on (calls for two models, cost for more; both axes' figures are kept),
+    and whose `warnings` say when there is nothing to route (then APGR, CPT and PGR are None).
 
     `embed_tokens`: the trained router's dense head also embeds the first that many prompt tokens
     (default: no embedding, n-grams and lexical features only)."""
@@ -84,6 +86,7 @@ def evaluate_router(
     from thrifty.routing.train import train
 
     data = load_outcomes(path)
+    require_models(data.models)
     train_set, test_set = data.split()
     if len(test_set) == 0 or len(train_set) == 0:
         raise ValueError("the data needs rows in folds 0–3 (train) and fold 4 (test)")
@@ -109,11 +112,13 @@ def evaluate_router(
     est = router_costs(model, test_set)
     curve = sweep(probs, est, test_set.scores, test_set.costs, ref)
     axis = headline_axis(len(data.models))
-    noise = apgr_interval(probs, est, test_set.scores, test_set.costs, axis=axis)
+    noise = apgr_interval(probs, est, test_set.scores, test_set.costs, axis=axis) if ref.routable else None
+    warning = nothing_to_route(ref, test_set.scores, data.models)
     return {
         "data": Path(path).name,
         "models": data.models,
         "headline_axis": axis,
+        "warnings": [] if warning is None else [warning],
         "rows": {"train": len(train_set), "test": len(test_set)},
         "weak": data.models[ref.weak],
         "strong": data.models[ref.strong],
