@@ -18,12 +18,17 @@ from thrifty.cache_cli_shared import (
     EMBED_CACHE,
     LIMIT,
     PAIRS,
+    DataError,
+    FiniteFloatRange,
     band_value,
     echo_band,
     embedding_cache,
     load_model,
     load_pairs,
     pct,
+    save_model,
+    target_precision_option,
+    writable,
 )
 
 
@@ -45,13 +50,12 @@ def cache_group() -> None:
               "training a head needs scikit-learn: pip install 'thrifty[train]').")  # fmt: skip
 @click.option("--head-seeds", type=click.IntRange(min=1), default=5, show_default=True,
               help="MLPs (one per seed) averaged into the head.")  # fmt: skip
-@click.option("--head-alpha", type=click.FloatRange(min=0.0), default=None, help="The head's L2 penalty.")
+@click.option("--head-alpha", type=FiniteFloatRange(min=0.0), default=None, help="The head's L2 penalty.")
 @click.option("--cross-fit", "cross_fit", type=click.IntRange(min=2), default=None,
               help="Also learn from the dev split and write a calibrated model: K models trained on "
               "train + K-1 dev folds score the K-th; the operating point is chosen on those "
               "out-of-fold dev scores; the model written learns from train + all of dev.")  # fmt: skip
-@click.option("--target-precision", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
-              default=None, help="With --cross-fit: the precision to calibrate for, e.g. 0.95.")  # fmt: skip
+@target_precision_option(default=None, help="With --cross-fit: the precision to calibrate for, e.g. 0.95.")
 @click.option("--vetoes", default="keep", show_default=True,
               help="With --cross-fit: keep, auto, none or a list (as for calibrate).")  # fmt: skip
 @CONFIDENCE
@@ -85,6 +89,7 @@ def train_command(
         hint = "--confidence"
         raise click.BadParameter(f"{hint} needs --cross-fit (or use calibrate)", param_hint=hint)
     chosen_vetoes = _vetoes(vetoes)
+    writable(out)
 
     settings = TrainSettings(
         train_pairs=train_pairs, folds=folds, head_hidden=head_hidden, head_seeds=head_seeds
@@ -100,8 +105,8 @@ def train_command(
     try:
         model = train(load_pairs(pairs_path), embedding_cache(embed_cache), settings)
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
-    model.save(out)
+        raise DataError(str(exc)) from exc
+    save_model(model, out)
     click.echo(f"wrote {out} (uncalibrated; next: thrifty cache calibrate --pairs ... --verifier {out})")
 
 
@@ -124,8 +129,8 @@ def _train_cross_fitted(
             load_pairs(pairs_path), embedding_cache(embed_cache), target, vetoes, folds, settings, level
         )
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
-    model.save(out)
+        raise DataError(str(exc)) from exc
+    save_model(model, out)
     oof = model.meta["cross_fit"]["oof_dev"]
     click.echo(f"vetoes: {', '.join(model.vetoes) or 'none'}")
     click.echo(
@@ -158,8 +163,7 @@ def embed_command(pairs_path: str, embed_cache: str | None) -> None:
 
 @cache_group.command("calibrate")
 @PAIRS
-@click.option("--target-precision", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
-              required=True, help="Precision the accepted pairs must keep, e.g. 0.95.")  # fmt: skip
+@target_precision_option(required=True, help="Precision the accepted pairs must keep, e.g. 0.95.")
 @click.option("--verifier", "verifier_path", type=click.Path(dir_okay=False), default=None,
               help="Verifier file (default: the bundled model).")  # fmt: skip
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
@@ -189,6 +193,8 @@ def calibrate_command(
     """Choose the verifier's threshold on the dev split for TARGET-PRECISION."""
     from thrifty.cache.evaluate import DEFAULT_CONFIDENCE, calibrate
 
+    target = out or verifier_path
+    writable(target, "--out" if out else "--verifier")  # before the work, not after it
     model = load_model(verifier_path)
     if band is not None and model.cross is None:
         raise click.BadParameter("this verifier has no cross-encoder stage", param_hint="--band")
@@ -198,7 +204,7 @@ def calibrate_command(
         pairs, cache = load_pairs(pairs_path), embedding_cache(embed_cache)
         model = calibrate(model, pairs, cache, target_precision, limit, chosen, level, band)
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise DataError(str(exc)) from exc
     dev, dev_cos = model.meta["dev"], model.meta["dev_cosine"]
     if dev["duplicates"] in (0, dev["pairs"]):
         click.echo(
@@ -226,9 +232,8 @@ def calibrate_command(
             f"text-only fallback threshold {model.text_threshold:.4f}: dev precision "
             f"{pct(text['precision'])}, recall {pct(text['recall'])}"
         )
-    target = out or verifier_path
     if target:
-        model.save(target)
+        save_model(model, target, "--out" if out else "--verifier")
         click.echo(f"wrote {target}")
 
 
@@ -291,7 +296,7 @@ def eval_command(
             serving,
         )
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise DataError(str(exc)) from exc
     if report["pairs_trained_on"]:
         click.echo(
             f"warning: the verifier learned from {report['pairs_trained_on']} of these {report['pairs']} "

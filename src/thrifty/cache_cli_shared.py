@@ -3,9 +3,37 @@ values into pairs, an embedding cache and a verifier (with clear errors), and re
 
 from __future__ import annotations
 
+import math
+import os
+from pathlib import Path
 from typing import Any
 
 import click
+
+
+class DataError(click.ClickException):
+    """A bad input file or data the command cannot work with: `Error: ...` on one line, exit 2 (as
+    for a bad option; the other offline commands, e.g. `thrifty route`, also exit 2 on bad data)."""
+
+    exit_code = 2
+
+
+class FiniteFloatRange(click.FloatRange):
+    """`click.FloatRange` that also refuses nan and ±inf (which its comparisons let through)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number in the range {self._describe_range()}.", param, ctx)
+        return number
+
+
+def target_precision_option(**kwargs: Any) -> Any:
+    """`--target-precision`: a precision in (0, 1)."""
+    return click.option(
+        "--target-precision", type=FiniteFloatRange(0.0, 1.0, min_open=True, max_open=True), **kwargs
+    )
+
 
 PAIRS = click.option(
     "--pairs", "pairs_path", required=True, type=click.Path(exists=True, dir_okay=False),
@@ -16,7 +44,7 @@ EMBED_CACHE = click.option(
     help="Directory that keeps embeddings between runs (outside the repo).",
 )  # fmt: skip
 CONFIDENCE = click.option(
-    "--confidence", type=click.FloatRange(0.5, 1.0, max_open=True), default=None,
+    "--confidence", type=FiniteFloatRange(0.5, 1.0, max_open=True), default=None,
     help="One-sided confidence of the precision bound the threshold must clear "
     "(default 0.841: one Wilson standard error; 0.5: the point precision).",
 )  # fmt: skip
@@ -32,9 +60,11 @@ def load_pairs(path: str) -> list[Any]:
     try:
         pairs = read_pairs(path)
     except PairsFormatError as exc:
-        raise click.BadParameter(str(exc), param_hint="--pairs") from exc
+        raise DataError(f"--pairs: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"--pairs: cannot read {path}: {exc}") from exc
     if not pairs:
-        raise click.BadParameter(f"{path} holds no pairs", param_hint="--pairs")
+        raise DataError(f"--pairs: {path} holds no pairs")
     return pairs
 
 
@@ -49,10 +79,36 @@ def load_model(path: str | None) -> Any:
     from thrifty.cache.verify import DEFAULT_PATH
     from thrifty.cache.verify.model import VerifierModel
 
+    target = path or DEFAULT_PATH
     try:
-        return VerifierModel.load(path or DEFAULT_PATH)
-    except (OSError, ValueError, KeyError) as exc:
-        raise click.BadParameter(f"cannot load verifier: {exc}", param_hint="--verifier") from exc
+        return VerifierModel.load(target)
+    except OSError as exc:  # missing or unreadable
+        raise DataError(f"--verifier: cannot load verifier {target}: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # `load` reports a file that is not a verifier (or not this version's)
+        raise DataError(f"--verifier: cannot load verifier: {exc}") from exc
+
+
+def writable(path: str | None, option: str = "--out") -> None:
+    """Fail now, before any work, when the model file `path` could not be written."""
+    if path is None:
+        return
+    target = Path(path)
+    directory = target.parent
+    if not directory.is_dir():
+        raise DataError(f"{option}: cannot write {path}: directory {directory} does not exist")
+    if target.is_dir():
+        raise DataError(f"{option}: cannot write {path}: it is a directory")
+    if not os.access(target if target.exists() else directory, os.W_OK):
+        raise DataError(f"{option}: cannot write {path}: permission denied")
+
+
+def save_model(model: Any, path: str, option: str = "--out") -> None:
+    try:
+        model.save(path)
+    except OSError as exc:
+        raise DataError(f"{option}: cannot write {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # a model `save` refuses (e.g. a threshold that is not a number)
+        raise DataError(f"not writing {path}: {exc}") from exc
 
 
 def echo_band(model: Any) -> None:

@@ -13,12 +13,17 @@ from thrifty.cache_cli_shared import (
     CONFIDENCE,
     EMBED_CACHE,
     PAIRS,
+    DataError,
+    FiniteFloatRange,
     band_value,
     echo_band,
     embedding_cache,
     load_model,
     load_pairs,
     pct,
+    save_model,
+    target_precision_option,
+    writable,
 )
 
 
@@ -27,12 +32,11 @@ from thrifty.cache_cli_shared import (
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Model file to write (.npz).")
 @click.option("--verifier", "verifier_path", type=click.Path(dir_okay=False), default=None,
               help="The verifier to add the stage to (default: the bundled model).")  # fmt: skip
-@click.option("--target-precision", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
-              default=0.95, show_default=True, help="Precision to calibrate for.")  # fmt: skip
+@target_precision_option(default=0.95, show_default=True, help="Precision to calibrate for.")
 @click.option("--band", type=click.UNPROCESSED, callback=lambda c, p, v: band_value(v), default="auto",
               show_default=True, help="Head probability from which the cross-encoder runs, or auto: "
               "the one that keeps the most dev recall at the target.")  # fmt: skip
-@click.option("--epochs", type=click.FloatRange(min=0.01), default=2.0, show_default=True)
+@click.option("--epochs", type=FiniteFloatRange(min=0.01), default=2.0, show_default=True)
 @click.option("--rank", type=click.IntRange(min=1), default=16, show_default=True, help="LoRA rank.")
 @click.option("--train-pairs", type=click.IntRange(min=1), default=None,
               help="Fine-tune on the first N train pairs only (a quick look).")  # fmt: skip
@@ -67,6 +71,7 @@ def train_cross_command(
         hint = "training the cross-encoder needs PyTorch: pip install 'thrifty[cross]'"
         raise click.ClickException(hint) from exc
 
+    writable(out)  # before the fine-tuning, not after it
     pairs = load_pairs(pairs_path)
     model = load_model(verifier_path)
     settings = CrossSettings(epochs=epochs, rank=rank, alpha=2.0 * rank, threads=threads, limit=train_pairs)
@@ -85,12 +90,12 @@ def train_cross_command(
             band,
         )
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise DataError(str(exc)) from exc
     dev = model.meta["dev"]
     echo_band(model)
     click.echo(
         f"threshold {model.threshold:.4f}: dev precision {pct(dev['precision'])}, "
         f"recall {pct(dev['recall'])} (combiner scores out of fold)"
     )
-    model.save(out)
+    save_model(model, out)
     click.echo(f"wrote {out}")

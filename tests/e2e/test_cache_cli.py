@@ -151,6 +151,12 @@ def test_bad_inputs_get_clear_errors(workdir: Path) -> None:
     good.write_text('{"a": "x?", "b": "y?", "duplicate": false}\n')
     proc = run("eval", "--pairs", str(good), "--verifier", str(raw), check=False)
     assert proc.returncode == 2 and "cannot load verifier" in proc.stderr
+    empty = workdir / "empty.npz"
+    empty.write_bytes(b"")
+    proc = run("eval", "--pairs", str(good), "--verifier", str(empty), check=False)
+    assert proc.returncode == 2 and "not a verifier file" in proc.stderr and "Aborted" not in proc.stderr
+    proc = run("calibrate", "--pairs", str(good), "--target-precision", "nan", check=False)
+    assert proc.returncode == 2 and "target-precision" in proc.stderr
     proc = run("calibrate", "--pairs", str(good), "--target-precision", "0.9", "--vetoes", "numbers,colour",
                check=False)  # fmt: skip
     assert proc.returncode == 2 and "unknown check(s) colour" in proc.stderr
@@ -160,9 +166,10 @@ def test_bad_inputs_get_clear_errors(workdir: Path) -> None:
 
 def test_calibrating_on_one_label_warns(workdir: Path) -> None:
     positives = workdir / "positives.jsonl"
-    rows = [{"a": f"How do I learn {t}?", "b": f"How can I learn {t}?", "duplicate": True} for t in TOPICS]
-    positives.write_text("".join(json.dumps(r) + "\n" for r in rows * 3))
-    assert select(read_pairs(positives), "dev")  # the file has dev pairs to calibrate on
+    rows = [r for r in synthetic_pairs() if r["duplicate"]]
+    positives.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # enough distinct dev pairs to refit the cross-encoder combiner (copies of a pair count once)
+    assert len(select(read_pairs(positives), "dev")) >= 10
     proc = run("calibrate", "--pairs", str(positives), "--target-precision", "0.95", "--out",
                str(workdir / "pos.npz"), "--embed-cache", str(workdir / "emb"))  # fmt: skip
     assert "all of one label" in proc.stderr and "threshold" in proc.stdout

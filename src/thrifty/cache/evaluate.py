@@ -39,12 +39,16 @@ def choose_threshold(
 ) -> float:
     """The lowest score threshold whose accepted set has precision ≥ target, with the precision's
     one-sided Wilson lower bound at `confidence` rather than its point value, so that the point holds
-    on unseen pairs. Returns +inf (accept nothing) when no threshold reaches the target."""
+    on unseen pairs. Returns +inf (accept nothing) when no threshold reaches the target; refuses
+    scores that are not finite numbers (a NaN would sort last yet could become the threshold)."""
     import numpy as np
 
     z = z_of(confidence)
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels, dtype=bool)
+    bad = int(np.count_nonzero(~np.isfinite(s)))
+    if bad:
+        raise ValueError(f"{bad} of {len(s)} scores are not finite numbers: cannot choose a threshold")
     order = np.argsort(-s, kind="stable")
     s, y = s[order], y[order]
     tp = np.cumsum(y)
@@ -253,6 +257,8 @@ def evaluate(
 
     if model.threshold is None:
         raise ValueError("the verifier is not calibrated: run `thrifty cache calibrate` first")
+    if math.isnan(model.threshold):  # written by an older `calibrate`: it would never accept a pair
+        raise ValueError("the verifier's threshold is NaN: run `thrifty cache calibrate` on it again")
     chosen = sample(select(pairs, split), limit)
     labels = [p.duplicate for p in chosen]
     vectors = pair_vectors(chosen, cache)

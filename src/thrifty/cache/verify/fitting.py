@@ -111,6 +111,10 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iterations: int
     """Newton's method for an L2-regularised logistic regression; the last weight is the bias."""
     import numpy as np
 
+    if len(x) == 0:
+        raise ValueError("no rows to fit a logistic regression on")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("cannot fit a logistic regression on values that are not finite numbers")
     xb = np.hstack([x, np.ones((len(x), 1))]).astype(np.float64)
     w = np.zeros(xb.shape[1])
     for _ in range(iterations):
@@ -118,6 +122,8 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iterations: int
         grad = xb.T @ (p - y) / len(y) + l2 * w
         hess = (xb * (p * (1 - p))[:, None]).T @ xb / len(y) + l2 * np.eye(len(w))
         w -= np.linalg.solve(hess, grad)
+    if not np.isfinite(w).all():
+        raise ValueError("the logistic regression diverged: its weights are not finite numbers")
     return w.astype(np.float32)
 
 

@@ -274,6 +274,7 @@ class VerifierModel:
     def save(self, path: str | Path) -> None:
         import numpy as np
 
+        _check_usable(self.threshold, self.text_threshold, self.cross)  # before touching the file
         header = {
             "format": FORMAT,
             "b2": self.b2,
@@ -302,23 +303,55 @@ class VerifierModel:
 
     @classmethod
     def load(cls, path: str | Path) -> VerifierModel:
+        """The model in `path`; a file that is not one (empty, truncated, another format) raises
+        ValueError. (A NaN threshold still loads, so that `calibrate` can replace it.)"""
+        import zipfile
+        import zlib
+
         import numpy as np
 
-        with np.load(path, allow_pickle=False) as data:
-            header = json.loads(str(data["header"]))
-            if header.get("format") != FORMAT:
-                raise ValueError(f"{path}: not a {FORMAT} file (format={header.get('format')!r})")
-            if header["dense"] != list(DENSE) or header["combiner"] != list(COMBINER):
-                raise ValueError(f"{path}: trained with other features; retrain with `thrifty cache train`")
-            arrays = {name: data[name] for name in _ARRAYS}
-            optional = (*_HEAD, *_WHITENING)
-            arrays.update({name: data[name].astype(np.float32) for name in optional if name in data.files})
-            oof = OutOfFold.from_arrays({name: data[name] for name in data.files if name.startswith("oof_")})
-            stage = {name: data[name] for name in data.files if name.startswith(CROSS_PREFIX)}
-            cross = CrossStage.from_file(header.get("cross"), stage)
-            parts = tuple(header.get("head_parts", ("absdiff", "prod")))
-            if not set(parts) <= set(PARTS):
-                raise ValueError(f"{path}: unknown head inputs {parts}; upgrade thrifty")
+        try:
+            data = np.load(path, allow_pickle=False)
+        except EOFError as exc:
+            raise ValueError(f"{path}: not a verifier file (empty)") from exc
+        except zipfile.BadZipFile as exc:
+            raise ValueError(f"{path}: not a verifier file (truncated or damaged)") from exc
+        except ValueError as exc:  # neither .npz nor .npy: numpy would offer to unpickle it
+            raise ValueError(f"{path}: not a verifier file") from exc
+        if not isinstance(data, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise ValueError(f"{path}: not a verifier file")
+        try:
+            model = cls._from_npz(path, data)
+        except KeyError as exc:
+            raise ValueError(f"{path}: not a verifier file (no {exc.args[0]!s})") from exc
+        except (EOFError, zipfile.BadZipFile, zlib.error, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: not a verifier file (truncated or damaged)") from exc
+        finally:
+            data.close()
+        return model
+
+    @classmethod
+    def _from_npz(cls, path: str | Path, data: Any) -> VerifierModel:
+        import numpy as np
+
+        if "header" not in data.files:
+            raise KeyError("header")  # reported as "not a verifier file (no header)"
+        header = json.loads(str(data["header"]))
+        if not isinstance(header, dict):
+            raise KeyError("header")
+        if header.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a {FORMAT} file (format={header.get('format')!r})")
+        if header["dense"] != list(DENSE) or header["combiner"] != list(COMBINER):
+            raise ValueError(f"{path}: trained with other features; retrain with `thrifty cache train`")
+        arrays = {name: data[name] for name in _ARRAYS}
+        optional = (*_HEAD, *_WHITENING)
+        arrays.update({name: data[name].astype(np.float32) for name in optional if name in data.files})
+        oof = OutOfFold.from_arrays({name: data[name] for name in data.files if name.startswith("oof_")})
+        stage = {name: data[name] for name in data.files if name.startswith(CROSS_PREFIX)}
+        cross = CrossStage.from_file(header.get("cross"), stage)
+        parts = tuple(header.get("head_parts", ("absdiff", "prod")))
+        if not set(parts) <= set(PARTS):
+            raise ValueError(f"{path}: unknown head inputs {parts}; upgrade thrifty")
         return cls(
             **arrays,
             b2=float(header["b2"]),
@@ -331,4 +364,17 @@ class VerifierModel:
             meta=header["meta"],
             oof=oof,
             cross=cross,
+        )
+
+
+def _check_usable(threshold: float | None, text_threshold: float | None, cross: CrossStage | None) -> None:
+    """Refuse what `save` must not write (and a caller must not serve): a threshold that is not a number
+    (nothing would ever match) or -inf (a finite threshold, or +inf: accept nothing, is fine), or a
+    cross-encoder combiner whose weights are not numbers."""
+    for name, value in (("threshold", threshold), ("text-only threshold", text_threshold)):
+        if value is not None and not (math.isfinite(value) or value == math.inf):
+            raise ValueError(f"the {name} is {value}, not a usable score: recalibrate the verifier")
+    if cross is not None and not all(math.isfinite(w) for w in (*cross.weights, cross.band)):
+        raise ValueError(
+            f"the cross-encoder stage's weights are {list(cross.weights)}: recalibrate the verifier"
         )

@@ -80,6 +80,21 @@ class CrossStage:
         return cls(adapter, float(header["scale"]), float(header["band"]), (bias, w_head, w_cross))
 
 
+class TooFewInBand(ValueError):
+    """Too few distinct dev pairs inside a band to fit the combiner out of fold."""
+
+    def __init__(self, distinct: int, band: float, needed: int, lowest: bool = False) -> None:
+        self.distinct, self.band, self.needed = distinct, band, needed
+        where = f"even the lowest band {band}" if lowest else f"the band {band}"
+        pairs = "pair" if distinct == 1 else "pairs"
+        remedy = "" if lowest else "lower --band (or give --band auto), or "
+        super().__init__(
+            f"only {distinct} distinct dev {pairs} inside {where} (fitting the cross-encoder combiner "
+            f"needs at least {needed}; repeated rows count once): {remedy}calibrate on a file with more "
+            "distinct dev pairs"
+        )
+
+
 @dataclass(frozen=True)
 class Fitted:
     stage: CrossStage
@@ -110,13 +125,16 @@ def fit_stage(
     """`stage` with its band and combiner fitted on the dev pairs (head probabilities with vetoes
     applied; cross-encoder logits, NaN where not computed), and the combiner's out-of-fold scores."""
     inside = [i for i, h in enumerate(head) if h >= band and h > 0.0]
-    if len(inside) < 2 * folds:
-        raise ValueError(f"only {len(inside)} dev pairs inside the band {band}: lower it")
+    # the folds go by pair hash, so copies of a pair share one: count distinct pairs, not rows
+    digests = [dev[i].digest("rerank") for i in inside]
+    fold_of = [d % folds for d in digests]
+    distinct = len(set(digests))
+    if distinct < 2 * folds or len(set(fold_of)) < 2:  # else some fold's combiner fits on nothing
+        raise TooFewInBand(distinct, band, 2 * folds)
     labels = [dev[i].duplicate for i in inside]
     h = [head[i] for i in inside]
     c = [cross[i] for i in inside]
     scores = [0.0] * len(dev)
-    fold_of = [dev[i].digest("rerank") % folds for i in inside]
     for k in range(folds):
         train = [j for j, f in enumerate(fold_of) if f != k]
         weights = fit_combiner([h[j] for j in train], [c[j] for j in train], [labels[j] for j in train])
@@ -161,12 +179,12 @@ def calibrate_stage(
     logits = cross_logits(stage, dev, head, min(bands))
     best: tuple[float, float, Fitted, float] | None = None
     recalls: dict[str, float] = {}
+    first: TooFewInBand | None = None
     for band in sorted(bands):
         try:
             fitted = fit_stage(stage, dev, head, logits, band)
-        except ValueError:
-            if len(bands) == 1 or (best is None and band == max(bands)):
-                raise
+        except TooFewInBand as exc:
+            first = first or exc
             continue  # too few dev pairs inside this band to fit a combiner
         for i in same:
             fitted.scores[i] = 1.0
@@ -175,7 +193,11 @@ def calibrate_stage(
         recalls[str(band)] = recall
         if best is None or recall >= best[0]:
             best = (recall, band, fitted, threshold)
-    assert best is not None
+    if best is None:
+        assert first is not None
+        if len(bands) == 1:
+            raise first
+        raise TooFewInBand(first.distinct, first.band, first.needed, lowest=True) from first
     _, band, fitted, threshold = best
     return replace(model, cross=fitted.stage).with_threshold(
         threshold,
