@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +168,18 @@ def test_data_errors_exit_2_with_one_line(tmp_path: Path) -> None:
     far = {"a": "How do I learn Python?", "b": "What is the capital of Egypt?", "duplicate": False}
     result = run("calibrate", "--pairs", pairs_file(tmp_path, [far]), "--target-precision", "0.9")
     assert_one_line_error(result, "dev pair", "--band")
+
+
+def test_serve_names_a_cache_verifier_that_does_not_load(tmp_path):
+    broken = tmp_path / "verifier.npz"
+    broken.write_bytes(b"PK\x03\x04 not really a zip")
+    cache = {"enabled": True, "semantic": True, "path": str(tmp_path / "c.db"), "verifier": str(broken)}
+    path = tmp_path / "thrifty.yaml"
+    path.write_text(json.dumps({"cache": cache}))  # JSON is YAML
+    done = subprocess.run(
+        [sys.executable, "-m", "thrifty.cli", "serve", "--config", str(path), "--port", "0"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "config error: cache.verifier: " in done.stderr and "not a verifier file" in done.stderr
+    assert "Traceback" not in done.stderr

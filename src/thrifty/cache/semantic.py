@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from thrifty.cache.entry import Entry
+from thrifty.errors import ConfigError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -71,8 +72,11 @@ def load_default_verifier(path: str | None) -> Verifier:
     if spec is not None and spec.origin not in (None, "namespace"):  # the package, not a bare folder
         from thrifty.cache.verify import load_verifier
 
-        if path is not None:
-            return load_verifier(path)  # a configured model must load
+        if path is not None:  # a configured model must load
+            try:
+                return load_verifier(path)
+            except (OSError, ValueError) as exc:
+                raise ConfigError([("cache.verifier", str(exc))]) from None
         try:
             return load_verifier(None)
         except (OSError, ValueError) as exc:

@@ -28,7 +28,7 @@ def load_verifier(path: str | None = None) -> Verifier:
     from thrifty.cache.verify.model import VerifierModel
 
     model = VerifierModel.load(path or DEFAULT_PATH)
-    if model.threshold is None:
+    if model.threshold is None or model.threshold != model.threshold:  # None or NaN: never calibrated
         raise ValueError(f"{path or DEFAULT_PATH}: verifier is not calibrated; run `thrifty cache calibrate`")
     if model.cross is not None:
         model.cross.warm()  # at start-up, so the first lookup does not build or load the cross-encoder
