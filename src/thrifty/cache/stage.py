@@ -120,6 +120,8 @@ class CacheStage:
         if hit is None and control.reads and await self.inflight.wait(probe.key):
             hit = await self._exact(probe.key, control.max_age)  # a twin request just answered it
         lookup_ms = (time.perf_counter() - started) * 1000
+        call.meta["cache_namespace"] = control.namespace  # the report groups by it (`--by namespace`)
+        call.meta["cache_lookup_ms"] = round(lookup_ms, 3)
         if hit is not None:
             return self._answer(call, *hit, namespace=control.namespace, lookup_ms=lookup_ms)
         call.meta["cache"] = "miss" if control.reads else "write_only"
@@ -188,8 +190,6 @@ class CacheStage:
         lookup_ms: float,
     ) -> ChatResult:
         call.meta["cache"] = outcome
-        if namespace != "default":
-            call.meta["cache_namespace"] = namespace
         if semantic is not None:
             call.meta["cache_cosine"] = round(semantic.cosine, 4)
             call.meta["cache_score"] = round(semantic.score, 4)
