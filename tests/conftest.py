@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from tests.support.servers import GatewayProcess, start_gateway
-from tests.support.stores import postgres_dsn, postgres_server, redis_server, redis_url  # noqa: F401
+from tests.support.stores import (  # noqa: F401
+    ledger_where,
+    postgres_dsn,
+    postgres_server,
+    redis_server,
+    redis_url,
+)
 from thrifty.testing.fake_provider import FakeProvider
 
 PROVIDER_SECRET = "sk-fake-provider-secret-0123456789"

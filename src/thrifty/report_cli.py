@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 FORMAT = click.Choice(["table", "json", "csv"])
+BY = click.Choice(["tenant", "model", "route", "key", "namespace"])  # = ledger.report.GROUP_BY
 
 
 def _load(config_path: str | None):
@@ -36,7 +37,7 @@ def _time(value: str | None, now: float, param: str) -> float | None:
 @click.option("--key", "key_id", help="Only this virtual key id.")
 @click.option("--model", help="Only rows served by this model.")
 @click.option("--route", help="Only rows with this routing label.")
-@click.option("--by", type=click.Choice(["tenant", "model", "route", "key"]), help="Break totals down.")
+@click.option("--by", type=BY, help="Break totals down (namespace: by cache namespace).")
 @click.option("--format", "fmt", type=FORMAT, default="table", show_default=True)
 def report(
     config_path: str | None,
@@ -73,7 +74,7 @@ def report(
 @click.argument("trace", type=click.Path(exists=True, dir_okay=False))
 @click.option("--config", "config_path", envvar="THRIFTY_CONFIG", help="YAML config: the levers to try.")
 @click.option("--router", "router_path", type=click.Path(exists=True), help="Trained router file to use.")
-@click.option("--by", type=click.Choice(["tenant", "model", "route", "key"]), help="Break totals down.")
+@click.option("--by", type=BY, help="Break totals down (namespace: by cache namespace).")
 @click.option("--format", "fmt", type=FORMAT, default="table", show_default=True)
 @click.option("--keep-ledger", type=click.Path(dir_okay=False), help="Write the simulated ledger here.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: if a tty).")

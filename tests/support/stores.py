@@ -125,3 +125,11 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_dsn(postgres_server: PostgresServer) -> str:
     """DSN of a new, empty database on a real Postgres (pgvector available: CREATE EXTENSION vector)."""
     return postgres_server.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_where(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """The `ledger:` config of each backend the report runs on: a SQLite file, a fresh Postgres database."""
+    if request.param == "sqlite":
+        return {"path": str(tmp_path / "ledger.db")}
+    return {"backend": "postgres", "dsn": request.getfixturevalue("postgres_dsn")}

@@ -13,7 +13,6 @@ route that answered them (`cascade:tier2`). Judge calls cost money, never escala
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -59,14 +58,10 @@ async def run_scenario(gw: Gateway, fake: Any) -> None:
     await gw.chat(ask("thrifty/plain", "Explain monads."), request_id="empty")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def ledger(request: pytest.FixtureRequest, fake: Any, tmp_path: Path) -> AsyncIterator[Ledger]:
+@pytest.fixture
+async def ledger(ledger_where: dict[str, Any], fake: Any) -> AsyncIterator[Ledger]:
     """The scenario's ledger on each backend the report runs on."""
-    if request.param == "sqlite":
-        where: dict[str, Any] = {"path": str(tmp_path / "ledger.db")}
-    else:
-        where = {"backend": "postgres", "dsn": request.getfixturevalue("postgres_dsn")}
-    async with Gateway(config_mod.parse(cascade_config(fake, where))) as gw:
+    async with Gateway(config_mod.parse(cascade_config(fake, ledger_where))) as gw:
         await run_scenario(gw, fake)
     yield gw.ledger
 

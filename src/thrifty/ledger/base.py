@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +19,14 @@ COLUMNS: tuple[str, ...] = (
     "saved_cache_semantic", "saved_compression", "saved_prompt_cache", "saved_batching", "latency_ms",
     "stream", "final", "meta",
 )  # fmt: skip
+_META_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def meta_key(key: str) -> str:
+    """`key` if it can name a top-level field of `meta` inside SQL text (it is never a parameter)."""
+    if not _META_KEY.fullmatch(key):
+        raise ValueError(f"not a meta field name: {key!r}")
+    return key
 
 
 def to_row(a: Attempt) -> tuple[Any, ...]:
@@ -79,6 +88,15 @@ class Ledger(ABC):
         The SQL is portable (standard aggregates, `FLOOR`, `CASE`, `COALESCE`) with `?` placeholders;
         a backend translates the placeholder style of its driver. Used by the report."""
         raise NotImplementedError(f"{type(self).__name__} does not support report queries")
+
+    def meta_text(self, key: str) -> str:
+        """A SQL expression for `query`: the top-level field `key` of the row's `meta` JSON as text,
+        NULL when `meta` is NULL or lacks it. Each backend writes it in its own dialect."""
+        raise NotImplementedError(f"{type(self).__name__} does not read meta fields in SQL")
+
+    def meta_number(self, key: str) -> str:
+        """A SQL expression for `query`: the field `key` of `meta` as a double, NULL when absent."""
+        raise NotImplementedError(f"{type(self).__name__} does not read meta fields in SQL")
 
     @property
     @abstractmethod

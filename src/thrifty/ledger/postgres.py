@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from thrifty.ledger.base import COLUMNS
+from thrifty.ledger.base import COLUMNS, meta_key
 from thrifty.ledger.migrate import migrations
 from thrifty.ledger.queued import QueuedLedger
 
@@ -168,3 +168,10 @@ class PostgresLedger(QueuedLedger):
                 return [{k: _plain(v) for k, v in r.items()} for r in cur.fetchall()]
         finally:
             conn.close()
+
+    def meta_text(self, key: str) -> str:
+        # `json`, not `jsonb`: one field is read per row, so scanning the text beats converting it
+        return f"(meta::json ->> '{meta_key(key)}')"
+
+    def meta_number(self, key: str) -> str:
+        return f"CAST(meta::json ->> '{meta_key(key)}' AS DOUBLE PRECISION)"

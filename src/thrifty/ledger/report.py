@@ -5,7 +5,8 @@ sum of `cost_usd` over ALL rows, so the waterfall also shows what was paid for a
 used (rejected cascade tiers, failed attempts). Nothing is estimated at report time.
 
 The SQL is plain and parameterised (`?` placeholders, standard aggregates) so every Ledger backend can
-run it through `Ledger.query`.
+run it through `Ledger.query`. The one dialect-specific piece, reading a field of the `meta` JSON (to
+group by cache namespace), is an expression the ledger writes (`Ledger.meta_text` / `meta_number`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ GROUP_COLUMNS: dict[str, str] = {
     "model": "served_model",
     "route": "route",
 }
+META_GROUPS: dict[str, str] = {"namespace": "cache_namespace"}
+"""Groupings on a top-level field of the `meta` JSON (the cache stage writes `cache_namespace` on every
+row of a request it looked up); rows without it group as "(none)"."""
+GROUP_BY: tuple[str, ...] = (*GROUP_COLUMNS, *META_GROUPS)
+LOOKUP_GROUPS: frozenset[str] = frozenset({"namespace"})
+"""Groupings whose totals also carry `cache_lookup_ms`."""
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -178,6 +185,9 @@ class Totals:
     failed_usd: float = 0.0
     other_usd: float = 0.0
     actual_usd: float = 0.0
+    cache_lookup_ms: float | None = None
+    """Mean cache lookup time over final rows that carry `meta.cache_lookup_ms`; computed (and shown)
+    only when grouping by namespace, None otherwise or when no final row was looked up."""
     group: str | None = None
 
     @classmethod
@@ -213,8 +223,15 @@ class Totals:
     def failed_requests(self) -> int:
         return self.requests - self.answered
 
-    def to_dict(self) -> dict[str, Any]:
+    @property
+    def saved_cache_usd(self) -> float:
+        return self.saved_cache_exact + self.saved_cache_semantic
+
+    def to_dict(self, *, lookup: bool = False) -> dict[str, Any]:
+        """Every figure and rate; `cache_lookup_ms` only with `lookup` (a grouping by namespace)."""
         out = asdict(self)
+        if not lookup:
+            del out["cache_lookup_ms"]
         out.update(
             saved_usd=self.saved_usd,
             net_saved_usd=self.net_saved_usd,
@@ -291,7 +308,7 @@ class Report:
             "waterfall": [asdict(s) for s in self.waterfall()],
             "model_mix": [asdict(m) for m in self.model_mix],
             "group_by": self.group_by,
-            "groups": [g.to_dict() for g in self.groups],
+            "groups": [g.to_dict(lookup=self.group_by in LOOKUP_GROUPS) for g in self.groups],
         }
 
 
@@ -309,16 +326,26 @@ def totals(ledger: Ledger, filters: Filters) -> Totals:
     return Totals.from_row(rows[0]) if rows else Totals()
 
 
+def group_expression(ledger: Ledger, by: str) -> str:
+    """The SQL expression rows are grouped on for `--by <by>` (NULL → "(none)" in `grouped`)."""
+    if by in GROUP_COLUMNS:
+        return GROUP_COLUMNS[by]
+    if by in META_GROUPS:
+        return ledger.meta_text(META_GROUPS[by])
+    raise ValueError(f"cannot group by {by!r}: choose one of {', '.join(GROUP_BY)}")
+
+
+def lookup_mean(ledger: Ledger) -> str:
+    """SQL aggregate: mean `meta.cache_lookup_ms` over final rows (AVG skips rows without it)."""
+    return f"AVG(CASE WHEN final = 1 THEN {ledger.meta_number('cache_lookup_ms')} END) AS cache_lookup_ms"
+
+
 def grouped(ledger: Ledger, filters: Filters, by: str) -> list[Totals]:
-    """Totals per tenant / key / model / route, largest spend first."""
-    if by not in GROUP_COLUMNS:
-        raise ValueError(f"cannot group by {by!r}: choose one of {', '.join(GROUP_COLUMNS)}")
-    column = GROUP_COLUMNS[by]
+    """Totals per tenant / key / model / route / cache namespace, largest spend first."""
+    group = f"COALESCE({group_expression(ledger, by)}, '(none)')"
+    sums = f"{_SUMS}, {lookup_mean(ledger)}" if by in LOOKUP_GROUPS else _SUMS
     where, params = filters.where()
-    sql = (
-        f"SELECT COALESCE({column}, '(none)') AS grp, {_SUMS} FROM ledger{where} "
-        f"GROUP BY COALESCE({column}, '(none)') ORDER BY actual_usd DESC, grp"
-    )
+    sql = f"SELECT {group} AS grp, {sums} FROM ledger{where} GROUP BY {group} ORDER BY actual_usd DESC, grp"
     out = []
     for row in ledger.query(sql, params):
         item = Totals.from_row(row)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from thrifty.ledger.report import LEVERS, Report, Totals, pct
+from thrifty.ledger.report import LEVERS, LOOKUP_GROUPS, Report, Totals, pct
 
 FORMATS = ("table", "json", "csv")
 
@@ -130,19 +130,31 @@ def _model_mix_lines(report: Report) -> list[str]:
 
 
 def _group_lines(groups: list[Totals], by: str) -> list[str]:
-    lines = [
+    lookup = by in LOOKUP_GROUPS
+    header = (
         f"  {'by ' + by:28} {'requests':>9} {'baseline':>12} {'saved':>12} {'actual':>12} {'saved %':>8} "
         f"{'cache':>7} {'escal.':>7}"
-    ]
+    )
+    lines = [header + (f" {'cache saved':>12} {'lookup ms':>10}" if lookup else "")]
     for g in groups:
         saved = pct(g.net_saved_usd, g.baseline_usd)
-        lines.append(
+        line = (
             f"  {(g.group or '-')[:28]:28} {count(g.requests):>9} {money(g.baseline_usd):>12} "
             f"{money(g.net_saved_usd):>12} {money(g.actual_usd):>12} {percent(saved):>8} "
             f"{percent(pct(g.cache_hits, g.chat_answers), digits=0):>7} "
             f"{percent(pct(g.escalated, g.answered), digits=0):>7}"
         )
+        lines.append(line + (_lookup_cells(g) if lookup else ""))
     return lines
+
+
+def _lookup_cells(g: Totals) -> str:
+    """The `--by namespace` columns: cache savings (exact + semantic) and mean lookup time."""
+    return f" {money(g.saved_cache_usd):>12} {millis(g.cache_lookup_ms):>10}"
+
+
+def millis(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.2f}"
 
 
 CSV_FIELDS: tuple[str, ...] = (
@@ -151,15 +163,19 @@ CSV_FIELDS: tuple[str, ...] = (
     "baseline_usd", *(f"saved_{lever}" for lever in LEVERS), "answers_usd", "rejected_usd", "failed_usd",
     "other_usd", "actual_usd", "net_saved_usd", "saved_pct",
 )  # fmt: skip
+LOOKUP_CSV_FIELDS: tuple[str, ...] = ("chat_answers", "cache_hit_rate", "cache_lookup_ms")
+"""Appended when grouping by namespace (the TOTAL row leaves `cache_lookup_ms` empty)."""
 
 
 def render_csv(report: Report) -> str:
     """One row per group (when grouped) and a TOTAL row, wide columns, USD unrounded."""
+    lookup = report.group_by in LOOKUP_GROUPS
+    fields = CSV_FIELDS + LOOKUP_CSV_FIELDS if lookup else CSV_FIELDS
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for item in [*report.groups, report.totals]:
-        row = item.to_dict()
+        row = item.to_dict(lookup=lookup and item is not report.totals)
         row["group"] = item.group if item is not report.totals else "TOTAL"
         writer.writerow(row)
     return buf.getvalue()

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from thrifty.ledger.base import COLUMNS
+from thrifty.ledger.base import COLUMNS, meta_key
 from thrifty.ledger.migrate import apply_sqlite
 from thrifty.ledger.queued import QueuedLedger
 
@@ -86,3 +86,9 @@ class SQLiteLedger(QueuedLedger):
             return [dict(r) for r in conn.execute(sql, tuple(params))]
         finally:
             conn.close()
+
+    def meta_text(self, key: str) -> str:
+        return f"json_extract(meta, '$.{meta_key(key)}')"
+
+    def meta_number(self, key: str) -> str:
+        return f"CAST(json_extract(meta, '$.{meta_key(key)}') AS REAL)"
