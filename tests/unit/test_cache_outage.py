@@ -122,3 +122,25 @@ async def test_a_guard_retries_its_store_after_the_cooldown():
     assert await guard.run(hangs, "fallback") == "fallback"
     assert time.monotonic() - started < 1 and not guard.up
     assert calls == ["fails", "works", "hangs"]
+
+
+async def test_a_resting_store_is_probed_by_one_call_at_a_time():
+    guard = StoreGuard("exact", timeout_s=0.3, cooldown_s=0.1)
+    entered: list[float] = []
+
+    async def hangs() -> str:
+        entered.append(time.monotonic())
+        await asyncio.sleep(10)
+        return "late"
+
+    async def timed() -> float:
+        started = time.monotonic()
+        assert await guard.run(hangs, "fallback") == "fallback"
+        return time.monotonic() - started
+
+    assert await guard.run(hangs, "fallback") == "fallback"  # goes down
+    await asyncio.sleep(0.15)  # the cooldown is over: the next call probes
+    waits = sorted(await asyncio.gather(*(timed() for _ in range(6))))
+    assert len(entered) == 2  # the first failure and one probe, not six
+    assert waits[-1] >= 0.25 and waits[-2] < 0.1  # only the probe waited for the timeout
+    assert not guard.up

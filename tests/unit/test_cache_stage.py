@@ -270,6 +270,23 @@ async def test_when_the_leader_fails_its_twins_go_upstream_themselves(fake, tmp_
     assert sum(isinstance(r, Exception) for r in results) == 1
     answered = [r for r in results if not isinstance(r, BaseException)]
     assert len(answered) == 2 and all(r.body["choices"][0]["message"]["content"] for r in answered)
+    # one of them led next; the other waited for it instead of calling too
+    assert sorted(r.headers["x-thrifty-cache"] for r in answered) == ["hit-exact", "miss"]
+    assert upstream_calls(fake) == 2
+
+
+async def test_a_twin_that_accepts_no_stored_answer_does_not_wait(fake, tmp_path):
+    import asyncio
+    import time
+
+    fake.script({"latency_ms": 800})  # the leader is slow; later calls are not
+    async with gateway(fake, tmp_path) as gw:
+        leader = asyncio.create_task(gw.chat(ask("fresh only"), ALICE))
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        fresh = await gw.chat(ask("fresh only", thrifty={"max_age": 0}), ALICE)
+        assert time.monotonic() - started < 0.6 and fresh.headers["x-thrifty-cache"] == "miss"
+        await leader
 
 
 async def test_coalescing_can_be_turned_off(fake, tmp_path):

@@ -3,8 +3,10 @@
 Every call to a store (Redis, Postgres, SQLite) goes through its `StoreGuard`: it is bounded by
 `timeout_s`, and a call that fails or times out is logged and answered with the caller's fallback
 (a miss, nothing stored). After a failure the store is left alone for `cooldown_s` — calls in that
-time get the fallback at once instead of each paying the timeout — and then tried again. The exact
-and the semantic store have a guard each, so one store's outage leaves the other one serving.
+time get the fallback at once instead of each paying the timeout — and then one call at a time
+probes it (the others still get the fallback) until one succeeds. The calls already in flight when
+it failed still wait out their timeouts. The exact and the semantic store have a guard each, so one
+store's outage leaves the other one serving.
 """
 
 from __future__ import annotations
@@ -25,22 +27,42 @@ class StoreGuard:
         self.timeout_s = timeout_s
         self.cooldown_s = cooldown_s
         self.down_until = 0.0
+        """0 while the store is healthy; else when it may be tried again."""
+        self.probing = False
 
     @property
     def up(self) -> bool:
-        return time.monotonic() >= self.down_until
+        return self.down_until == 0.0
+
+    def _admit(self) -> bool:
+        """Healthy: every call. Down: none until the cooldown ends, then one probe at a time."""
+        if self.up:
+            return True
+        if self.probing or time.monotonic() < self.down_until:
+            return False
+        self.probing = True
+        return True
 
     async def run(self, call: Callable[[], Awaitable[T]], fallback: T) -> T:
         """`call()`'s result, or `fallback` when the store is resting, fails or exceeds the timeout."""
-        if not self.up:
+        if not self._admit():
             return fallback
+        probe = not self.up
         try:
             async with asyncio.timeout(self.timeout_s):
-                return await call()
+                result = await call()
         except Exception as exc:  # TimeoutError included: any store failure degrades to the fallback
-            self.down_until = time.monotonic() + self.cooldown_s
-            log.warning(
-                "cache %s store failed (%s: %s); bypassing it for %.0f s",
-                self.name, type(exc).__name__, exc, self.cooldown_s,
-            )  # fmt: skip
+            if self.up or probe:  # calls already in flight when it went down change nothing
+                log.warning(
+                    "cache %s store failed (%s: %s); bypassing it for %.0f s",
+                    self.name, type(exc).__name__, exc, self.cooldown_s,
+                )  # fmt: skip
+                self.down_until = time.monotonic() + self.cooldown_s
             return fallback
+        finally:
+            if probe:
+                self.probing = False
+        if probe:
+            self.down_until = 0.0
+            log.warning("cache %s store is back", self.name)
+        return result

@@ -2,9 +2,11 @@
 
 Twenty clients asking the same question in the same second would otherwise make twenty upstream
 calls, since none of them finds an entry yet. The first miss of a key *leads*: it goes upstream and
-stores the answer. A later miss of the same key, while the leader is in flight, waits (at most
-`wait_s`) for the leader to end, then looks the key up again: a hit if the leader stored an answer,
-otherwise it goes upstream itself. Keys are exact-cache keys, so tenant and namespace scope the
+stores the answer. A later miss of the same key, while the leader is in flight, waits for the leader
+to end, then looks the key up again: a hit if the leader stored an answer. If it did not (it failed,
+or its stream was cut), one of the waiting misses leads next and the others wait for it in turn, so
+a failing leader does not release a burst of identical calls; a miss waits `wait_s` in all, then
+goes upstream itself. Keys are exact-cache keys, so tenant and namespace scope the
 sharing as they scope every entry. Per process: replicas and workers do not wait for each other.
 """
 
@@ -34,11 +36,17 @@ class InFlight:
             del self._leaders[key]
         event.set()
 
-    async def wait(self, key: str) -> bool:
-        """Wait for the key's leader, if there is one; True when one ended while we waited."""
+    async def wait(self, key: str, deadline: float) -> bool:
+        """Wait, until `deadline` (loop time), for the key's leader if there is one; True when one
+        ended while we waited."""
         event = self._leaders.get(key)
-        if event is None:
+        remaining = deadline - asyncio.get_running_loop().time()
+        if event is None or remaining <= 0:
             return False
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), self.wait_s)
+            await asyncio.wait_for(event.wait(), remaining)
         return event.is_set()
+
+    def deadline(self) -> float:
+        """The loop time a miss that starts waiting now stops waiting at, however many leaders fail."""
+        return asyncio.get_running_loop().time() + self.wait_s

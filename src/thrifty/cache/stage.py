@@ -117,8 +117,8 @@ class CacheStage:
         scope = Scope(call.tenant.id, control.namespace)
         probe = _Probe(exact_key(scope, call.original, call.requested_model), control.namespace)
         hit = await self._lookup(call, policy, control, probe)
-        if hit is None and control.reads and await self.inflight.wait(probe.key):
-            hit = await self._exact(probe.key, control.max_age)  # a twin request just answered it
+        if hit is None and control.reads and control.max_age != 0:  # 0: a twin's answer is too old too
+            hit = await self._twin_answer(probe.key, control.max_age)
         lookup_ms = (time.perf_counter() - started) * 1000
         call.meta["cache_namespace"] = control.namespace  # the report groups by it (`--by namespace`)
         call.meta["cache_lookup_ms"] = round(lookup_ms, 3)
@@ -174,6 +174,16 @@ class CacheStage:
             lambda: semantic.lookup(scope, query, vector, control.max_age), None
         )
         return None if found is None else (found.entry, "hit-semantic", found)
+
+    async def _twin_answer(self, key: str, max_age: float | None) -> tuple[Entry, str, None] | None:
+        """The answer an identical request in flight stores (see inflight.py); None when there is
+        none in flight, or it stored nothing before the wait ran out."""
+        deadline = self.inflight.deadline()
+        while await self.inflight.wait(key, deadline):
+            hit = await self._exact(key, max_age)
+            if hit is not None:
+                return hit
+        return None
 
     async def _exact(self, key: str, max_age: float | None) -> tuple[Entry, str, None] | None:
         entry = await self.exact_guard.run(lambda: self.exact.lookup(key, max_age), None)
