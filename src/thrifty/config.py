@@ -234,7 +234,21 @@ def parse(data: dict[str, Any] | None, env: Mapping[str, str] | None = None) -> 
     if not config.providers:
         add_env_providers(config, env)
     _check_routing(config)
+    _check_cache_verifier(config)
     return config
+
+
+def _check_cache_verifier(config: Config) -> None:
+    """A configured verifier file must be a calibrated verifier: found now, not when a worker starts."""
+    cache = config.cache
+    if cache.verifier is None or cache.verifier_cosine is not None or not cache.any_semantic():
+        return
+    from thrifty.cache.verify import load_verifier
+
+    try:
+        load_verifier(cache.verifier, warm=False)
+    except (OSError, ValueError) as exc:
+        raise ConfigError([("cache.verifier", str(exc))]) from None
 
 
 def _check_routing(config: Config) -> None:

@@ -170,16 +170,28 @@ def test_data_errors_exit_2_with_one_line(tmp_path: Path) -> None:
     assert_one_line_error(result, "dev pair", "--band")
 
 
-def test_serve_names_a_cache_verifier_that_does_not_load(tmp_path):
-    broken = tmp_path / "verifier.npz"
-    broken.write_bytes(b"PK\x03\x04 not really a zip")
-    cache = {"enabled": True, "semantic": True, "path": str(tmp_path / "c.db"), "verifier": str(broken)}
+@pytest.mark.parametrize(
+    ("cache", "where", "fragment"),
+    [
+        ({"semantic": True, "verifier": "{tmp}/verifier.npz"}, "cache.verifier", "not a verifier file"),
+        ({"semantic": True, "verifier": "{tmp}/missing.npz"}, "cache.verifier", "No such file"),
+        ({"backend": "redis", "redis_url": "notaurl://x"}, "cache", "redis://"),
+    ],
+)
+def test_config_check_and_serve_name_a_bad_cache_setting_at_any_worker_count(
+    tmp_path, cache, where, fragment
+):
+    (tmp_path / "verifier.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    cache = {k: v.format(tmp=tmp_path) if isinstance(v, str) else v for k, v in cache.items()}
     path = tmp_path / "thrifty.yaml"
-    path.write_text(json.dumps({"cache": cache}))  # JSON is YAML
-    done = subprocess.run(
-        [sys.executable, "-m", "thrifty.cli", "serve", "--config", str(path), "--port", "0"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 2, done.stderr
-    assert "config error: cache.verifier: " in done.stderr and "not a verifier file" in done.stderr
-    assert "Traceback" not in done.stderr
+    path.write_text(json.dumps({"cache": {"enabled": True, "path": str(tmp_path / "c.db"), **cache}}))
+    for args in (
+        ["config", "check", str(path)],
+        ["serve", "--config", str(path), "--port", "0", "--workers", "2"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "thrifty.cli", *args], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 2, done.stderr
+        assert f"config error: {where}: " in done.stderr and fragment in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and "listening" not in done.stderr

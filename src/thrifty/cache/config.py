@@ -60,6 +60,8 @@ class CacheConfig(Section):
     def _check_backends(self) -> CacheConfig:
         if self.backend == "redis" and not self.redis_url:
             raise ValueError("cache.backend redis needs cache.redis_url")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("cache.redis_url must start with redis://, rediss:// or unix://")
         if (self.backend == "postgres" or self.semantic_backend == "postgres") and not self.postgres_dsn:
             raise ValueError("a postgres cache backend needs cache.postgres_dsn")
         return self

@@ -23,13 +23,14 @@ if TYPE_CHECKING:
 DEFAULT_PATH = Path(__file__).with_name("default_verifier.npz")
 
 
-def load_verifier(path: str | None = None) -> Verifier:
-    """The verifier in `path`, or the bundled default model when path is None."""
+def load_verifier(path: str | None = None, *, warm: bool = True) -> Verifier:
+    """The verifier in `path`, or the bundled default model when path is None. ValueError (OSError for
+    a file that cannot be read) when it is not a calibrated verifier. `warm=False` only checks it."""
     from thrifty.cache.verify.model import VerifierModel
 
     model = VerifierModel.load(path or DEFAULT_PATH)
     if model.threshold is None or model.threshold != model.threshold:  # None or NaN: never calibrated
         raise ValueError(f"{path or DEFAULT_PATH}: verifier is not calibrated; run `thrifty cache calibrate`")
-    if model.cross is not None:
+    if model.cross is not None and warm:
         model.cross.warm()  # at start-up, so the first lookup does not build or load the cross-encoder
     return model
