@@ -103,6 +103,8 @@ def validate_chat(body: Any) -> Body:
         and not (isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop))
     ):
         raise _fail("'stop' must be a string or an array of up to 4 strings", "stop")
+    if body.get("top_logprobs") is not None and body.get("logprobs") is not True:
+        raise _fail("'top_logprobs' needs 'logprobs': true", "top_logprobs")
     _check_thrifty(body.get("thrifty"))
     for name in ("tools", "functions"):
         if name in body and body[name] is not None and not isinstance(body[name], list):

@@ -50,6 +50,8 @@ def test_valid_requests_pass_unchanged():
         ({"n": 0}, "n"),
         ({"stop": [1]}, "stop"),
         ({"stream_options": []}, "stream_options"),
+        ({"top_logprobs": 2}, "top_logprobs"),  # without logprobs: true
+        ({"top_logprobs": 2, "logprobs": False}, "top_logprobs"),
     ],
 )
 def test_invalid_requests_name_the_parameter(patch, param):
