@@ -57,6 +57,45 @@ def _check_thrifty(value: Any) -> None:
         raise _fail(f"unknown field '{param}'; expected one of {', '.join(sorted(THRIFTY_FIELDS))}", param)
 
 
+def _check_function(value: Any, param: str) -> None:
+    """A `function` object: at least a string `name`."""
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        raise _fail(f"{param} must be an object with a string 'name'", param)
+
+
+def _check_tool(tool: Any, param: str) -> None:
+    if not isinstance(tool, dict):
+        raise _fail(f"{param} must be an object", param)
+    if tool.get("type", "function") == "function":
+        _check_function(tool.get("function"), f"{param}.function")
+
+
+def _check_tool_choice(choice: Any) -> None:
+    if choice is None or isinstance(choice, str):
+        return
+    if not isinstance(choice, dict):
+        raise _fail("'tool_choice' must be a string or an object", "tool_choice")
+    if choice.get("type") == "function":
+        _check_function(choice.get("function"), "tool_choice.function")
+
+
+def _check_tool_calls(calls: Any, param: str) -> None:
+    """An assistant message's `tool_calls`: an array of {id, type, function: {name, arguments}}."""
+    if calls is None:
+        return
+    if not isinstance(calls, list):
+        raise _fail(f"{param} must be an array", param)
+    for k, call in enumerate(calls):
+        if not isinstance(call, dict):
+            raise _fail(f"{param}[{k}] must be an object", f"{param}[{k}]")
+        _check_function(call.get("function"), f"{param}[{k}].function")
+        arguments = call["function"].get("arguments")
+        if arguments is not None and not isinstance(arguments, str):
+            raise _fail(
+                f"{param}[{k}].function.arguments must be a string", f"{param}[{k}].function.arguments"
+            )
+
+
 def _check_message(i: int, message: Any) -> None:
     param = f"messages[{i}]"
     if not isinstance(message, dict):
@@ -64,6 +103,7 @@ def _check_message(i: int, message: Any) -> None:
     role = message.get("role")
     if role not in ROLES:
         raise _fail(f"{param}.role must be one of {sorted(ROLES)}, got {role!r}", f"{param}.role")
+    _check_tool_calls(message.get("tool_calls"), f"{param}.tool_calls")
     content = message.get("content")
     if content is None:
         if role in ("user", "system", "developer"):
@@ -109,6 +149,9 @@ def validate_chat(body: Any) -> Body:
     for name in ("tools", "functions"):
         if name in body and body[name] is not None and not isinstance(body[name], list):
             raise _fail(f"'{name}' must be an array", name)
+    for j, tool in enumerate(body.get("tools") or ()):
+        _check_tool(tool, f"tools[{j}]")
+    _check_tool_choice(body.get("tool_choice"))
     for name in ("response_format", "stream_options", "metadata", "logit_bias"):
         if name in body and body[name] is not None and not isinstance(body[name], dict):
             raise _fail(f"'{name}' must be an object", name)

@@ -184,3 +184,45 @@ def test_mid_stream_cut_becomes_error_event_not_clean_end(gateway, fake):
     rows = ledger_rows(gateway.ledger_path, expect=2)
     assert {r["status"] for r in rows} == {"error"}
     assert all(r["stream"] == 1 for r in rows)
+
+
+def test_a_bad_request_on_a_half_open_breaker_does_not_wedge_it(gateway_factory, fake):
+    from tests.conftest import base_config
+
+    config = base_config(fake)
+    config["breaker"] = {"failure_threshold": 3, "cooldown_s": 0.5}
+    gateway = gateway_factory(config)
+    fake.script({"status": 500}, {"status": 500}, {"status": 500}, model="gpt-4o")
+    with pytest.raises(openai.APIStatusError):
+        ask(gateway)  # three failures open the breaker
+    time.sleep(0.6)  # half-open: the next call is the probe
+    fake.script({"status": 400}, model="gpt-4o")  # the probe's request is the client's fault
+    with pytest.raises(openai.BadRequestError):
+        ask(gateway)
+    assert ask(gateway).status_code == 200  # the deployment is not stuck behind a lost probe
+    assert ask(gateway).status_code == 200
+
+
+def test_a_fallback_that_cannot_take_the_request_is_skipped(gateway, fake):
+    fake.script(*[{"status": 500}] * 3, model="flaky-up")  # the primary fails; the fallback is Claude
+    with pytest.raises(openai.APIStatusError) as exc:
+        ask(gateway, "flaky", n=2)  # Claude cannot return two choices: skipped, not a 400
+    assert exc.value.status_code == 502
+
+
+def test_malformed_tools_are_400s_naming_the_parameter_on_every_provider(gateway):
+    bad = [
+        ({"tools": ["x"]}, "tools[0]"),
+        ({"tools": [{"type": "function", "function": "f"}]}, "tools[0].function"),
+        ({"tool_choice": {"type": "function", "function": "f"}}, "tool_choice.function"),
+    ]
+    for model in ("gpt-4o", "claude-sonnet-4-5"):
+        for extra, param in bad:
+            body = {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
+            r = httpx.post(gateway.base_url + "/chat/completions", json=body)
+            assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+        calls = {"role": "assistant", "content": None, "tool_calls": [{"id": "1", "function": "f"}]}
+        body = {"model": model, "messages": [{"role": "user", "content": "hi"}, calls]}
+        r = httpx.post(gateway.base_url + "/chat/completions", json=body)
+        assert r.status_code == 400 and r.json()["error"]["param"] == "messages[1].tool_calls[0].function"
+    assert ask(gateway, "claude-sonnet-4-5").status_code == 200  # and nothing was wedged

@@ -37,6 +37,16 @@ def test_breaker_opens_after_threshold_and_lets_one_probe_through():
     assert b.state("d") == CLOSED and b.allow("d")
 
 
+def test_a_released_probe_lets_the_next_one_through():
+    clock = Clock()
+    b = Breaker(threshold=1, cooldown=10, clock=clock)
+    b.failure("d")
+    clock.now = 10
+    assert b.allow("d") and not b.allow("d")
+    b.release("d")  # the probe ended with no verdict (a bad request): neither healed nor failed
+    assert b.state("d") == HALF_OPEN and b.allow("d")
+
+
 def test_success_resets_consecutive_failures():
     b = Breaker(threshold=2, cooldown=1, clock=Clock())
     b.failure("d")

@@ -51,6 +51,13 @@ class Breaker:
         if st is not None:
             st.failures, st.opened_at, st.probing = 0, None, False
 
+    def release(self, key: str) -> None:
+        """A call ended without a verdict on the deployment (the request was bad, or was cancelled):
+        a half-open probe may be sent again; the failure count is unchanged."""
+        st = self._states.get(key)
+        if st is not None:
+            st.probing = False
+
     def failure(self, key: str) -> None:
         st = self._states.setdefault(key, _State())
         st.failures += 1

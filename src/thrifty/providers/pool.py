@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from thrifty.config import RetryConfig
-from thrifty.errors import UpstreamError
+from thrifty.errors import InvalidRequest, UpstreamError
 from thrifty.providers.base import Reply
 from thrifty.providers.breaker import Breaker
 from thrifty.providers.table import Deployment, ModelTable
@@ -116,6 +116,7 @@ class ProviderPool:
 
     async def _run(self, model, call, on_failure: OnFailure, key: str | None = None):
         last: UpstreamError | None = None
+        refused: InvalidRequest | None = None
         tried = 0
         for name, dep in self.candidates(model, key):
             if not self.breaker.allow(dep.key):
@@ -130,6 +131,7 @@ class ProviderPool:
                     latency = (time.perf_counter() - started) * 1000
                     on_failure(name, dep, exc, latency)
                     if exc.status == 400:
+                        self.breaker.release(dep.key)
                         raise  # the request is bad everywhere; not the deployment's fault
                     self.breaker.failure(dep.key)
                     last = exc
@@ -139,14 +141,23 @@ class ProviderPool:
                     attempt += 1
                     await asyncio.sleep(wait)
                     continue
+                except InvalidRequest as exc:  # this provider cannot express the request (e.g. n > 1)
+                    self.breaker.release(dep.key)
+                    refused = refused or exc
+                    break  # another deployment or fallback model may take it
+                except BaseException:
+                    self.breaker.release(dep.key)  # cancelled, or a bug: no verdict on the deployment
+                    raise
                 self.breaker.success(dep.key)
                 latency = (time.perf_counter() - started) * 1000
                 return result, Served(name, dep, tried, latency)
-        if last is None:
-            raise UpstreamError(
-                f"no healthy deployment for model {model!r}: all circuit breakers are open",
-                retryable=False,
-                status=503,
-                code="no_healthy_deployment",
-            )
-        raise last
+        if last is not None:
+            raise last
+        if refused is not None:
+            raise refused
+        raise UpstreamError(
+            f"no healthy deployment for model {model!r}: all circuit breakers are open",
+            retryable=False,
+            status=503,
+            code="no_healthy_deployment",
+        )
