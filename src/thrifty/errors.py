@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -89,6 +90,8 @@ class UpstreamError(ThriftyError):
         self.upstream_status = upstream_status
         self.retryable = retryable
         self.retry_after = retry_after
+        if retry_after is not None:  # a client that gets this error waits as long as the provider asked
+            self.headers["retry-after"] = str(max(0, math.ceil(retry_after)))
 
 
 class UpstreamTimeout(UpstreamError):

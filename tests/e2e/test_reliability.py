@@ -226,3 +226,10 @@ def test_malformed_tools_are_400s_naming_the_parameter_on_every_provider(gateway
         r = httpx.post(gateway.base_url + "/chat/completions", json=body)
         assert r.status_code == 400 and r.json()["error"]["param"] == "messages[1].tool_calls[0].function"
     assert ask(gateway, "claude-sonnet-4-5").status_code == 200  # and nothing was wedged
+
+
+def test_a_rate_limit_thrifty_cannot_wait_out_reaches_the_client_with_its_retry_after(gateway, fake):
+    fake.script({"status": 429, "retry_after": "30"}, model="gpt-4o")  # longer than thrifty waits
+    with pytest.raises(openai.RateLimitError) as exc:
+        ask(gateway)
+    assert exc.value.response.headers["retry-after"] == "30"
