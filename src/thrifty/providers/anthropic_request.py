@@ -5,10 +5,14 @@
   is one plain text, else a list of text blocks that keeps any `cache_control`);
 - user/assistant/tool messages become Anthropic turns; consecutive turns of the same role are merged,
   since Anthropic requires the roles to alternate (tool results become user turns);
-- fields Anthropic has no counterpart for are dropped silently: `response_format` (no instruction is
-  added to the prompt), `frequency_penalty`, `presence_penalty`, `logit_bias`, `logprobs`, `seed`,
-  `stream_options`, `reasoning_effort`, `store`, `service_tier`, … Only `n > 1` is refused, because
-  dropping it would silently change the answer's shape;
+- `response_format` json_schema / json_object is emulated with one tool, `RESPONSE_FORMAT_TOOL`, whose
+  `input_schema` is the schema (`{"type": "object"}` for json_object), forced by `tool_choice`;
+  `anthropic_response` turns its tool_use back into plain JSON `content`. It cannot be combined with
+  the client's own `tools` (400, `param: response_format`), and `strict` is not enforced upstream;
+- fields Anthropic has no counterpart for are dropped silently: `frequency_penalty`,
+  `presence_penalty`, `logit_bias`, `logprobs`, `seed`, `stream_options`, `reasoning_effort`,
+  `store`, `service_tier`, … Only `n > 1` is refused, because dropping it would silently change the
+  answer's shape;
 - `temperature` is clamped to Anthropic's range [0, 1] (OpenAI allows up to 2).
 """
 
@@ -20,6 +24,8 @@ from thrifty.errors import InvalidRequest
 from thrifty.types import Body
 
 DEFAULT_MAX_TOKENS = 4096
+RESPONSE_FORMAT_TOOL = "thrifty_json_response"
+"""The one tool that carries a `response_format` answer (reserved: a client tool may not use the name)."""
 
 
 # ── request: OpenAI → Anthropic ──────────────────────────────────────────────────────────────────
@@ -39,7 +45,17 @@ def to_anthropic_request(body: Body, model: str, *, stream: bool = False) -> Bod
     out["messages"] = convert_messages(messages)
     out.update(_sampling(body))
     tools = body.get("tools")
-    if tools:
+    answer_tool = response_format_tool(body.get("response_format"))
+    if answer_tool is not None:
+        if tools:
+            raise InvalidRequest(
+                "response_format cannot be combined with tools for this provider (it is emulated with a "
+                "tool); send one or the other",
+                param="response_format",
+            )
+        out["tools"] = [answer_tool]
+        out["tool_choice"] = {"type": "tool", "name": RESPONSE_FORMAT_TOOL, "disable_parallel_tool_use": True}
+    elif tools:
         out["tools"] = convert_tools(tools)
         choice = convert_tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
         if choice is not None:
@@ -50,6 +66,36 @@ def to_anthropic_request(body: Body, model: str, *, stream: bool = False) -> Bod
     if stream:
         out["stream"] = True
     return out
+
+
+def response_format_tool(response_format: Body | None) -> Body | None:
+    """The forced tool that emulates a json_schema / json_object `response_format`; None for text."""
+    if response_format is None or (
+        isinstance(response_format, dict) and response_format.get("type") == "text"
+    ):
+        return None
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    spec = response_format.get("json_schema") if kind == "json_schema" else {}
+    if kind not in ("json_object", "json_schema") or not isinstance(spec, dict):
+        raise InvalidRequest(
+            "response_format must be text, json_object, or json_schema with a json_schema object",
+            param="response_format",
+        )
+    schema = spec.get("schema") or {}
+    if not isinstance(schema, dict) or schema.get("type", "object") != "object":
+        raise InvalidRequest(
+            "this provider needs a response_format schema that is an object with root type object",
+            param="response_format",
+        )
+    what = f"in the {spec['name']} format" if spec.get("name") else "as a JSON object"
+    description = f"Give your answer {what}: call this tool with the answer as its input."
+    if spec.get("description"):
+        description += f" {spec['description']}"
+    return {
+        "name": RESPONSE_FORMAT_TOOL,
+        "description": description,
+        "input_schema": {"type": "object", **schema},
+    }
 
 
 def _max_tokens(body: Body) -> int:
@@ -217,6 +263,8 @@ def convert_tools(tools: list[Body]) -> list[Body]:
         if tool.get("type") != "function" or not isinstance(tool.get("function"), dict):
             raise InvalidRequest("only function tools are supported", param="tools")
         function = tool["function"]
+        if function.get("name") == RESPONSE_FORMAT_TOOL:
+            raise InvalidRequest(f"the tool name {RESPONSE_FORMAT_TOOL!r} is reserved", param="tools")
         converted: Body = {
             "name": function.get("name"),
             "input_schema": function.get("parameters") or {"type": "object", "properties": {}},

@@ -3,6 +3,12 @@
 `to_openai_response` keeps text and tool use; thinking blocks are not surfaced. `StreamTranslator`
 turns Anthropic stream events into OpenAI `chat.completion.chunk` bodies. The request side is
 `anthropic_request`.
+
+An emulated `response_format` answer — a tool_use of `RESPONSE_FORMAT_TOOL` — comes back as an ordinary
+assistant message: `content` is the JSON text of the tool's input (streamed: its `input_json_delta`
+fragments become content deltas), no `tool_calls`, and stop_reason `tool_use` maps to finish_reason
+`stop`. Non-streamed, text blocks beside it are dropped; streamed, text that came before it (Anthropic
+sends none when the tool is forced) has already been forwarded. Usage is Anthropic's, unchanged.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import orjson
 
 from thrifty.errors import UpstreamError
+from thrifty.providers.anthropic_request import RESPONSE_FORMAT_TOOL
 from thrifty.types import Body, Usage
 
 FINISH_REASONS: dict[str, str] = {
@@ -62,11 +69,17 @@ def to_openai_response(data: Body, created: int) -> Body:
     content = data.get("content")
     if not isinstance(content, list):
         raise UpstreamError("anthropic sent a message without content")
-    texts = [str(b.get("text") or "") for b in content if b.get("type") == "text"]
-    calls = [_tool_call(b) for b in content if b.get("type") == "tool_use"]
-    message: Body = {"role": "assistant", "content": "".join(texts) if texts else None, "refusal": None}
-    if calls:
-        message["tool_calls"] = calls
+    finish = finish_reason(data.get("stop_reason"))
+    answer = next((b for b in content if _is_answer_tool(b)), None)
+    if answer is not None:  # an emulated response_format: the tool input is the answer
+        message: Body = {"role": "assistant", "content": _json(answer.get("input")), "refusal": None}
+        finish = "stop" if finish == "tool_calls" else finish
+    else:
+        texts = [str(b.get("text") or "") for b in content if b.get("type") == "text"]
+        calls = [_tool_call(b) for b in content if b.get("type") == "tool_use"]
+        message = {"role": "assistant", "content": "".join(texts) if texts else None, "refusal": None}
+        if calls:
+            message["tool_calls"] = calls
     return {
         "id": data.get("id"),
         "object": "chat.completion",
@@ -76,7 +89,7 @@ def to_openai_response(data: Body, created: int) -> Body:
             {
                 "index": 0,
                 "message": message,
-                "finish_reason": finish_reason(data.get("stop_reason")),
+                "finish_reason": finish,
                 "logprobs": None,
             }
         ],
@@ -88,8 +101,16 @@ def _tool_call(block: Body) -> Body:
     return {
         "id": block.get("id"),
         "type": "function",
-        "function": {"name": block.get("name"), "arguments": orjson.dumps(block.get("input") or {}).decode()},
+        "function": {"name": block.get("name"), "arguments": _json(block.get("input"))},
     }
+
+
+def _json(value: object) -> str:
+    return orjson.dumps(value or {}).decode()
+
+
+def _is_answer_tool(block: Body) -> bool:
+    return block.get("type") == "tool_use" and block.get("name") == RESPONSE_FORMAT_TOOL
 
 
 # ── streaming: Anthropic events → OpenAI chunks ──────────────────────────────────────────────────
@@ -106,6 +127,9 @@ class StreamTranslator:
         self.stop_reason: str | None = None
         self.finished = False
         self._tool_index: dict[int, int] = {}
+        self._answer_index: int | None = None
+        """Index of the response_format tool_use block, whose input is streamed as content."""
+        self._answer_sent = False
 
     def feed(self, event: str | None, data: Body) -> list[Body]:
         """Chunks for one event; raises UpstreamError on an `error` event."""
@@ -119,11 +143,13 @@ class StreamTranslator:
         if kind == "message_delta":
             self._message_delta(data)
             return []
+        if kind == "content_block_stop":
+            return self._block_stop(int(data.get("index") or 0))
         if kind == "message_stop":
             return self._message_stop()
         if kind == "error":
             raise stream_error(data)
-        return []  # ping, content_block_stop and event types added later carry nothing to forward
+        return []  # ping and event types added later carry nothing to forward
 
     def finish(self) -> None:
         """Call when the upstream stream ends: it must have ended with message_stop."""
@@ -150,6 +176,14 @@ class StreamTranslator:
             return [self._chunk({"content": block["text"]})]
         if block.get("type") != "tool_use":
             return []
+        if _is_answer_tool(block):
+            if self._answer_index is not None:
+                return []  # a second answer (never sent: parallel tool use is disabled) is dropped
+            self._answer_index = index
+            if not block.get("input"):
+                return []
+            self._answer_sent = True
+            return [self._chunk({"content": _json(block["input"])})]
         tool_index = self._tool_index[index] = len(self._tool_index)
         arguments = orjson.dumps(block["input"]).decode() if block.get("input") else ""
         call = {
@@ -164,10 +198,19 @@ class StreamTranslator:
         kind = delta.get("type")
         if kind == "text_delta" and delta.get("text"):
             return [self._chunk({"content": delta["text"]})]
+        if kind == "input_json_delta" and delta.get("partial_json") and index == self._answer_index:
+            self._answer_sent = True
+            return [self._chunk({"content": delta["partial_json"]})]
         if kind == "input_json_delta" and delta.get("partial_json") and index in self._tool_index:
             call = {"index": self._tool_index[index], "function": {"arguments": delta["partial_json"]}}
             return [self._chunk({"tool_calls": [call]})]
         return []  # thinking, signature and citation deltas are not surfaced
+
+    def _block_stop(self, index: int) -> list[Body]:
+        if index != self._answer_index or self._answer_sent:
+            return []
+        self._answer_sent = True
+        return [self._chunk({"content": "{}"})]  # the answer had an empty input
 
     def _message_delta(self, data: Body) -> None:
         stop_reason = (data.get("delta") or {}).get("stop_reason")
@@ -178,7 +221,10 @@ class StreamTranslator:
     def _message_stop(self) -> list[Body]:
         self.finished = True
         usage_chunk = {**self._chunk({}), "choices": [], "usage": openai_usage(self.final_usage())}
-        return [self._chunk({}, finish_reason(self.stop_reason)), usage_chunk]
+        finish = finish_reason(self.stop_reason)
+        if finish == "tool_calls" and self._answer_index is not None:
+            finish = "stop"
+        return [self._chunk({}, finish), usage_chunk]
 
     def final_usage(self) -> Usage:
         return usage_from_anthropic(self.usage)
