@@ -195,3 +195,16 @@ def test_postgres_unreachable_fails_closed_for_keys(gateway_factory, fake, tmp_p
                       json={"model": "gpt-4o", "messages": messages(1)}).status_code == 200  # fmt: skip
     ready = httpx.get(gw.url + "/readyz", timeout=30)
     assert ready.status_code == 503 and ready.json()["checks"]["keys"].startswith("unreachable")
+
+
+def test_a_budgeted_request_without_an_output_cap_is_sent_with_the_reserved_one(gateway_factory, fake):
+    gw = gateway_factory(keyed_config(fake, budgets={"default_max_tokens": 64}))
+    budgeted = create(gw, tenant="t", budgets={"daily_usd": 1.0})
+    unbudgeted = create(gw, tenant="t")
+    for key, sent in ((budgeted, 64), (unbudgeted, None)):
+        client = openai.OpenAI(base_url=gw.base_url, api_key=key["key"], max_retries=0)
+        client.chat.completions.create(model="gpt-4o", messages=messages(2))
+        assert fake.requests("/v1/chat/completions")[-1]["body"].get("max_tokens") == sent
+    client = openai.OpenAI(base_url=gw.base_url, api_key=budgeted["key"], max_retries=0)
+    client.chat.completions.create(model="gpt-4o", messages=messages(3), max_tokens=10)
+    assert fake.requests("/v1/chat/completions")[-1]["body"]["max_tokens"] == 10  # the client's own cap

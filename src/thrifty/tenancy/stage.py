@@ -89,6 +89,8 @@ class LimitsStage:
             return await next(call)
         if self.owner is not None:
             await self.owner.start()  # library mode: nobody else starts it (no-op once done)
+        if key.budgets.any():
+            call.body = self.capped(call.body)
         estimate = self.estimate(call)
         states = await self._rate_limit(key, estimate)
         headers = rate_headers(states)
@@ -123,6 +125,14 @@ class LimitsStage:
         return key
 
     # ---- estimates
+
+    def capped(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The request with an output cap: the reservation assumes `default_max_tokens` when the client
+        set none, so that cap is sent upstream too; otherwise one uncapped answer could spend past it,
+        and every uncapped request in flight at once."""
+        if body.get("max_completion_tokens") or body.get("max_tokens"):
+            return body
+        return {**body, "max_tokens": self.settings.budgets.default_max_tokens}
 
     def estimate(self, call: Call) -> Estimate:
         body = call.body
