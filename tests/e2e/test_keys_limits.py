@@ -208,3 +208,24 @@ def test_a_budgeted_request_without_an_output_cap_is_sent_with_the_reserved_one(
     client = openai.OpenAI(base_url=gw.base_url, api_key=budgeted["key"], max_retries=0)
     client.chat.completions.create(model="gpt-4o", messages=messages(3), max_tokens=10)
     assert fake.requests("/v1/chat/completions")[-1]["body"]["max_tokens"] == 10  # the client's own cap
+
+
+def test_a_budget_given_to_a_key_later_starts_from_what_it_already_spent(gateway_factory, fake):
+    gw = gateway_factory(keyed_config(fake))
+    key = create(gw, tenant="t")  # no budget, no rate limit
+    client = openai.OpenAI(base_url=gw.base_url, api_key=key["key"], max_retries=0)
+    spent = 0.0
+    for i in range(3):
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=messages(i), max_tokens=MAX_TOKENS
+        )
+        spent += float(raw.headers["x-thrifty-cost-usd"])
+    r = httpx.patch(
+        f"{gw.url}/admin/keys/{key['id']}", json={"budgets": {"daily_usd": spent * 1.01}}, headers=ADMIN
+    )
+    assert r.status_code == 200, r.text
+    usage = httpx.get(f"{gw.url}/admin/keys/{key['id']}", headers=ADMIN).json()["usage"]
+    assert usage["daily"] == pytest.approx(spent)
+    with pytest.raises(openai.RateLimitError) as exc:  # the earlier spend leaves no room for another
+        client.chat.completions.create(model="gpt-4o", messages=messages(9), max_tokens=MAX_TOKENS)
+    assert "daily budget" in exc.value.message

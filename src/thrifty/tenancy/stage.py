@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,7 @@ from thrifty.pricing.tokens import TokenCounter
 from thrifty.providers.table import ModelTable
 from thrifty.tenancy.budgets import BudgetBackend, Window, windows
 from thrifty.tenancy.errors import BudgetExceeded, StateError, StateUnavailable
-from thrifty.tenancy.keys import VirtualKey
+from thrifty.tenancy.keys import Budgets, VirtualKey
 from thrifty.tenancy.metered import MeteredStream
 from thrifty.tenancy.ratelimit import Limit, LimitState, RateLimiter
 from thrifty.tenancy.settings import TenancyConfig
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("thrifty.tenancy")
 
 _PER = 1_000_000
+_EVERY_WINDOW = Budgets(daily_usd=math.inf, monthly_usd=math.inf, total_usd=math.inf)
+"""Every window a spend is counted in, whether or not the key has a limit there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,16 +88,26 @@ class LimitsStage:
 
     async def handle(self, call: Call, next: Handler) -> ChatResult:
         key = await self._key(call)
-        if key is None or not (key.budgets.any() or key.rate_limits.any()):
+        if key is None:
             return await next(call)
         if self.owner is not None:
             await self.owner.start()  # library mode: nobody else starts it (no-op once done)
         if key.budgets.any():
             call.body = self.capped(call.body)
-        estimate = self.estimate(call)
+        limited = key.budgets.any() or key.rate_limits.any()
+        estimate = self.estimate(call) if limited else Estimate(tokens=0, worst_usd=0.0)
         states = await self._rate_limit(key, estimate)
         headers = rate_headers(states)
         reservation = await self._reserve(key, estimate)
+        result = await self._answer(call, next, reservation, headers)
+        if result.stream is None:
+            await self._refund_tokens(key, estimate, result)
+        return result
+
+    async def _answer(
+        self, call: Call, next: Handler, reservation: Reservation | None, headers: dict[str, str]
+    ) -> ChatResult:
+        """The rest of the pipeline; its actual cost settles the reservation (a stream's, when it ends)."""
         try:
             result = await next(call)
         except BaseException:
@@ -108,7 +121,6 @@ class LimitsStage:
             result.stream = MeteredStream(result.stream, on_end, headers)
         else:
             await self._settle(reservation, result.cost_usd)
-            await self._refund_tokens(key, estimate, result)
         result.headers.update(headers)
         return result
 
@@ -214,13 +226,16 @@ class LimitsStage:
     # ---- budgets
 
     async def _reserve(self, key: VirtualKey, estimate: Estimate) -> Reservation | None:
-        wins = windows(key.budgets)
-        if not wins:
-            return None
-        reservation = Reservation(key.id, "r" + secrets.token_hex(8), estimate.worst_usd, wins)
+        """Hold the worst case against the key's budgets. The actual cost settles into every window,
+        budgeted or not, so a budget given to the key later starts from what it already spent."""
+        counted = windows(_EVERY_WINDOW)
+        limited = windows(key.budgets)
+        if not limited:
+            return Reservation(key.id, "t" + secrets.token_hex(8), 0.0, counted)  # nothing to hold
+        reservation = Reservation(key.id, "r" + secrets.token_hex(8), estimate.worst_usd, counted)
         try:
             refusal = await self.budgets.reserve(
-                key.id, wins, reservation.id, estimate.worst_usd, self.settings.budgets.reservation_ttl_s
+                key.id, limited, reservation.id, estimate.worst_usd, self.settings.budgets.reservation_ttl_s
             )
         except StateError as exc:
             self._state_failure("budgets", exc, self.settings.budgets.on_state_error)
