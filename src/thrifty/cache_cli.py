@@ -19,7 +19,6 @@ from thrifty.cache_cli_shared import (
     LIMIT,
     PAIRS,
     DataError,
-    FiniteFloatRange,
     band_value,
     echo_band,
     embedding_cache,
@@ -30,6 +29,7 @@ from thrifty.cache_cli_shared import (
     target_precision_option,
     writable,
 )
+from thrifty.cli_types import FiniteFloatRange
 
 
 @click.group("cache")

@@ -3,12 +3,13 @@ values into pairs, an embedding cache and a verifier (with clear errors), and re
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any
 
 import click
+
+from thrifty.cli_types import FiniteFloatRange
 
 
 class DataError(click.ClickException):
@@ -16,16 +17,6 @@ class DataError(click.ClickException):
     for a bad option; the other offline commands, e.g. `thrifty route`, also exit 2 on bad data)."""
 
     exit_code = 2
-
-
-class FiniteFloatRange(click.FloatRange):
-    """`click.FloatRange` that also refuses nan and ±inf (which its comparisons let through)."""
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number in the range {self._describe_range()}.", param, ctx)
-        return number
 
 
 def target_precision_option(**kwargs: Any) -> Any:

@@ -14,7 +14,6 @@ from thrifty.cache_cli_shared import (
     EMBED_CACHE,
     PAIRS,
     DataError,
-    FiniteFloatRange,
     band_value,
     echo_band,
     embedding_cache,
@@ -25,6 +24,7 @@ from thrifty.cache_cli_shared import (
     target_precision_option,
     writable,
 )
+from thrifty.cli_types import FiniteFloatRange
 
 
 @click.command("train-cross")

@@ -17,6 +17,8 @@ from typing import Any
 
 import click
 
+from thrifty.cli_types import FiniteFloatRange
+
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -67,15 +69,21 @@ def _error_message(raw: bytes) -> str:
         return raw.decode(errors="replace")[:300]
 
 
+USD = FiniteFloatRange(min=0)
+PER_MINUTE = click.IntRange(min=1)
+
+
 def _key_options(fn: Any) -> Any:
     options = [
         click.option("--name", default=None, help="A label for people."),
         click.option("--model", "models", multiple=True, help="Allowed model (repeat); default: all."),
-        click.option("--daily-usd", type=float, default=None, help="Budget per UTC day."),
-        click.option("--monthly-usd", type=float, default=None, help="Budget per UTC month."),
-        click.option("--total-usd", type=float, default=None, help="Budget over the key's life."),
-        click.option("--rpm", type=int, default=None, help="Requests per minute."),
-        click.option("--tpm", type=int, default=None, help="Tokens (prompt + max output) per minute."),
+        click.option("--daily-usd", type=USD, default=None, help="Budget per UTC day."),
+        click.option("--monthly-usd", type=USD, default=None, help="Budget per UTC month."),
+        click.option("--total-usd", type=USD, default=None, help="Budget over the key's life."),
+        click.option("--rpm", type=PER_MINUTE, default=None, help="Requests per minute."),
+        click.option(
+            "--tpm", type=click.IntRange(min=1), default=None, help="Tokens (prompt + max output) per minute."
+        ),
         click.option("--expires-in", default=None, help="Lifetime: seconds or 90m / 12h / 30d."),
         click.option("--meta", multiple=True, help="Metadata KEY=VALUE (repeat)."),
     ]
