@@ -88,6 +88,10 @@ def test_clients_need_a_valid_key_and_keep_to_their_models(keyed):
     assert chat(keyed, limited, "gpt-4o-mini").status_code == 200
     denied = chat(keyed, limited, "gpt-4o")
     assert denied.status_code == 403 and denied.json()["error"]["code"] == "model_not_allowed"
+    listed = httpx.get(keyed.base_url + "/models", headers={"authorization": f"Bearer {limited}"}).json()
+    assert [m["id"] for m in listed["data"]] == ["gpt-4o-mini"]  # only what the key may ask for
+    everything = httpx.get(keyed.base_url + "/models", headers={"authorization": f"Bearer {MASTER}"}).json()
+    assert len(everything["data"]) > 1
     expiring = create(keyed, tenant="t", expires_in_s=0.5)["key"]
     assert chat(keyed, expiring).status_code == 200
     time.sleep(0.8)

@@ -108,8 +108,11 @@ class Api:
         return json_response(_priced_body(result), headers=_result_headers(result))
 
     async def models(self, request: Request) -> Response:
-        await self._tenant(request)
-        return json_response({"object": "list", "data": self.gateway.models()})
+        tenant = await self._tenant(request)
+        models = self.gateway.models()
+        if tenant.allowed_models is not None:  # a key sees only the names it may ask for
+            models = [m for m in models if m["id"] in tenant.allowed_models]
+        return json_response({"object": "list", "data": models})
 
     async def healthz(self, request: Request) -> Response:
         return json_response({"status": "ok"})
