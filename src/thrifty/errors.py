@@ -90,6 +90,8 @@ class UpstreamError(ThriftyError):
         self.upstream_status = upstream_status
         self.retryable = retryable
         self.retry_after = retry_after
+        # what the client sees is typed by its status, as OpenAI types it (the SDKs raise by status)
+        self.type = {400: "invalid_request_error", 429: "rate_limit_error"}.get(self.status, self.type)
         if retry_after is not None:  # a client that gets this error waits as long as the provider asked
             self.headers["retry-after"] = str(max(0, math.ceil(retry_after)))
 

@@ -136,7 +136,8 @@ def test_upstream_bad_request_is_400_not_retried(gateway, fake):
         json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]},
         timeout=30,
     )
-    assert r.status_code == 400
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    assert r.json()["error"]["code"] == "upstream_bad_request"
     assert len(fake.requests("/v1/chat/completions")) == 1
 
 
@@ -233,3 +234,10 @@ def test_a_rate_limit_thrifty_cannot_wait_out_reaches_the_client_with_its_retry_
     with pytest.raises(openai.RateLimitError) as exc:
         ask(gateway)
     assert exc.value.response.headers["retry-after"] == "30"
+
+
+def test_a_system_prompt_alone_is_a_clear_400_for_anthropic(gateway, fake):
+    body = {"model": "claude-sonnet-4-5", "messages": [{"role": "system", "content": "Be brief."}]}
+    r = httpx.post(gateway.base_url + "/chat/completions", json=body, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages", r.text
+    assert fake.requests("/v1/messages") == []  # refused before any upstream call

@@ -43,6 +43,11 @@ def to_anthropic_request(body: Body, model: str, *, stream: bool = False) -> Bod
     if system is not None:
         out["system"] = system
     out["messages"] = convert_messages(messages)
+    if not out["messages"]:  # OpenAI answers a system prompt alone; Anthropic's API refuses it
+        raise InvalidRequest(
+            "this provider needs at least one user or assistant message besides the system prompt",
+            param="messages",
+        )
     out.update(_sampling(body))
     tools = body.get("tools")
     answer_tool = response_format_tool(body.get("response_format"))
