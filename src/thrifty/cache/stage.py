@@ -156,16 +156,17 @@ class CacheStage:
         semantic = self.semantic
         if semantic is None or not policy.semantic:
             return None
-        probe.query = last_user_text(call.original)
-        if probe.query is None:
-            return None
-        probe.semantic_scope = semantic_scope(
-            Scope(call.tenant.id, control.namespace), call.original, call.requested_model
-        )
         try:
+            probe.query = last_user_text(call.original)
+            if probe.query is None:
+                return None
+            probe.semantic_scope = semantic_scope(
+                Scope(call.tenant.id, control.namespace), call.original, call.requested_model
+            )
             probe.vector = await asyncio.to_thread(semantic.embed, probe.query)
         except Exception:
             log.exception("embedding the request failed; answering from upstream")
+            probe.vector = None  # nothing half-computed is stored either
             return None
         if not control.reads:
             return None
