@@ -89,6 +89,15 @@ def test_keeps_the_relevant_sentence_and_the_question_within_budget():
     assert "Document 2: Valley notes 2" in result.text  # the passage's title comes with it
 
 
+def test_a_message_of_passages_whose_question_comes_later_is_not_cut_blind():
+    docs = "\n\n".join(f"Document {i + 1}: Valley notes {i + 1}\n{doc(i)}" for i in range(5))
+    passages = f"Here are the documents:\n\n{docs}"
+    result = extractor().extract(passages, Budget(ratio=0.3))  # its "question" would be its last block
+    assert result.text == passages and result.context_after == result.context_before
+    asked = extractor().extract(passages + "\n\nQuestion: who grows barley?", Budget(ratio=0.3))
+    assert asked.context_after < asked.context_before  # with a question of its own it is cut
+
+
 @pytest.mark.parametrize("tokens", [40, 80, 150])
 def test_an_absolute_budget_is_never_exceeded(tokens):
     result = extractor().extract(rag_prompt(), Budget(tokens=tokens))

@@ -108,6 +108,8 @@ class Extractor:
         target = budget.target(before)
         if not units or target is None or before <= target or before < self.min_context_tokens:
             return Extraction(text, before, before, original, original)
+        if not seg.asks:  # its question is elsewhere (a later message): nothing to measure relevance by
+            return Extraction(text, before, before, original, original)
         keep, rel = self._select(seg, units, costs, markup, target)
         out, kept = self._assemble(seg, keep)
         after = sum(self.tokens.text(t) for t in kept)

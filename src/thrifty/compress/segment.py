@@ -18,7 +18,8 @@ A message is read as a sequence of pieces: text kept verbatim (instructions, the
 Inside a context: fenced code blocks and tables are one unit each (never split); a list paragraph
 gives one unit per item; prose gives one unit per sentence; a markdown heading line is a heading unit
 kept only when something of its section is kept. The question (the question line's section, else the
-last verbatim piece) is what relevance is measured against.
+last verbatim piece) is what relevance is measured against; a message whose question is inferred and
+asks nothing (`Segmented.asks`: no question line, no question mark) is not cut at all.
 """
 
 from __future__ import annotations
@@ -83,6 +84,13 @@ class Segmented:
     @property
     def contexts(self) -> list[Context]:
         return [p for p in self.pieces if isinstance(p, Context)]
+
+    @property
+    def asks(self) -> bool:
+        """Whether the message carries its question: a question line (`Question:` …) or a question
+        mark in the text taken as the question. A message of passages whose question comes in a later
+        message has neither; cutting it against its own last block would be cutting blind."""
+        return bool(_QUESTION.search(self.question)) or "?" in self.question or "？" in self.question
 
 
 @dataclass(slots=True)
