@@ -160,7 +160,7 @@ def test_bad_files_and_batches_get_clear_errors(gateway_factory, fake):
     client = sdk(gw)
     with pytest.raises(openai.BadRequestError):
         client.files.create(file=("in.jsonl", b"{}"), purpose="fine-tune")
-    with pytest.raises(openai.BadRequestError):
+    with pytest.raises(openai.NotFoundError):  # as files.retrieve of the same id
         client.batches.create(
             input_file_id="file-nope", endpoint="/v1/chat/completions", completion_window="24h"
         )

@@ -133,6 +133,8 @@ class BatchApi:
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidRequest("metadata must be an object.", param="metadata")
         found = self.store.file(tenant.id, file_id) if isinstance(file_id, str) else None
+        if found is None and isinstance(file_id, str):
+            raise _not_found("file", "input_file_id")  # 404, as `files.retrieve` of the same id
         if found is None or found["purpose"] != "batch":
             raise InvalidRequest(
                 "input_file_id must name a file uploaded with purpose 'batch'.", param="input_file_id"
