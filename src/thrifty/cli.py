@@ -16,11 +16,15 @@ if TYPE_CHECKING:
     from thrifty.gateway import Gateway
 
 
-def _load(config_path: str | None):
+def _load(config_path: str | None, *, files: bool = False):
+    """The config; with `files`, the router, gate and verifier files it names are read and checked too."""
     from thrifty import config as config_mod
 
     try:
-        return config_mod.load(config_path)
+        config = config_mod.load(config_path)
+        if files:
+            config_mod.check_files(config)
+        return config
     except ConfigError as exc:
         _exit_with(exc)
 
@@ -57,7 +61,7 @@ def serve(
 
     from thrifty.logging_setup import config_secrets, log_config
 
-    config = _load(config_path)
+    config = _load(config_path, files=True)
     host = host or config.server.host
     port = config.server.port if port is None else port
     workers = workers or config.server.workers
@@ -113,8 +117,8 @@ def config_group() -> None:
 @config_group.command("check")
 @click.argument("path", required=False)
 def config_check(path: str | None) -> None:
-    """Validate a config file and print every error with its key path."""
-    config = _load(path)
+    """Validate a config file (and the model files it names); print every error with its key path."""
+    config = _load(path, files=True)
     models = config.model_names()
     click.echo(f"ok: {len(config.providers)} providers, {len(models)} models reachable")
 

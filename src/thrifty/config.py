@@ -234,21 +234,28 @@ def parse(data: dict[str, Any] | None, env: Mapping[str, str] | None = None) -> 
     if not config.providers:
         add_env_providers(config, env)
     _check_routing(config)
-    _check_cache_verifier(config)
     return config
 
 
-def _check_cache_verifier(config: Config) -> None:
-    """A configured verifier file must be a calibrated verifier: found now, not when a worker starts."""
-    cache = config.cache
-    if cache.verifier is None or cache.verifier_cosine is not None or not cache.any_semantic():
-        return
-    from thrifty.cache.verify import load_verifier
+def check_files(config: Config) -> None:
+    """What only reading the files the config names can tell (router, gate and verifier files): for
+    `config check` and `serve`, before any worker starts. Not on every load: `thrifty report` need not
+    read a verifier."""
+    errors: list[tuple[str, str]] = []
+    if config.routing.virtual_models:
+        from thrifty.routing.references import file_errors
 
-    try:
-        load_verifier(cache.verifier, warm=False)
-    except (OSError, ValueError) as exc:
-        raise ConfigError([("cache.verifier", str(exc))]) from None
+        errors += file_errors(config.routing.virtual_models, config.model_names())
+    cache = config.cache
+    if cache.verifier is not None and cache.verifier_cosine is None and cache.any_semantic():
+        from thrifty.cache.verify import load_verifier
+
+        try:
+            load_verifier(cache.verifier, warm=False)
+        except (OSError, ValueError) as exc:
+            errors.append(("cache.verifier", str(exc)))
+    if errors:
+        raise ConfigError(errors)
 
 
 def _check_routing(config: Config) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from thrifty.config import parse
+from thrifty.config import Config, check_files, parse
 from thrifty.errors import ConfigError
 from thrifty.routing.answer_features import ANSWER_NAMES
 from thrifty.routing.features import LEXICAL_NAMES
@@ -29,9 +29,16 @@ def config(virtual: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def checked(virtual: dict[str, Any]) -> Config:
+    """What `thrifty config check` and `serve` do: load, then read the files the config names."""
+    loaded = parse(config(virtual), {})
+    check_files(loaded)
+    return loaded
+
+
 def errors_of(virtual: dict[str, Any]) -> dict[str, str]:
     with pytest.raises(ConfigError) as exc:
-        parse(config(virtual), {})
+        checked(virtual)
     return dict(exc.value.errors)
 
 
@@ -88,7 +95,7 @@ def test_a_learned_gate_must_know_which_trained_model_each_tier_is(tmp_path):
     errors = errors_of(cascade(gates=[{"type": "learned", "path": path}]))
     assert "gpt-4o-mini" in errors[f"{W}.cascade.gates.0.models"]
     mapped = cascade(gates=[{"type": "learned", "path": path, "models": {"mixtral": "gpt-4o-mini"}}])
-    assert parse(config(mapped), {}).routing.virtual_models["v"].cascade is not None
+    assert checked(mapped).routing.virtual_models["v"].cascade is not None
     typo = cascade(gates=[{"type": "learned", "path": path, "models": {"mixtrl": "gpt-4o-mini"}}])
     assert "no model 'mixtrl'" in errors_of(typo)[f"{W}.cascade.gates.0.models.mixtrl"]
 
@@ -142,4 +149,10 @@ def test_every_model_a_learned_router_chooses_must_be_mapped_or_served(tmp_path)
     full = {
         "learned": {"path": path, "models": {"tiny": "gpt-4o-mini", "mid": "gpt-4o-mini", "huge": "gpt-4o"}}
     }
-    assert parse(config(full), {}).routing.virtual_models["v"].learned is not None
+    assert checked(full).routing.virtual_models["v"].learned is not None
+
+
+def test_loading_a_config_does_not_read_the_files_it_names():
+    missing = {"learned": {"path": "/nonexistent/router.npz"}}
+    assert parse(config(missing), {}).routing.virtual_models["v"].learned is not None  # e.g. `thrifty report`
+    assert f"{W}.learned.path" in errors_of(missing)

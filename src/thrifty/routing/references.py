@@ -1,9 +1,10 @@
 """What the `routing:` section names must exist: checked when the config is loaded, not on a request.
 
-Every model a virtual model can send a request to (a rules table's targets, a cascade's tiers, a
-judge, a learned router's mapped names) must be one the gateway serves; a baseline must have a
-price; a rules table's keys must be tasks the classifier gives; router and gate files must load, and
-a learned gate must know, for every tier it checks, which of the models it learned from that tier is.
+`reference_errors` (every config load, names only): every model a virtual model can send a request to
+(a rules table's targets, a cascade's tiers, a judge, a learned router's mapped names) must be one the
+gateway serves; a baseline must have a price; a rules table's keys must be tasks the classifier
+gives. `file_errors` (`config check` and `serve`, which read the files): router and gate files must
+load, and a learned gate must know, for every tier it checks, which model it learned from it is.
 Errors name the key (`routing.virtual_models.<name>.cascade.tiers.1`), as every config error does.
 """
 
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 from thrifty.routing.classifier import TASKS
 
 if TYPE_CHECKING:
-    from thrifty.routing.config import CascadeConfig, GateConfig, LearnedRouterConfig, VirtualModel
+    from thrifty.routing.config import GateConfig, LearnedRouterConfig, VirtualModel
 
 Error = tuple[str, str]
 
@@ -37,10 +38,22 @@ def reference_errors(
                 for task in vm.rules.table
                 if task not in allowed
             ]
+        if vm.cascade is not None:
+            errors += _duplicate_tiers(vm.cascade.tiers, f"{where}.cascade.tiers")
+    return errors
+
+
+def file_errors(virtual_models: dict[str, VirtualModel], served: set[str]) -> list[Error]:
+    """What only the router and gate files can tell: they load, and they fit the config."""
+    errors: list[Error] = []
+    for name, vm in virtual_models.items():
+        where = f"routing.virtual_models.{name}"
         if vm.learned is not None:
             errors += _router_file(vm.learned, f"{where}.learned", served)
-        if vm.cascade is not None:
-            errors += _cascade(vm.cascade, f"{where}.cascade")
+        for j, gate in enumerate(vm.cascade.gates if vm.cascade is not None else ()):
+            if gate.type == "learned":
+                assert vm.cascade is not None
+                errors += _gate_file(gate, vm.cascade.tiers[:-1], f"{where}.cascade.gates.{j}")
     return errors
 
 
@@ -88,16 +101,13 @@ def _router_file(spec: LearnedRouterConfig, where: str, served: set[str]) -> lis
     return errors
 
 
-def _cascade(spec: CascadeConfig, where: str) -> list[Error]:
-    errors: list[Error] = []
+def _duplicate_tiers(tiers: list[str], where: str) -> list[Error]:
     seen: set[str] = set()
-    for i, tier in enumerate(spec.tiers):
+    errors: list[Error] = []
+    for i, tier in enumerate(tiers):
         if tier in seen:
-            errors.append((f"{where}.tiers.{i}", f"{tier!r} is already an earlier tier"))
+            errors.append((f"{where}.{i}", f"{tier!r} is already an earlier tier"))
         seen.add(tier)
-    for j, gate in enumerate(spec.gates):
-        if gate.type == "learned":
-            errors += _gate_file(gate, spec.tiers[:-1], f"{where}.gates.{j}")
     return errors
 
 
