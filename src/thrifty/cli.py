@@ -67,7 +67,11 @@ def serve(
     workers = workers or config.server.workers
     if config_path:
         os.environ["THRIFTY_CONFIG"] = os.path.abspath(config_path)
-    gateway = _gateway(config) if workers == 1 else None  # several workers each build their own
+    gateway = _gateway(config)  # what only building finds fails here, once, not in every worker
+    if workers > 1:  # each worker builds its own; this one only checked that building works
+        import asyncio
+
+        asyncio.run(gateway.aclose())
     providers = ", ".join(config.providers) or "none (set OPENAI_API_KEY / ANTHROPIC_API_KEY or a config)"
     click.echo(
         f"thrifty listening on http://{host}:{port}/v1 — providers: {providers}; "
@@ -94,7 +98,6 @@ def serve(
         return
     from thrifty.server.app import create_app
 
-    assert gateway is not None
     uvicorn.run(create_app(gateway), **common)
 
 

@@ -266,8 +266,9 @@ def _check_routing(config: Config) -> None:
 
     catalog = config.catalog()
 
-    def priced(model: str) -> bool:  # a configured model may be priced by its `price:` (checked at build)
-        return model in catalog or model in config.models
+    def priced(model: str) -> bool:  # as the model table prices it: a configured model by its `price:`
+        configured = config.models.get(model)
+        return (configured.price or model if configured else model) in catalog
 
     errors = reference_errors(config.routing.virtual_models, config.model_names(), priced)
     if errors:

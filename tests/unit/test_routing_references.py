@@ -125,15 +125,17 @@ def test_config_check_and_serve_report_routing_errors_without_a_traceback(tmp_pa
         assert "Traceback" not in done.stderr and "listening" not in done.stderr
 
 
-def test_serve_reports_what_only_building_finds_as_a_config_error(tmp_path):
+def test_a_served_baseline_without_a_price_is_a_config_error_for_check_and_serve(tmp_path):
     unpriced = config({**cascade(), "baseline": "house-model"})
     unpriced["models"]["house-model"] = {"deployments": [{"provider": "p"}]}  # served, but no price
     path = tmp_path / "thrifty.yaml"
     path.write_text(yaml.safe_dump(unpriced))
-    done = run_cli("serve", "--config", str(path), "--port", "0")
-    assert done.returncode == 2, done.stderr
-    assert f"config error: {W}.baseline: no price for model 'house-model'" in done.stderr
-    assert "Traceback" not in done.stderr and "listening" not in done.stderr
+    serve = ("serve", "--config", str(path), "--port", "0")
+    for args in (("config", "check", str(path)), serve, (*serve, "--workers", "2")):
+        done = run_cli(*args)
+        assert done.returncode == 2, done.stderr
+        assert f"config error: {W}.baseline: no price for model 'house-model'" in done.stderr
+        assert "Traceback" not in done.stderr and "listening" not in done.stderr
 
 
 def test_every_model_a_learned_router_chooses_must_be_mapped_or_served(tmp_path):
