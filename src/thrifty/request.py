@@ -24,9 +24,9 @@ _NUMERIC: dict[str, tuple[tuple[type, ...], float | None, float | None]] = {
     "seed": ((int,), None, None),
 }
 _BOOL = ("stream", "logprobs", "parallel_tool_calls")
-THRIFTY_FIELDS = frozenset({"cache", "max_age", "namespace", "task", "quality_target"})
-"""The keys of a request's `thrifty` object: cache control (`cache.control`) and routing hints
-(`routing.hints`), which validate their values."""
+THRIFTY_FIELDS = frozenset({"cache", "max_age", "namespace", "task", "quality_target", "compress"})
+"""The keys of a request's `thrifty` object: cache control (`cache.control`), routing hints
+(`routing.hints`) and the compression mode (`compress.control`), whose modules validate their values."""
 
 
 def _fail(message: str, param: str) -> InvalidRequest:
@@ -45,8 +45,10 @@ def _check_numeric(body: Body) -> None:
             raise _fail(f"'{name}' must be between {low} and {high}, got {value}", name)
 
 
-def _check_thrifty(value: Any) -> None:
-    """The `thrifty` object's shape; a misspelt key is a 400, not silently ignored."""
+def _check_thrifty(body: Body) -> None:
+    """The `thrifty` object: a misspelt key or a bad value is a 400, whether or not the stage that
+    reads it (cache, router, compressor) is configured."""
+    value = body.get("thrifty")
     if value is None:
         return
     if not isinstance(value, dict):
@@ -55,6 +57,13 @@ def _check_thrifty(value: Any) -> None:
     if unknown:
         param = f"thrifty.{unknown[0]}"
         raise _fail(f"unknown field '{param}'; expected one of {', '.join(sorted(THRIFTY_FIELDS))}", param)
+    from thrifty.cache.control import parse_control
+    from thrifty.compress.control import read_mode
+    from thrifty.routing.hints import read_hints
+
+    parse_control(value)
+    read_hints(body)
+    read_mode(body)
 
 
 def _check_function(value: Any, param: str) -> None:
@@ -145,7 +154,7 @@ def validate_chat(body: Any) -> Body:
         raise _fail("'stop' must be a string or an array of up to 4 strings", "stop")
     if body.get("top_logprobs") is not None and body.get("logprobs") is not True:
         raise _fail("'top_logprobs' needs 'logprobs': true", "top_logprobs")
-    _check_thrifty(body.get("thrifty"))
+    _check_thrifty(body)
     for name in ("tools", "functions"):
         if name in body and body[name] is not None and not isinstance(body[name], list):
             raise _fail(f"'{name}' must be an array", name)

@@ -108,3 +108,58 @@ def test_memoised_system_prompt_summary_over_http(gateway_factory, fake):
     assert len(paid) == 1 and paid[0]["cost_usd"] > 0 and paid[0]["served_model"] == "gpt-4o-mini"
     earned = sum(r["saved_compression"] for r in rows if r["final"])
     assert earned > 3 * paid[0]["cost_usd"]
+
+
+def test_a_request_can_ask_for_less_compression_than_its_route(gateway_factory, fake):
+    """`x-thrifty-compress: off` sends the prompt as written; `thrifty.compress: lossless` only
+    normalises; a bad value is a 400 naming the header or field, even where nothing compresses."""
+    gw = gateway_factory(
+        config(fake, {"extractive": {"enabled": True, "ratio": 0.4, "min_context_tokens": 50}})
+    )
+    client = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
+    prompt = rag_prompt()
+    messages = [{"role": "user", "content": prompt}]
+
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=messages, extra_headers={"x-thrifty-compress": "off"}
+    )
+    assert "x-thrifty-compressed-tokens" not in raw.headers
+    sent = fake.requests("/v1/chat/completions")[-1]["body"]
+    assert sent["messages"][0]["content"] == prompt and "thrifty" not in sent
+
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=messages, extra_body={"thrifty": {"compress": "lossless"}}
+    )
+    before, after = (int(x) for x in raw.headers["x-thrifty-compressed-tokens"].split("->"))
+    sent = fake.requests("/v1/chat/completions")[-1]["body"]["messages"][0]["content"]
+    assert after < before and len(sent) > 0.9 * len(prompt)  # nothing extracted away
+    assert '{"port":"Harrow","piers":[1,2,3],"open":true}' in sent  # but normalised
+
+    rows = ledger_rows(gw.ledger_path, expect=2)
+    assert [r["saved_compression"] > 0 for r in rows] == [False, True]
+
+    for headers, body, param in (
+        ({"x-thrifty-compress": "maybe"}, {}, "x-thrifty-compress"),
+        ({}, {"thrifty": {"compress": False}}, "thrifty.compress"),
+    ):
+        r = httpx.post(
+            gw.base_url + "/chat/completions",
+            json={"model": "gpt-4o", "messages": messages, **body},
+            headers=headers,
+            timeout=30,
+        )
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+    assert len(fake.requests("/v1/chat/completions")) == 2
+
+
+def test_thrifty_fields_are_validated_where_no_stage_reads_them(gateway_factory, fake):
+    gw = gateway_factory(base_config(fake))  # no cache, no compression, no routing
+    messages = [{"role": "user", "content": "hi"}]
+    for field, value in (("compress", "sometimes"), ("cache", "bogus"), ("task", "juggling")):
+        r = httpx.post(
+            gw.base_url + "/chat/completions",
+            json={"model": "gpt-4o", "messages": messages, "thrifty": {field: value}},
+            timeout=30,
+        )
+        assert r.status_code == 400 and r.json()["error"]["param"] == f"thrifty.{field}", r.text
+    assert fake.requests("/v1/chat/completions") == []

@@ -80,9 +80,10 @@ def test_an_unknown_key_of_the_thrifty_object_is_a_400_naming_it(key):
     assert exc.value.status == 400 and exc.value.param == f"thrifty.{key}"
 
 
-def test_the_thrifty_object_accepts_exactly_the_cache_and_routing_fields():
+def test_the_thrifty_object_accepts_exactly_the_cache_routing_and_compression_fields():
     from thrifty.cache.keys import CACHE_CONTROL_FIELDS
+    from thrifty.compress.control import FIELD
     from thrifty.request import THRIFTY_FIELDS
     from thrifty.routing.hints import FIELDS
 
-    assert CACHE_CONTROL_FIELDS | set(FIELDS) == THRIFTY_FIELDS
+    assert CACHE_CONTROL_FIELDS | set(FIELDS) | {FIELD} == THRIFTY_FIELDS

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from thrifty.compress.base import Budget, CompressionReport, TokenCache
+from thrifty.compress.control import Mode, read_mode
 from thrifty.compress.extractive import Extractor
 from thrifty.compress.normalize import Normalizer
 from thrifty.compress.settings import CompressionConfig, CompressionSettings
@@ -82,11 +83,16 @@ class CompressStage:
             route.summarizer = self.summarizers.get(settings.summarize.model or "")
         return route
 
-    async def compress(self, call: Call, route: _Route) -> tuple[dict[str, Any], list[CompressionReport]]:
+    async def compress(
+        self, call: Call, route: _Route, mode: Mode = "on"
+    ) -> tuple[dict[str, Any], list[CompressionReport]]:
+        """Run the route's compressors; `mode="lossless"` (the request's choice) runs only the
+        normaliser."""
         body = call.body
         reports: list[CompressionReport] = []
         s = route.settings
-        if route.summarizer is not None:
+        lossy = mode == "on"
+        if lossy and route.summarizer is not None:
             budget = Budget(tokens=s.summarize.target_tokens)
             body, report = await route.summarizer.compress(
                 body, budget, call=call, min_tokens=s.summarize.min_tokens
@@ -95,21 +101,24 @@ class CompressStage:
         if route.normalizer is not None:
             body, report = route.normalizer.run(body)
             reports.append(report)
-        if route.extractor is not None:
+        if lossy and route.extractor is not None:
             body, report = route.extractor.run(body, Budget(s.extractive.ratio, s.extractive.budget_tokens))
             reports.append(report)
         return body, reports
 
     async def handle(self, call: Call, next: Handler) -> ChatResult:
         route = self.route(call.model)
-        if route is None:
+        mode = read_mode(call.body)
+        if route is None or mode == "off":
             return await next(call)
         try:
-            body, reports = await self.compress(call, route)
+            body, reports = await self.compress(call, route, mode)
         except Exception:
             log.exception(
                 "compression failed; request sent uncompressed", extra={"request_id": call.request_id}
             )
+            return await next(call)
+        if not reports:  # lossless asked of a route that does not normalise
             return await next(call)
         before, after = reports[0].tokens_before, reports[-1].tokens_after
         if after >= before:

@@ -15,6 +15,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from thrifty.cache.control import fold_headers as fold_cache_headers
+from thrifty.compress.control import fold_header as fold_compress_header
 from thrifty.errors import ThriftyError
 from thrifty.gateway import Gateway
 from thrifty.logging_setup import AccessLog
@@ -85,6 +86,7 @@ class Api:
         body = await read_json(request, self.max_body, self.body_timeout)
         body = fold_headers(request.headers, body)  # x-thrifty-route-task / -quality-target
         body = fold_cache_headers(request.headers, body)  # x-thrifty-cache / -max-age / -namespace
+        body = fold_compress_header(request.headers, body)  # x-thrifty-compress
         if isinstance(body, dict) and body.get("stream") is True:
             stream = await self.gateway.chat_stream(body, tenant, request_id=request_id)
             headers = {
