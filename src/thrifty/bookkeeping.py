@@ -192,6 +192,7 @@ class Bookkeeper:
                 latency_ms=latency_ms,
                 stream=call.stream,
                 route=call.route,
+                meta=call.meta,
             )
         )
 
@@ -220,6 +221,7 @@ class Bookkeeper:
                 latency_ms=latency_ms,
                 stream=call.stream,
                 route=call.route,
+                meta=call.meta,
             )
         )
         return cost
@@ -248,7 +250,7 @@ class Bookkeeper:
                 cost_usd=cost,
                 latency_ms=latency_ms,
                 kind="compression",
-                meta=meta or {},
+                meta={**call.meta, **(meta or {})},
             )
         )
         return cost

@@ -99,24 +99,48 @@ class Gateway:
                 f"This key may not use model {model!r}.", param="model", code="model_not_allowed"
             )
 
-    def _call(self, body: Body, tenant: Tenant, request_id: str | None, *, stream: bool) -> Call:
+    def _call(
+        self,
+        body: Body,
+        tenant: Tenant,
+        request_id: str | None,
+        client_request_id: str | None,
+        *,
+        stream: bool,
+    ) -> Call:
         body = validate_chat(body)
         self._check_access(body["model"], tenant)
-        return Call(
+        call = Call(
             body=body, original=body, tenant=tenant, request_id=request_id or new_request_id(), stream=stream
         )
+        if client_request_id:
+            call.meta["client_request_id"] = client_request_id
+        return call
 
     async def chat(
-        self, body: Body, tenant: Tenant = DEFAULT_TENANT, *, request_id: str | None = None
+        self,
+        body: Body,
+        tenant: Tenant = DEFAULT_TENANT,
+        *,
+        request_id: str | None = None,
+        client_request_id: str | None = None,
     ) -> ChatResult:
-        """A complete answer (the request's `stream` flag is ignored)."""
-        return await self.handler(self._call(body, tenant, request_id, stream=False))
+        """A complete answer (the request's `stream` flag is ignored). `request_id` must be unique (the
+        ledger's key); `client_request_id` is the client's own id, booked in the ledger's meta."""
+        call = self._call(body, tenant, request_id, client_request_id, stream=False)
+        return _with_side_costs(call, await self.handler(call))
 
     async def chat_stream(
-        self, body: Body, tenant: Tenant = DEFAULT_TENANT, *, request_id: str | None = None
+        self,
+        body: Body,
+        tenant: Tenant = DEFAULT_TENANT,
+        *,
+        request_id: str | None = None,
+        client_request_id: str | None = None,
     ) -> ChatStream:
         """An answer as a stream of chunks; upstream failures before the first chunk raise."""
-        result = await self.handler(self._call(body, tenant, request_id, stream=True))
+        call = self._call(body, tenant, request_id, client_request_id, stream=True)
+        result = _with_side_costs(call, await self.handler(call))
         if result.stream is None:  # a stage answered in full: replay it
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             replayed = replay(
@@ -171,3 +195,12 @@ class Gateway:
         now = int(time.time())
         names = dict.fromkeys([*self.table.names(), *self.config.routing.virtual_models])
         return [{"id": name, "object": "model", "created": now, "owned_by": "thrifty"} for name in names]
+
+
+def _with_side_costs(call: Call, result: ChatResult) -> ChatResult:
+    """The result, its cost counting what the call paid beside its answer (a prompt summary)."""
+    if call.side_cost_usd:
+        result.cost_usd += call.side_cost_usd
+        if result.stream is not None:  # its cost is reported when it ends
+            result.stream.prior_cost_usd += call.side_cost_usd
+    return result

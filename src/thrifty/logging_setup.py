@@ -19,7 +19,7 @@ from thrifty.types import new_request_id
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("thrifty_request_id", default=None)
 """The id of the request being served in this task (set by AccessLog; read by the formatter)."""
-_VALID_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+_VALID_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 _SECRET_PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{6,}"),
     re.compile(r"\b(sk|tk|pk|rk)-[A-Za-z0-9_-]{8,}"),
@@ -99,8 +99,10 @@ def log_config(fmt: str, level: str, secrets: Iterable[str | None] = ()) -> dict
 
 
 class AccessLog:
-    """ASGI middleware: gives every request an id (kept if the client sent a valid `x-request-id`),
-    and logs one `thrifty.access` line per request: method, path, status, duration, model, cost."""
+    """ASGI middleware: gives every request a new id (`x-request-id`, the ledger's key: a client's id
+    could be reused, and two requests must never share one), keeps a valid id the client sent
+    (`x-client-request-id`, or `x-request-id`) as its client request id, echoed back and logged, and
+    logs one `thrifty.access` line per request: method, path, status, duration, model, cost."""
 
     def __init__(self, app: Any, *, log_prompts: bool = False) -> None:
         self.app = app
@@ -111,7 +113,7 @@ class AccessLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = self._ensure_id(scope)
+        request_id, client_id = self._ensure_id(scope)
         token = REQUEST_ID.set(request_id)
         started = time.perf_counter()
         seen: dict[str, Any] = {"status": 500}
@@ -129,8 +131,12 @@ class AccessLog:
                 headers = {k.decode().lower(): v.decode() for k, v in message.get("headers", [])}
                 seen["model"] = headers.get("x-thrifty-model")
                 seen["cost"] = headers.get("x-thrifty-cost-usd")
-                if "x-request-id" not in headers:  # every answer names its request
-                    message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                named = [(b"x-request-id", request_id)] if "x-request-id" not in headers else []
+                if client_id and "x-client-request-id" not in headers:
+                    named.append((b"x-client-request-id", client_id))
+                if named:  # every answer names its request (and the client's own id for it)
+                    extra_headers = [(k, v.encode()) for k, v in named]
+                    message["headers"] = [*message.get("headers", []), *extra_headers]
             await send(message)
 
         try:
@@ -144,19 +150,28 @@ class AccessLog:
                 "model": seen.get("model"),
                 "cost_usd": float(seen["cost"]) if seen.get("cost") else None,
             }
+            if client_id:
+                extra["client_request_id"] = client_id
             if self.log_prompts and body:
                 extra["request_body"] = body.decode("utf-8", errors="replace")
             self.log.info("%s %s %s", scope.get("method"), scope.get("path"), seen["status"], extra=extra)
             REQUEST_ID.reset(token)
 
     @staticmethod
-    def _ensure_id(scope: dict[str, Any]) -> str:
-        headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"x-request-id"]
-        given = next((v for k, v in scope.get("headers", []) if k.lower() == b"x-request-id"), b"")
-        text = given.decode("latin-1")
-        request_id = text if _VALID_ID.match(text) else new_request_id()
-        scope["headers"] = [*headers, (b"x-request-id", request_id.encode())]
-        return request_id
+    def _ensure_id(scope: dict[str, Any]) -> tuple[str, str | None]:
+        """(the request's new id, the client's valid id or None); the app reads both from the scope's
+        `x-request-id` and `x-client-request-id` headers."""
+        names = (b"x-request-id", b"x-client-request-id")
+        given = {k.lower(): v for k, v in scope.get("headers", []) if k.lower() in names}
+        text = (given.get(b"x-client-request-id") or given.get(b"x-request-id") or b"").decode("latin-1")
+        client_id = text if _VALID_ID.fullmatch(text) else None
+        request_id = new_request_id()
+        headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() not in names]
+        headers.append((b"x-request-id", request_id.encode()))
+        if client_id:
+            headers.append((b"x-client-request-id", client_id.encode()))
+        scope["headers"] = headers
+        return request_id, client_id
 
 
 def config_secrets(config: Any) -> list[str]:

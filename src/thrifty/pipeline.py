@@ -48,6 +48,9 @@ class Call:
     """Which lever chose the served model ("routing" or "cascade"): its saving is booked there."""
     meta: dict[str, Any] = field(default_factory=dict)
     """Free-form annotations booked with the final ledger row."""
+    side_cost_usd: float = 0.0
+    """Booked for calls made on this request's behalf that are not attempts at its answer (a prompt
+    summary); the Gateway adds it to the cost the client is told."""
 
     @property
     def model(self) -> str:

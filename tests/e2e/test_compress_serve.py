@@ -94,12 +94,14 @@ def test_memoised_system_prompt_summary_over_http(gateway_factory, fake):
     fake.script({"content": summary}, model="gpt-4o-mini")
     compression = {"summarize": {"enabled": True, "min_tokens": 300, "target_tokens": 60}}
     gw = gateway_factory(config(fake, compression))  # summary model: the cheapest configured one
+    told = {}
     for i in range(3):
         messages = [{"role": "system", "content": system}, {"role": "user", "content": f"Crane {i}?"}]
         r = httpx.post(
             gw.base_url + "/chat/completions", json={"model": "gpt-4o", "messages": messages}, timeout=30
         )
         assert r.status_code == 200, r.text
+        told[r.headers["x-request-id"]] = float(r.headers["x-thrifty-cost-usd"])
     upstream = [q["body"] for q in fake.requests("/v1/chat/completions")]
     assert [b["model"] for b in upstream] == ["gpt-4o-mini", "gpt-4o", "gpt-4o", "gpt-4o"]
     assert {b["messages"][0]["content"] for b in upstream[1:]} == {summary}
@@ -108,6 +110,10 @@ def test_memoised_system_prompt_summary_over_http(gateway_factory, fake):
     assert len(paid) == 1 and paid[0]["cost_usd"] > 0 and paid[0]["served_model"] == "gpt-4o-mini"
     earned = sum(r["saved_compression"] for r in rows if r["final"])
     assert earned > 3 * paid[0]["cost_usd"]
+    for request_id, cost in told.items():  # the request that paid for the summary is told so
+        booked = sum(r["cost_usd"] for r in rows if r["request_id"] == request_id)
+        assert cost == pytest.approx(booked, rel=1e-6)
+    assert told[paid[0]["request_id"]] > max(r["cost_usd"] for r in rows if r["final"])
 
 
 def test_a_request_can_ask_for_less_compression_than_its_route(gateway_factory, fake):

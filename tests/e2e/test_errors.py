@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
-from tests.conftest import base_config
+from tests.conftest import base_config, ledger_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -107,11 +109,21 @@ def test_unknown_path_and_method(gateway):
     assert_error(httpx.get(gateway.url + CHAT), 405)
 
 
-def test_client_request_id_is_kept_and_bad_ones_replaced(gateway):
-    r = post(gateway, json=OK_BODY, headers={"x-request-id": "client-abc-123"})
-    assert r.headers["x-request-id"] == "client-abc-123"
+def test_a_client_request_id_is_echoed_and_booked_but_never_the_ledger_key(gateway):
+    """A client may reuse its id (a retry, a trace id per session): each request still gets its own
+    `x-request-id`, so the ledger and the report never merge two requests."""
+    ids = []
+    for header in ("x-request-id", "x-client-request-id", "x-client-request-id"):
+        r = post(gateway, json=OK_BODY, headers={header: "client-abc-123"})
+        assert r.status_code == 200 and r.headers["x-client-request-id"] == "client-abc-123"
+        assert r.headers["x-request-id"].startswith("req_")
+        ids.append(r.headers["x-request-id"])
+    assert len(set(ids)) == 3
+    for request_id in ids:
+        (row,) = ledger_rows(gateway.ledger_path, expect=1, request_id=request_id)
+        assert json.loads(row["meta"])["client_request_id"] == "client-abc-123"
     r = post(gateway, json=OK_BODY, headers={"x-request-id": "bad id with spaces"})
-    assert r.headers["x-request-id"].startswith("req_")
+    assert r.headers["x-request-id"].startswith("req_") and "x-client-request-id" not in r.headers
 
 
 def test_health_and_readiness(gateway):

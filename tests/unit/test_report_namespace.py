@@ -28,6 +28,7 @@ from thrifty import config as config_mod
 from thrifty.cache.semantic import CosineVerifier
 from thrifty.cache.stage import CacheStage
 from thrifty.cli import main
+from thrifty.errors import UpstreamError
 from thrifty.gateway import Gateway
 from thrifty.ledger.base import Ledger
 from thrifty.ledger.report import Filters, Totals, build_report
@@ -138,6 +139,27 @@ def test_the_namespace_groups_add_up_to_the_totals(ledger):
     assert sum(g.requests for g in report.groups) == report.totals.requests == len(SCENARIO)
     assert sum(g.cache_hits for g in report.groups) == report.totals.cache_hits == 3
     assert sum(g.actual_usd for g in report.groups) == pytest.approx(report.totals.actual_usd, abs=1e-12)
+
+
+async def test_failed_attempts_and_failed_requests_stay_in_their_namespace(fake, tmp_path):
+    """A request answered by its fallback after upstream errors, and one that fails outright: every row
+    of each carries the namespace, so the groups add up to the totals."""
+    config = config_mod.parse(cache_config(fake, tmp_path, {"path": str(tmp_path / "l.db")}))
+    async with Gateway(config) as gw:
+        fake.script(*[{"status": 500}] * 3, model="flaky-up")
+        answered = {"model": "flaky", "messages": [{"role": "user", "content": "Q1"}], "thrifty": SUPPORT}
+        await gw.chat(answered, ALICE, request_id="fallback")
+        fake.script(*[{"status": 500}] * 3, model="gpt-4o")
+        failing = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Q2"}], "thrifty": SUPPORT}
+        with pytest.raises(UpstreamError):
+            await gw.chat(failing, ALICE, request_id="failed")
+    rows = [r for r in gw.ledger.rows() if r["request_id"] in ("fallback", "failed")]
+    assert len(rows) == 3 + 1 + 3 and {r["status"] for r in rows} == {"error", "ok"}
+    assert {meta(r).get("cache_namespace") for r in rows} == {"support-bot"}
+    report = build_report(gw.ledger, Filters(), by="namespace")
+    (group,) = report.groups
+    assert (group.group, group.requests, group.failed_requests) == ("support-bot", 2, 1)
+    assert group.failed_attempts == report.totals.failed_attempts == 6
 
 
 def test_filters_apply_to_the_namespace_grouping(ledger):

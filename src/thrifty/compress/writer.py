@@ -49,6 +49,7 @@ class ModelWriter:
         )
         if call is not None:
             booking.attempts = call.attempts
+            booking.meta = dict(call.meta)  # its rows group with the request's (cache namespace)
         started = time.perf_counter()
         dispatch = self.gateway.dispatch
         reply, served = await asyncio.wait_for(
@@ -68,6 +69,8 @@ class ModelWriter:
             latency_ms=(time.perf_counter() - started) * 1000,
             meta={"source_tokens": source_tokens, "target_tokens": target},
         )
+        if call is not None:
+            call.side_cost_usd += cost
         return Summary(summary, source_tokens, self.tokens.text(summary), served.model, cost)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -35,12 +34,15 @@ from thrifty.types import ChatResult, Tenant, new_request_id
 
 log = logging.getLogger("thrifty.server")
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-
 
 def _request_id(request: Request) -> str:
-    given = request.headers.get("x-request-id")
-    return given if given and _REQUEST_ID.match(given) else new_request_id()
+    """The id `AccessLog` gave the request (always new: the ledger's key)."""
+    return request.headers.get("x-request-id") or new_request_id()
+
+
+def _client_request_id(request: Request) -> str | None:
+    """The client's own id for the request (`AccessLog` kept it if valid), booked in the ledger's meta."""
+    return request.headers.get("x-client-request-id")
 
 
 def _result_headers(result: ChatResult) -> dict[str, str]:
@@ -88,7 +90,9 @@ class Api:
         body = fold_cache_headers(request.headers, body)  # x-thrifty-cache / -max-age / -namespace
         body = fold_compress_header(request.headers, body)  # x-thrifty-compress
         if isinstance(body, dict) and body.get("stream") is True:
-            stream = await self.gateway.chat_stream(body, tenant, request_id=request_id)
+            stream = await self.gateway.chat_stream(
+                body, tenant, request_id=request_id, client_request_id=_client_request_id(request)
+            )
             headers = {
                 "x-request-id": request_id,
                 "x-thrifty-request-id": request_id,
@@ -99,7 +103,9 @@ class Api:
                 **getattr(stream, "headers", {}),
             }
             return StreamingResponse(sse_body(stream), media_type="text/event-stream", headers=headers)
-        result = await self.gateway.chat(body, tenant, request_id=request_id)
+        result = await self.gateway.chat(
+            body, tenant, request_id=request_id, client_request_id=_client_request_id(request)
+        )
         return json_response(_priced_body(result), headers=_result_headers(result))
 
     async def embeddings(self, request: Request) -> Response:
