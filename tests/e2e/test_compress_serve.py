@@ -169,3 +169,30 @@ def test_thrifty_fields_are_validated_where_no_stage_reads_them(gateway_factory,
         )
         assert r.status_code == 400 and r.json()["error"]["param"] == f"thrifty.{field}", r.text
     assert fake.requests("/v1/chat/completions") == []
+
+
+def test_a_cache_hit_on_a_compressed_request_books_the_uncompressed_baseline(gateway_factory, fake, tmp_path):
+    """Compression runs after the cache: the hit replays an answer to the compressed prompt, but what
+    the client's request would have cost without thrifty is still the uncompressed prompt's price."""
+    data = config(fake, {"extractive": {"enabled": True, "ratio": 0.4, "min_context_tokens": 50}})
+    data["cache"] = {"enabled": True, "path": str(tmp_path / "cache.db")}
+    gw = gateway_factory(data)
+    client = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
+    messages = [{"role": "user", "content": rag_prompt()}]
+    for stream in (False, True):  # a stored complete answer, then a stored stream
+        miss = client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=messages, temperature=0, stream=stream, seed=int(stream)
+        )
+        if stream:
+            list(miss.parse())
+        hit = client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=messages, temperature=0, stream=stream, seed=int(stream)
+        )
+        if stream:
+            list(hit.parse())
+        assert hit.headers["x-thrifty-cache"] == "hit-exact"
+        (paid,) = ledger_rows(gw.ledger_path, expect=1, request_id=miss.headers["x-request-id"])
+        (free,) = ledger_rows(gw.ledger_path, expect=1, request_id=hit.headers["x-request-id"])
+        assert paid["saved_compression"] > 0 and free["cost_usd"] == 0
+        assert free["baseline_cost_usd"] == pytest.approx(paid["baseline_cost_usd"], rel=1e-6)
+        assert free["saved_cache_exact"] == pytest.approx(free["baseline_cost_usd"], rel=1e-9)

@@ -257,6 +257,9 @@ def test_parse_time():
     assert parse_time("2024-01-01T01:00:00+01:00", now) == 1704067200.0
     with pytest.raises(ValueError, match="relative span"):
         parse_time("last tuesday", now)
+    for far in ("99999999d", "99999999999999999999d", "9999-12-31T23:59:59-05:00", "0001-01-01"):
+        with pytest.raises(ValueError, match="out of range"):
+            parse_time(far, now)
 
 
 def test_cli_report(ledger, tmp_path):
@@ -270,3 +273,7 @@ def test_cli_report(ledger, tmp_path):
     assert data["group_by"] == "model"
     bad = runner.invoke(main, ["report", "--config", str(config), "--since", "soon"])
     assert bad.exit_code == 2 and "relative span" in bad.output
+    for fmt in ("table", "json"):
+        args = ["report", "--config", str(config), "--since", "99999999d", "--format", fmt]
+        far = runner.invoke(main, args)
+        assert far.exit_code == 2 and "out of range" in far.output and "Traceback" not in far.output

@@ -23,6 +23,9 @@ class Entry:
     created: float = field(default_factory=time.time)
     query: str | None = None
     """The last user turn it answered (semantic entries; shown to the verifier)."""
+    original_input_tokens: int | None = None
+    """Input tokens of the client's prompt before compression (None: it was sent as written), on the
+    provider's scale: a hit's baseline is the uncompressed prompt's price."""
 
     def age(self, now: float | None = None) -> float:
         return (time.time() if now is None else now) - self.created
@@ -36,6 +39,7 @@ class Entry:
                 "provider": self.provider,
                 "created": self.created,
                 "query": self.query,
+                "original_input_tokens": self.original_input_tokens,
             }
         )
 
@@ -49,6 +53,7 @@ class Entry:
             provider=data.get("provider"),
             created=float(data["created"]),
             query=data.get("query"),
+            original_input_tokens=data.get("original_input_tokens"),
         )
 
     def fresh_body(self) -> Body:

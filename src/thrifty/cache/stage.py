@@ -205,6 +205,7 @@ class CacheStage:
             call.meta["cache_cosine"] = round(semantic.cosine, 4)
             call.meta["cache_score"] = round(semantic.score, 4)
         lever = "cache_exact" if outcome == "hit-exact" else "cache_semantic"
+        call.original_input_tokens = entry.original_input_tokens  # the stored answer's prompt, unsqueezed
         saved = self.books.free_answer(
             call,
             lever=lever,
@@ -234,9 +235,8 @@ class CacheStage:
         answer is stored, or when it never will be (a stream that fails or is closed early)."""
         if result.stream is None:
             try:
-                await self._store(
-                    Entry(result.body, result.usage, result.served_model, result.provider), probe, policy
-                )
+                entry = Entry(result.body, result.usage, result.served_model, result.provider)
+                await self._store(self._unsqueezed(call, entry), probe, policy)
             finally:
                 ended()
             return
@@ -246,9 +246,16 @@ class CacheStage:
             from thrifty.dispatch import answer_text
 
             used = usage or self.books.estimate(call.body, answer_text(body))
-            await self._store(Entry(body, used, stream.served_model, stream.provider), probe, policy)
+            entry = Entry(body, used, stream.served_model, stream.provider)
+            await self._store(self._unsqueezed(call, entry), probe, policy)
 
         result.stream = RecordingStream(stream, on_complete, {HEADER: "miss"}, on_end=ended)
+
+    def _unsqueezed(self, call: Call, entry: Entry) -> Entry:
+        """The entry, knowing the client's prompt size when a later stage compressed it."""
+        if call.original_input_tokens is None:
+            return entry
+        return replace(entry, original_input_tokens=self.books.original_input_tokens(call, entry.usage))
 
     async def _store(self, entry: Entry, probe: _Probe, policy: Policy) -> None:
         if any(c.get("finish_reason") == "content_filter" for c in entry.body.get("choices") or ()):

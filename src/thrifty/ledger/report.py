@@ -49,7 +49,17 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 def parse_time(text: str, now: float) -> float:
     """Epoch seconds from `7d` / `24h` / `30m` / `2w` (that long before `now`), `now`, or an ISO date or
     datetime (naive ones are UTC). Raises ValueError with a message a user can act on."""
-    text = text.strip()
+    when = _parse_time(text.strip(), now)
+    if not 0 <= when <= _LAST_TIME:
+        raise ValueError(f"time {text.strip()!r} is out of range: from 1970-01-01 to 9999-12-30")
+    return when
+
+
+_LAST_TIME = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
+"""The latest time a report can name (a day short of what `datetime` can hold, for any time zone)."""
+
+
+def _parse_time(text: str, now: float) -> float:
     if text.lower() == "now":
         return now
     match = _RELATIVE.match(text.lower())
