@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from thrifty.errors import ConfigError
 from thrifty.pricing.catalog import Catalog
@@ -45,6 +45,12 @@ class ServerConfig(Section):
     master_key: str | None = None
     """When set, admin endpoints need it, and clients must send it (or a virtual key) as bearer."""
     require_auth: bool = False
+
+    @field_validator("master_key")
+    @classmethod
+    def _unset_when_empty(cls, value: str | None) -> str | None:
+        """`${THRIFTY_MASTER_KEY:-}` with the variable unset is no key, not a key no one can send."""
+        return value or None
 
 
 class LedgerConfig(Section):

@@ -79,3 +79,19 @@ def test_price_overrides_extend_and_change_catalog():
     catalog = config.catalog()
     assert catalog.get("gpt-4o").input == 1.0 and catalog.get("gpt-4o").output == 10.0
     assert catalog.get("my-model").output == 1.5
+
+
+async def test_an_empty_master_key_is_no_key_not_a_lock():
+    """`master_key: ${THRIFTY_MASTER_KEY:-}` (the documented form) with the variable unset: no auth and
+    no tenancy, not a gateway that answers 401 to everyone."""
+    from thrifty.tenancy.auth import Authenticator
+    from thrifty.tenancy.runtime import enabled as tenancy_enabled
+
+    config = parse({"server": {"master_key": "${THRIFTY_MASTER_KEY:-}"}}, {})
+    assert config.server.master_key is None and not tenancy_enabled(config)
+    tenant = await Authenticator(config.server.master_key, config.server.require_auth).authenticate(
+        None, None
+    )
+    assert tenant.key_id is None
+    keyed = parse({"server": {"master_key": "${THRIFTY_MASTER_KEY:-}"}}, {"THRIFTY_MASTER_KEY": "sk-admin"})
+    assert keyed.server.master_key == "sk-admin" and tenancy_enabled(keyed)
