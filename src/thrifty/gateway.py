@@ -166,14 +166,12 @@ class Gateway:
         )
         self._check_access(call.model, tenant)
         data, served = await self.pool.embeddings(call.model, body, self.dispatch.on_failure(call))
-        raw_usage = data.get("usage") or {}
-        usage = Usage(input_tokens=int(raw_usage.get("prompt_tokens") or 0))
-        if not raw_usage:
+        usage = Usage.from_openai(data.get("usage"))
+        if usage is None:  # none sent, or unreadable: counted locally, and the client is told so too
             texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
-            usage = Usage(
-                input_tokens=sum(self.tokens.count_text(t) for t in texts if isinstance(t, str)),
-                estimated=True,
-            )
+            counted = sum(self.tokens.count_text(t) for t in texts if isinstance(t, str))
+            usage = Usage(input_tokens=counted, estimated=True)
+            data = {**data, "usage": {"prompt_tokens": counted, "total_tokens": counted}}
         cost = self.books.ok(
             call, served.model, served.deployment, usage, latency_ms=call.elapsed_ms(), kind="embeddings"
         )

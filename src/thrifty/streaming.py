@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from thrifty.errors import UpstreamError
+from thrifty.errors import ThriftyError, UpstreamError
 from thrifty.types import Body, Usage
+
+log = logging.getLogger("thrifty.streaming")
 
 Finish = Callable[[Usage | None, str, "UpstreamError | None", float], None]
 """Called once with (usage or None, output text, error or None, latency_ms) when the stream ends."""
@@ -66,7 +69,11 @@ class ChatStream:
                 return self._priced(chunk)
             if chunk.get("usage") is not None:
                 self._usage = Usage.from_openai(chunk["usage"])
-                if not chunk.get("choices"):
+                if self._usage is None:  # unreadable: counted locally at the end, as if none came
+                    chunk = {k: v for k, v in chunk.items() if k != "usage"}
+                    if not chunk.get("choices"):
+                        continue
+                elif not chunk.get("choices"):
                     if self.include_usage:
                         return await self._usage_chunk(chunk)
                     continue
@@ -94,7 +101,7 @@ class ChatStream:
     async def _next_raw(self) -> Body:
         if self._first is not None:
             chunk, self._first = self._first, None
-            return chunk
+            return self._named(chunk)
         if self._done:
             raise StopAsyncIteration
         try:
@@ -108,8 +115,25 @@ class ChatStream:
         except UpstreamError as exc:
             self._end(exc)
             raise
-        self._last = chunk
+        except ThriftyError:
+            raise
+        except Exception as exc:  # a chunk the provider layer could not translate: the upstream's fault
+            log.exception("stream %s: unreadable upstream chunk", self.request_id)
+            error = UpstreamError(f"the upstream stream could not be read ({type(exc).__name__})")
+            self._end(error)
+            raise error from exc
+        if not isinstance(chunk, dict):
+            error = UpstreamError("the upstream stream sent a chunk that is not a JSON object")
+            self._end(error)
+            raise error
+        self._last = chunk = self._named(chunk)
         return chunk
+
+    def _named(self, chunk: Body) -> Body:
+        """The chunk naming the model as the client is told (`x-thrifty-model`), not the deployment."""
+        if chunk.get("model") in (None, self.served_model):
+            return chunk
+        return {**chunk, "model": self.served_model}
 
     def _estimated_usage_chunk(self) -> Body | None:
         """A client that asked for usage gets it even when the provider sent none: counted locally

@@ -28,17 +28,31 @@ class Usage:
     estimated: bool = False
 
     @classmethod
-    def from_openai(cls, usage: dict[str, Any] | None) -> Usage | None:
-        if not usage:
+    def from_openai(cls, usage: Any) -> Usage | None:
+        """An OpenAI `usage` object; None when there is none or it cannot be read (a count that is not
+        a non-negative integer): the caller then counts locally, as for a provider that sent none."""
+        if not usage or not isinstance(usage, dict):
             return None
         prompt_details = usage.get("prompt_tokens_details") or {}
         completion_details = usage.get("completion_tokens_details") or {}
+        if not isinstance(prompt_details, dict) or not isinstance(completion_details, dict):
+            return None
+        counts = (
+            usage.get("prompt_tokens"),
+            prompt_details.get("cached_tokens"),
+            prompt_details.get("cache_write_tokens"),
+            usage.get("completion_tokens"),
+            completion_details.get("reasoning_tokens"),
+        )
+        if not all(c is None or _is_count(c) for c in counts):
+            return None
+        inp, cached, written, out, reasoning = (int(c or 0) for c in counts)
         return cls(
-            input_tokens=int(usage.get("prompt_tokens") or 0),
-            cached_input_tokens=int(prompt_details.get("cached_tokens") or 0),
-            cache_write_tokens=int(prompt_details.get("cache_write_tokens") or 0),
-            output_tokens=int(usage.get("completion_tokens") or 0),
-            reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+            input_tokens=inp,
+            cached_input_tokens=cached,
+            cache_write_tokens=written,
+            output_tokens=out,
+            reasoning_tokens=reasoning,
         )
 
     def to_openai(self) -> dict[str, Any]:
@@ -135,3 +149,10 @@ class ChatResult:
     """For streaming calls: the `ChatStream` the client reads (body is then empty)."""
     deployment: Any = None
     """The `Deployment` that answered (None for cache hits)."""
+
+
+def _is_count(value: Any) -> bool:
+    """A token count: a non-negative integer (12.0 too, as some OpenAI-compatible servers send it)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return value >= 0 and float(value).is_integer()

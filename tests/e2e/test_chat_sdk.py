@@ -193,3 +193,28 @@ def test_stream_without_provider_usage_still_gives_the_client_usage(gateway, fak
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: count my stream"
     (row,) = ledger_rows(gateway.ledger_path, expect=1, request_id=raw.headers["x-request-id"])
     assert row["estimated"] == 1 and row["output_tokens"] == chunks[-1].usage.completion_tokens
+
+
+def test_embeddings_without_provider_usage_tell_the_client_the_local_count(gateway, fake):
+    fake.script({"omit_usage": True})
+    raw = client(gateway).embeddings.with_raw_response.create(
+        model="text-embedding-3-small", input=["a b c", "d e"]
+    )
+    usage = raw.parse().usage
+    assert usage.prompt_tokens == usage.total_tokens == 5  # "a b c" + "d e" in cl100k
+    (row,) = ledger_rows(gateway.ledger_path, expect=1, request_id=raw.headers["x-request-id"])
+    assert row["estimated"] == 1 and row["input_tokens"] == 5
+    assert float(raw.headers["x-thrifty-cost-usd"]) == pytest.approx(5 * 0.02 / 1e6, rel=1e-6)
+
+
+def test_a_streamed_answer_names_the_model_asked_for_not_the_deployment(gateway):
+    """`resilient` is served by deployments named `primary-up` / `backup-up` upstream."""
+    plain = client(gateway).chat.completions.create(
+        model="resilient", messages=[{"role": "user", "content": "hi"}]
+    )
+    chunks = list(
+        client(gateway).chat.completions.create(
+            model="resilient", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+    )
+    assert plain.model == "resilient" and {c.model for c in chunks} == {"resilient"}

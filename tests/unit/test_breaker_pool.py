@@ -103,3 +103,28 @@ def test_config_model_default_is_not_shared_between_instances():
     a, b = Config(), Config()
     a.providers["x"] = ProviderConfig()
     assert "x" not in b.providers
+
+
+class _Garbling:
+    """A provider whose answer its own translation cannot read (a field of an unexpected type)."""
+
+    def __init__(self, name: str, fails: bool) -> None:
+        self.name = name
+        self.fails = fails
+
+    async def chat(self, body, model):
+        if self.fails:
+            return int("abc")  # what a translator does with `"input_tokens": "abc"`
+        return "answer"
+
+
+async def test_an_answer_the_provider_layer_cannot_read_is_an_upstream_error_failed_over():
+    bad = Deployment(_Garbling("garbled", True), "m", None, priority=0)
+    good = Deployment(_Garbling("fine", False), "m", None, priority=1)
+    pool = ProviderPool(_Table([bad, good]), Breaker(3, 1), RetryConfig(max_retries=0))
+    failures = []
+    reply, served = await pool.chat("m", {}, lambda name, dep, err, ms: failures.append((dep, err)))
+    assert reply == "answer" and served.deployment is good and served.attempts == 2
+    ((dep, error),) = failures
+    assert dep is bad and isinstance(error, UpstreamError) and error.status == 502
+    assert "could not read" in error.message and "ValueError" in error.message

@@ -64,3 +64,59 @@ async def test_no_usage_chunk_unless_asked():
     booked: list[float] = []
     got = [c async for c in stream(chunks(USAGE), booked, include_usage=False)]
     assert all("usage" not in c for c in got) and booked == [0.25]
+
+
+async def broken(*items: Body) -> AsyncIterator[Body]:
+    for item in items:
+        yield item
+    raise TypeError("'<' not supported between 'str' and 'int'")  # a translator meeting `"index": "zero"`
+
+
+async def test_a_chunk_the_provider_layer_cannot_read_ends_the_stream_as_an_upstream_error():
+    ended: list[UpstreamError | None] = []
+    s = ChatStream(
+        first=text("hi"),
+        rest=broken(text(" there")),
+        request_id="r",
+        served_model="m",
+        provider="p",
+        include_usage=False,
+        finish=lambda usage, text, error, latency: ended.append(error),
+        started=time.perf_counter(),
+    )
+    got = []
+    try:
+        async for chunk in s:
+            got.append(chunk)
+    except UpstreamError as exc:
+        assert exc.status == 502 and "could not be read" in exc.message
+    else:
+        raise AssertionError("the stream ended cleanly")
+    assert len(got) == 2 and len(ended) == 1 and ended[0] is not None and ended[0].status == 502
+    await s.aclose()
+    assert len(ended) == 1  # booked once, as the upstream's failure, not as a client disconnect
+
+
+async def test_unreadable_usage_is_counted_locally_and_chunks_name_the_model_asked_for():
+    booked: list[Usage | None] = []
+    weird = {**USAGE, "model": "primary-up", "usage": {"prompt_tokens": "abc", "completion_tokens": 2}}
+    s = ChatStream(
+        first={**text("hi"), "model": "primary-up"},
+        rest=chunks(weird),
+        request_id="r",
+        served_model="resilient",
+        provider="p",
+        include_usage=True,
+        finish=lambda usage, text, error, latency: booked.append(usage),
+        started=time.perf_counter(),
+        estimate=lambda text: Usage(input_tokens=7, output_tokens=1, estimated=True),
+    )
+    got = [c async for c in s]
+    assert {c["model"] for c in got} == {"resilient"}
+    assert got[-1]["usage"]["prompt_tokens"] == 7 and booked[0] is not None and booked[0].estimated
+
+
+def test_usage_counts_that_are_not_counts_are_no_usage():
+    assert Usage.from_openai({"prompt_tokens": 3, "completion_tokens": 2.0}) == Usage(3, output_tokens=2)
+    for bad in ({"prompt_tokens": "abc"}, {"completion_tokens": -1}, {"prompt_tokens": True}, ["x"]):
+        assert Usage.from_openai(bad) is None

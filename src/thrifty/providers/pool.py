@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from thrifty.config import RetryConfig
-from thrifty.errors import InvalidRequest, UpstreamError
+from thrifty.errors import InvalidRequest, ThriftyError, UpstreamError
 from thrifty.providers.base import Reply
 from thrifty.providers.breaker import Breaker
 from thrifty.providers.table import Deployment, ModelTable
 from thrifty.types import Body
+
+log = logging.getLogger("thrifty.providers")
 
 OnFailure = Callable[[str, Deployment, UpstreamError, float], None]
 """Called with (model, deployment, error, latency_ms) for every failed attempt."""
@@ -126,7 +129,7 @@ class ProviderPool:
                 tried += 1
                 started = time.perf_counter()
                 try:
-                    result = await call(dep)
+                    result = await _guarded(call, dep)
                 except UpstreamError as exc:
                     latency = (time.perf_counter() - started) * 1000
                     on_failure(name, dep, exc, latency)
@@ -161,3 +164,18 @@ class ProviderPool:
             status=503,
             code="no_healthy_deployment",
         )
+
+
+async def _guarded(call, dep: Deployment):
+    """`call(dep)`; an exception that is not the gateway's own (an answer the provider layer could not
+    translate: a field of an unexpected type) is the upstream's fault: an UpstreamError, logged with
+    its traceback, booked and failed over like any other."""
+    try:
+        return await call(dep)
+    except ThriftyError:
+        raise
+    except Exception as exc:
+        log.exception("%s: unreadable answer from %s", dep.key, dep.provider.name)
+        raise UpstreamError(
+            f"{dep.provider.name} sent an answer thrifty could not read ({type(exc).__name__})"
+        ) from exc

@@ -13,6 +13,14 @@ from thrifty.streaming import ChatStream
 log = logging.getLogger("thrifty.server")
 
 DONE = b"data: [DONE]\n\n"
+INTERNAL_ERROR = {
+    "error": {
+        "message": "The gateway hit an internal error; the stream was not completed.",
+        "type": "api_error",
+        "param": None,
+        "code": "internal_error",
+    }
+}
 
 
 def event(data: dict) -> bytes:
@@ -27,6 +35,10 @@ async def sse_body(stream: ChatStream) -> AsyncIterator[bytes]:
     except ThriftyError as exc:
         log.warning("stream %s cut: %s", stream.request_id, exc.message)
         yield event(exc.body())
+        return
+    except Exception:  # a bug: the client still gets an error event, not a cut connection
+        log.exception("stream %s failed", stream.request_id)
+        yield event(INTERNAL_ERROR)
         return
     finally:
         await stream.aclose()
