@@ -1,6 +1,9 @@
 """Lossless normalisation: tokens saved and time per request on real prompts.
 
-    .venv/bin/python benchmarks/compress_normalize.py [--limit N]
+    .venv/bin/python benchmarks/compress_normalize.py [--limit N] [--dedupe]
+
+`--dedupe` adds the opt-in duplicate removal (`compression.normalize.dedupe: true`), which is not
+lossless.
 
 Workloads built from `<repo>/../shared/data` (nothing synthetic but the framing):
 
@@ -56,11 +59,12 @@ def workloads(limit: int) -> dict[str, list[dict]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--limit", type=int, default=100)
+    parser.add_argument("--dedupe", action="store_true", help="with the opt-in duplicate removal")
     args = parser.parse_args()
     counter = TokenCounter()
     counter.count_text("warm up the encoding")
     for name, conversations in workloads(args.limit).items():
-        normalizer = Normalizer(TokenCache(counter))
+        normalizer = Normalizer(TokenCache(counter), dedupe=args.dedupe)
         before = after = 0
         norm_ms = count_ms = 0.0
         for messages in conversations:

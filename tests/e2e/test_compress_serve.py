@@ -196,3 +196,25 @@ def test_a_cache_hit_on_a_compressed_request_books_the_uncompressed_baseline(gat
         assert paid["saved_compression"] > 0 and free["cost_usd"] == 0
         assert free["baseline_cost_usd"] == pytest.approx(paid["baseline_cost_usd"], rel=1e-6)
         assert free["saved_cache_exact"] == pytest.approx(free["baseline_cost_usd"], rel=1e-9)
+
+
+def test_duplicate_removal_is_opt_in_and_never_runs_for_a_lossless_request(gateway_factory, fake):
+    chunk = "Pier 4 was rebuilt in 1931 after the storm that took the old timber deck and both cranes."
+    prompt = f"{chunk}\n\nThe harbour master keeps the logs.\n\n{chunk}\n\nQuestion: When was pier 4 rebuilt?"
+    messages = [{"role": "user", "content": prompt}]
+    for normalize, headers, kept in (
+        ({}, {}, 2),  # the default normalisation is lossless: both copies arrive
+        ({"dedupe": True}, {}, 1),
+        ({"dedupe": True}, {"x-thrifty-compress": "lossless"}, 2),
+    ):
+        gw = gateway_factory(config(fake, {"normalize": normalize}))
+        r = httpx.post(
+            gw.base_url + "/chat/completions",
+            json={"model": "gpt-4o", "messages": messages},
+            headers=headers,
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        sent = fake.requests("/v1/chat/completions")[-1]["body"]["messages"][0]["content"]
+        assert sent.count(chunk) == kept and sent.endswith("Question: When was pier 4 rebuilt?")
+        gw.stop()

@@ -165,3 +165,63 @@ def test_redundant_passages_are_not_all_kept():
     without = extractor(weights=Weights(redundancy=0.0)).extract(text, Budget(ratio=0.35)).text
     assert without.count("spans the Osk river") > with_mmr.count("spans the Osk river")
     assert ANSWER in with_mmr
+
+
+# ---- a question or instruction that comes first (defect: implicit mode dropped it)
+
+FAIR_QUESTION = "Which city hosted the lighthouse fair in 1894, according to the text below?"
+FAIR_ANSWER = "The lighthouse fair of 1894 was held in Harrow."
+FAIR_LAST = (
+    "Visitors asked the same thing every spring at the quay, and the clerk always gave the same "
+    "reply: would the harbour committee ever publish its budget?"
+)
+
+
+def fair_prompt(lead: str, last: str = FAIR_LAST) -> str:
+    paras = [doc(i) for i in range(6)]
+    return "\n\n".join([lead, *paras, FAIR_ANSWER, last])
+
+
+def test_a_leading_question_is_kept_and_drives_relevance():
+    text = fair_prompt(FAIR_QUESTION)
+    result = Extractor(TOKENS, min_context_tokens=50).extract(text, Budget(ratio=0.4))
+    assert result.context_after < result.context_before
+    assert result.text.startswith(FAIR_QUESTION + "\n\n")
+    assert FAIR_ANSWER in result.text
+    assert result.text.endswith(FAIR_LAST)
+
+
+def test_a_leading_question_is_used_even_when_the_last_block_asks_nothing():
+    text = fair_prompt(FAIR_QUESTION, last="The quay was rebuilt in stone after the storm of 1903.")
+    result = extractor().extract(text, Budget(ratio=0.4))
+    assert result.context_after < result.context_before
+    assert result.text.startswith(FAIR_QUESTION) and FAIR_ANSWER in result.text
+
+
+def test_a_leading_instruction_without_a_colon_is_kept_verbatim():
+    lead = "Answer only in French and cite the paragraph number you used."
+    text = fair_prompt(lead, last="Which city hosted the lighthouse fair in 1894?")
+    result = extractor().extract(text, Budget(ratio=0.4))
+    assert result.context_after < result.context_before
+    assert result.text.startswith(lead + "\n\n") and FAIR_ANSWER in result.text
+    seg = segment(text)
+    assert seg.pieces[0].strip() == lead and seg.question.strip().endswith("in 1894?")
+
+
+def test_a_leading_question_before_marked_documents_is_part_of_the_query():
+    docs = [doc(0), doc(1, FAIR_ANSWER), doc(2), doc(3)]
+    sections = "\n\n".join(f"Document {i + 1}: Valley notes {i + 1}\n{d}" for i, d in enumerate(docs))
+    text = f"{FAIR_QUESTION}\n\n{sections}"
+    result = extractor().extract(text, Budget(ratio=0.4))
+    assert result.context_after < result.context_before
+    assert result.text.startswith(FAIR_QUESTION) and FAIR_ANSWER in result.text
+
+
+def test_a_question_line_before_marked_documents_is_only_its_own_section():
+    docs = [doc(0), doc(1, FAIR_ANSWER), doc(2), doc(3)]
+    sections = "\n\n".join(f"Document {i + 1}: Valley notes {i + 1}\n{d}" for i, d in enumerate(docs))
+    text = f"Question: Which city hosted the lighthouse fair in 1894?\n\n{sections}"
+    seg = segment(text)
+    assert seg.question.strip() == "Question: Which city hosted the lighthouse fair in 1894?"
+    result = extractor().extract(text, Budget(ratio=0.4))
+    assert result.text.startswith("Question: Which city") and FAIR_ANSWER in result.text

@@ -20,7 +20,7 @@ PRETTY = {"name": "thrifty", "tags": ["a  b", "c"], "nested": {"x": 1.50, "y": [
 
 
 def norm(text: str) -> str:
-    return Normalizer(TOKENS).normalize_text(text, set())
+    return Normalizer(TOKENS).normalize_text(text)
 
 
 @pytest.mark.parametrize(
@@ -82,10 +82,10 @@ def test_text_that_only_looks_like_json_is_left_alone():
         assert out.replace(" ", "") == text.replace(" ", "")
 
 
-def test_exact_duplicate_blocks_are_dropped_after_the_first():
+def test_opt_in_dedupe_drops_exact_duplicate_blocks_after_the_first():
     para = "Our refund policy: items may be returned within thirty days with a receipt."
     text = f"{para}\n\nSomething else.\n\n{para}\n\nShort.\n\nShort."
-    out = norm(text)
+    out = Normalizer(TOKENS, dedupe=True).normalize_text(text, set())
     assert out.count(para) == 1
     assert out.count("Short.") == 2  # below the minimum length: kept
 
@@ -93,7 +93,7 @@ def test_exact_duplicate_blocks_are_dropped_after_the_first():
 def test_duplicate_code_is_never_dropped():
     code = "    x = compute_the_value(with_a_long_argument_name, and_another_one)\n"
     text = f"Step one:\n\n{code}\nStep two:\n\n{code}"
-    assert norm(text).count(code.strip()) == 2
+    assert Normalizer(TOKENS, dedupe=True).normalize_text(text, set()).count(code.strip()) == 2
 
 
 def test_tables_lose_padding_only():
@@ -139,3 +139,99 @@ def test_normalisation_keeps_prefixes_stable():
     }
     normalizer = Normalizer(TOKENS)
     assert first_unstable(lambda b: normalizer.run(b)[0], body) is None
+
+
+# ---- lossless means lossless: nothing is dropped, across messages or inside one (defect: dedupe)
+
+LONG_Q = "Please list every change between version two and version three of the billing API, by endpoint."
+
+
+def run(messages: list[dict], **kw) -> list[dict]:
+    return Normalizer(TOKENS, **kw).run({"model": "m", "messages": messages})[0]["messages"]
+
+
+def test_a_repeated_question_after_an_error_reaches_the_model():
+    msgs = run([
+        {"role": "user", "content": LONG_Q},
+        {"role": "assistant", "content": "Sorry, I had an error."},
+        {"role": "user", "content": LONG_Q},
+    ])  # fmt: skip
+    assert [m["content"] for m in msgs] == [LONG_Q, "Sorry, I had an error.", LONG_Q]
+
+
+def test_identical_tool_results_and_quotes_across_roles_are_all_kept():
+    result = '{"status": "ok", "rows": 3, "note": "the nightly export finished without any warnings"}'
+    msgs = run([
+        {"role": "system", "content": LONG_Q},
+        {"role": "user", "content": LONG_Q},
+        {"role": "assistant", "content": f"You asked:\n\n{LONG_Q}\n\nHere is what I found."},
+        {"role": "tool", "tool_call_id": "a", "content": result},
+        {"role": "tool", "tool_call_id": "b", "content": result},
+    ])  # fmt: skip
+    assert msgs[1]["content"] == LONG_Q
+    assert LONG_Q in msgs[2]["content"]
+    assert json.loads(msgs[3]["content"]) == json.loads(msgs[4]["content"]) == json.loads(result)
+
+
+def test_a_text_part_repeated_after_an_image_is_kept():
+    parts = [
+        {"type": "text", "text": LONG_Q},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+        {"type": "text", "text": LONG_Q},
+    ]
+    msgs = run([{"role": "user", "content": parts}])
+    assert [p.get("text") for p in msgs[0]["content"]] == [LONG_Q, None, LONG_Q]
+
+
+def test_repetition_inside_one_message_is_meaning_and_is_kept():
+    step = "Add two cups of flour to the bowl and stir slowly until no dry streaks remain in the batter."
+    recipe = f"{step}\n\nBeat in the eggs.\n\n{step}\n\nHow many cups of flour in total?"
+    assert norm(recipe) == recipe
+
+
+def test_whitespace_only_content_is_not_emptied():
+    assert run([{"role": "user", "content": "   "}])[0]["content"] == "   "
+
+
+def test_opt_in_dedupe_stays_inside_one_user_message_and_never_empties_it():
+    chunk = "The export job runs nightly at 02:00 UTC and writes one CSV file per tenant to the bucket."
+    rag = f"{chunk}\n\nAnother passage about something else entirely.\n\n{chunk}\n\nWhen does the export run?"
+    msgs = run([
+        {"role": "system", "content": chunk},
+        {"role": "user", "content": rag},
+        {"role": "assistant", "content": chunk},
+        {"role": "user", "content": [{"type": "text", "text": chunk}, {"type": "text", "text": chunk}]},
+        {"role": "user", "content": chunk},
+    ], dedupe=True)  # fmt: skip
+    assert msgs[0]["content"] == chunk and msgs[2]["content"] == chunk and msgs[4]["content"] == chunk
+    assert msgs[1]["content"].count(chunk) == 1 and msgs[1]["content"].endswith("When does the export run?")
+    assert [p["text"] for p in msgs[3]["content"]] == [chunk, chunk]  # a part is never emptied
+
+
+def test_dedupe_is_off_by_default():
+    para = "Our refund policy: items may be returned within thirty days with a receipt."
+    text = f"{para}\n\nSomething else.\n\n{para}\n\nAnything more?"
+    assert norm(text) == text
+
+
+# ---- column alignment and numbers (defect: fixed-width text re-spaced as prose)
+
+FIXED = "Name      Age  City\nAlice     30   Paris\nBob            London\nCarol     41   Oslo"
+
+
+def test_fixed_width_columns_are_never_re_spaced():
+    text = f"{FIXED}\n\nWhat is Bob's age?"
+    out = norm(text)
+    assert FIXED in out and out.endswith("What is Bob's age?")
+    header_only = "Name Age City\nBob            London"
+    assert norm(header_only) == header_only  # one padded line aligned against the header
+
+
+def test_a_space_run_next_to_a_digit_is_kept():
+    for text in ("Числа  1 234  567", "Total:   42 items", "Range 10  20 mm"):
+        assert norm(text) == text
+    assert norm("| n |\n|---|\n| 1 234  567 |") == "| n |\n|---|\n| 1 234  567 |"
+
+
+def test_prose_double_spaces_still_collapse():
+    assert norm("It rained.  Then   it   stopped.") == "It rained. Then it stopped."

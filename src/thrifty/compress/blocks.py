@@ -20,6 +20,8 @@ _CODE_LINE_START = re.compile(
     r"^(?:def |class |import |from \S+ import |#include|return\b|if\b.*:$|for\b.*:$|while\b.*:$|"
     r"function\b|const |let |var |public |private |@\w+)"
 )
+_ALIGN_RUN = re.compile(r"(?<=[^\s.!?]) {2,}(?=\S)")
+"""A run of spaces inside a line, not after a sentence end: in a multi-line paragraph, column padding."""
 
 
 @dataclass(slots=True)
@@ -32,12 +34,16 @@ class Block:
 
     @property
     def verbatim(self) -> bool:
-        """True when whitespace inside may carry meaning (code): such blocks are never re-spaced."""
+        """True when whitespace inside may carry meaning (code, fixed-width columns): such blocks are
+        never re-spaced."""
         if self.kind == "fence":
             return True
         if self.kind != "para":
             return False
-        for line in self.text.splitlines():
+        lines = self.text.splitlines()
+        if len(lines) > 1 and any(_ALIGN_RUN.search(line) for line in lines):
+            return True
+        for line in lines:
             if not line.strip():
                 continue
             if line[0] in " \t" or "\t" in line:

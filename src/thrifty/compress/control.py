@@ -3,9 +3,10 @@
     x-thrifty-compress: off | lossless | on          "thrifty": {"compress": "lossless"}
 
 `on` (the default) compresses as the route's config says; `lossless` runs only the lossless
-normalisation (no extraction, no summary); `off` sends the prompt as the client wrote it. A request
-can only ask for less compression than its route is configured for, never more. The server folds the
-header into the body field; the body field wins. A bad value is a 400 naming the header or field.
+normalisation (no duplicate removal, no extraction, no summary); `off` sends the prompt as the
+client wrote it. A request can only ask for less compression than its route is configured for, never
+more. The server folds the header into the body field; the body field wins. A bad value is a 400
+naming the header or field.
 The mode is part of the exact-cache key (as every answer-changing `thrifty` field is), so a request
 that opts out is never answered from the reply to a compressed prompt.
 """

@@ -2,20 +2,27 @@
 
 What it does, block by block (blocks as `thrifty.compress.blocks` splits them):
 
-- prose paragraphs: runs of spaces inside a line become one space (never inside quotes or backticks),
-  trailing spaces go; runs of blank lines become one blank line;
+- prose paragraphs: runs of spaces inside a line become one space (never inside quotes or backticks,
+  never next to a digit: `1 234  567` is two numbers), trailing spaces go; runs of blank lines become
+  one blank line;
 - JSON: a valid JSON object/array that starts a line (in prose, in an indented block, in a fenced
   block holding only JSON, or as a whole tool result) loses the whitespace outside its strings — the
   text is not re-serialised, so key order, duplicate keys and number spellings stay exactly as written;
-- tables: padding inside cells collapses, `|-------|` separators shrink to `|---|`;
-- exact duplicate blocks (at least `dedupe_min_chars` long) after their first occurrence — in the same
-  message or an earlier one — are dropped.
+- tables: padding next to the `|` cell borders collapses (and runs inside a cell, unless next to a
+  digit), `|-------|` separators shrink to `|---|`.
 
-What it never does: touch a fenced code block (other than one holding only valid JSON), re-space any
-paragraph that looks like code (an indented line, a tab, a line starting like `def`/`class`/`import`
-or ending in `{`, `;`, `(`, `[`), or change the blank lines next to such a paragraph — so Python
-indentation and whitespace inside strings survive. Each message's output depends only on itself and
-the messages before it (dedupe keeps the first occurrence), so prefixes stay byte-identical.
+What it never does: drop any text, touch a fenced code block (other than one holding only valid JSON),
+re-space any paragraph that looks like code (an indented line, a tab, a line starting like
+`def`/`class`/`import` or ending in `{`, `;`, `(`, `[`) or like fixed-width columns (a multi-line
+paragraph with a space run inside a line), or change the blank lines next to such a paragraph — so
+Python indentation, aligned columns and whitespace inside strings survive. Each message's output
+depends only on that message, so prefixes stay byte-identical.
+
+Duplicate removal is **not** part of the lossless default: repetition can carry meaning (a step done
+twice, two documents that are identical, a question asked again after an error). With `dedupe=True`
+(opt-in) an exact duplicate block (prose or table, at least `dedupe_min_chars` long) is dropped after
+its first occurrence *in the same user message* — never across messages, never in another role, never
+the last block of a text (the question), so no message or text part is ever emptied.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ from thrifty.types import Body
 
 _JSON_START = re.compile(r"^[ \t]*([\[{])", re.MULTILINE)
 _JSON_WS = re.compile(r'("(?:[^"\\\n]|\\.)*")|\s+')
-_SPACE_RUN = re.compile(r"""("[^"\n]*"|'[^'\n]*'|`[^`\n]*`)|(?<=\S) {2,}(?=\S)""")
+_SPACE_RUN = re.compile(r"""("[^"\n]*"|'[^'\n]*'|`[^`\n]*`)|(?<=[^\s\d]) {2,}(?=[^\s\d])""")
+_TABLE_PAD = re.compile(r"(?<=\|) {2,}| {2,}(?=\|)|(?<=[^\s\d]) {2,}(?=[^\s\d])")
 _TRAILING = re.compile(r"[ \t]+(?=\r?\n|$)")
 _TABLE_RULE = re.compile(r"-{4,}")
 _DECODER = json.JSONDecoder()
@@ -75,7 +83,7 @@ def _normalize_table(text: str) -> str:
         body = line.rstrip("\r\n")
         ending = line[len(body) :]
         indent = body[: len(body) - len(body.lstrip(" "))]
-        cells = re.sub(r" {2,}", " ", body.strip())
+        cells = _TABLE_PAD.sub(" ", body.strip())
         if set(cells) <= set("|-: "):
             cells = _TABLE_RULE.sub("---", cells)
         lines.append(indent + cells + ending)
@@ -97,12 +105,14 @@ def _fence_json(block: Block) -> str:
 
 
 class Normalizer:
-    """The lossless compressor (on by default)."""
+    """The lossless compressor (on by default). `dedupe=True` adds the opt-in, not lossless, removal of
+    duplicate blocks inside one user message (see the module docstring)."""
 
     name = "normalize"
 
-    def __init__(self, tokens: TokenCache, *, dedupe_min_chars: int = 64) -> None:
+    def __init__(self, tokens: TokenCache, *, dedupe: bool = False, dedupe_min_chars: int = 64) -> None:
         self.tokens = tokens
+        self.dedupe = dedupe
         self.dedupe_min_chars = dedupe_min_chars
 
     def _block(self, block: Block) -> str:
@@ -115,27 +125,36 @@ class Normalizer:
             return text if Block("para", text).verbatim else _respace(text)
         return block.text
 
-    def normalize_text(self, text: str, seen: set[str]) -> str:
-        """Normalised `text`; `seen` holds the blocks of earlier text (for dedupe) and is updated."""
+    def normalize_text(self, text: str, seen: set[str] | None = None) -> str:
+        """Normalised `text`. With `seen` (the blocks met earlier in the same message; updated), a
+        duplicate block is dropped — never the text's last block, so the text never empties."""
+        if not text.strip():
+            return text
         blocks = split_blocks(text)
+        last = max(i for i, b in enumerate(blocks) if b.kind != "gap")
         kept: list[Block] = []
-        for block in blocks:
+        for i, block in enumerate(blocks):
             if block.kind == "gap":
                 kept.append(block)
                 continue
             new = Block(block.kind, self._block(block), block.info)
             key = new.text.strip()
-            if not new.verbatim and len(key) >= self.dedupe_min_chars:
-                if key in seen:
+            if seen is not None and not new.verbatim and len(key) >= self.dedupe_min_chars:
+                if key in seen and i != last:
                     continue
                 seen.add(key)
             kept.append(new)
         return join_blocks(_tidy_gaps(kept))
 
+    def _message(self, message: Message) -> Message:
+        if not (self.dedupe and message.get("role") == "user"):
+            return map_text(message, self.normalize_text)
+        seen: set[str] = set()  # one user message's blocks: nothing is compared across messages
+        return map_text(message, lambda t: self.normalize_text(t, seen))
+
     def run(self, body: Body) -> tuple[Body, CompressionReport]:
         messages: list[Message] = body.get("messages") or []
-        seen: set[str] = set()
-        out = [map_text(m, lambda t: self.normalize_text(t, seen)) for m in messages]
+        out = [self._message(m) for m in messages]
         before = self.tokens.messages(messages)
         if all(a is b for a, b in zip(out, messages, strict=True)):
             return body, CompressionReport(self.name, before, before)

@@ -12,13 +12,16 @@ A message is read as a sequence of pieces: text kept verbatim (instructions, the
    more lines below) is the section's title and stays with the marker. With no question line, the last
    block of the last section is taken as the question.
 3. **Implicit** — a message of three or more blank-line-separated blocks: the last block is the
-   question, the first one stays too when it ends with `:` (a lead-in such as "Read this:"), the
+   question, the first one stays too when it is a lead-in (`_lead_in`: it ends with `:` as in "Read
+   this:", asks something, or is a short instruction of at most two sentences and 40 words), the
    blocks between are context.
 
 Inside a context: fenced code blocks and tables are one unit each (never split); a list paragraph
 gives one unit per item; prose gives one unit per sentence; a markdown heading line is a heading unit
 kept only when something of its section is kept. The question (the question line's section, else the
-last verbatim piece) is what relevance is measured against; a message whose question is inferred and
+last verbatim piece) is what relevance is measured against — together with the text in front of the
+first context when that asks something ("Which city …, according to the text below?"); of the lead and
+the question, the parts that ask are the query (all of them when none does). A message whose query
 asks nothing (`Segmented.asks`: no question line, no question mark) is not cut at all.
 """
 
@@ -50,6 +53,8 @@ _QUESTION = re.compile(
 _ANY_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
 _HEADING = re.compile(r"^#{1,6}[ \t]+\S")
 _TITLE_WORDS = 12
+_LEAD_WORDS = 40
+_LEAD_SENTENCES = 2
 
 
 @dataclass(slots=True)
@@ -138,11 +143,39 @@ def segment(text: str) -> Segmented:
     builder = _Builder()
     leaves = _xml_leaves(text, 0, len(text))
     if leaves:
-        return _from_tags(text, leaves, builder)
+        return _with_lead(_from_tags(text, leaves, builder))
     markers = list(_MARKER.finditer(text))
     if markers:
-        return _from_markers(text, markers, builder)
+        return _with_lead(_from_markers(text, markers, builder))
     return _implicit(text, builder)
+
+
+def _asks(text: str) -> bool:
+    return bool(_QUESTION.search(text)) or "?" in text or "？" in text
+
+
+def _query(parts: list[str]) -> str:
+    """The text relevance is measured against: the parts that ask, else all of them."""
+    parts = [p for p in parts if p.strip()]
+    asking = [p for p in parts if _asks(p)]
+    return "\n\n".join(p.strip() for p in asking or parts)
+
+
+def _with_lead(seg: Segmented) -> Segmented:
+    """Add the text before the first context to the query when it asks something."""
+    lead = seg.pieces[0] if seg.pieces and isinstance(seg.pieces[0], str) else ""
+    lead = _ANY_TAG.sub("", lead).strip()
+    if not lead or not _asks(lead) or lead in seg.question:
+        return seg
+    return Segmented(seg.pieces, _query([lead, seg.question]))
+
+
+def _lead_in(text: str) -> bool:
+    """A first block that instructs or asks rather than informs: kept verbatim, never cut."""
+    core = text.strip()
+    if core.endswith(":") or _asks(core):
+        return True
+    return len(core.split()) <= _LEAD_WORDS and len(split_sentences(core)) <= _LEAD_SENTENCES
 
 
 def _xml_leaves(text: str, start: int, end: int) -> list[tuple[int, int, int, int]]:
@@ -187,10 +220,12 @@ def _from_markers(text: str, markers: list[re.Match[str]], builder: _Builder) ->
         [(m.start(), "context", m) for m in markers] + [(q.start(), "question", q) for q in questions]
     )
     pieces: list[str | Context] = [text[: bounds[0][0]]]
+    asked = ""  # the last question line's section (up to the next marker)
     for i, (start, kind, match) in enumerate(bounds):
         end = bounds[i + 1][0] if i + 1 < len(bounds) else len(text)
         if kind == "question":
             pieces.append(text[start:end])
+            asked = text[start:end]
             continue
         head_end = _head_end(text, match, end)
         body = text[head_end:end]
@@ -200,9 +235,7 @@ def _from_markers(text: str, markers: list[re.Match[str]], builder: _Builder) ->
         pieces.append(builder.context(text[start:head_end], body))
         if trailing:
             pieces.append(trailing)
-    question = "".join(text[q.start() :] for q in questions[-1:]) or _question(
-        "".join(p for p in pieces[1:] if isinstance(p, str))
-    )
+    question = asked or _question("".join(p for p in pieces[1:] if isinstance(p, str)))
     return Segmented([p for p in pieces if p != ""], question)
 
 
@@ -230,11 +263,12 @@ def _implicit(text: str, builder: _Builder) -> Segmented:
     if len(content) < 3:
         return Segmented([text], text)
     first, last = content[0], content[-1]
-    start = first + 1 if blocks[first].text.rstrip().endswith(":") else first
+    start = first + 1 if _lead_in(blocks[first].text) else first
     before = "".join(b.text for b in blocks[:start])
     body = "".join(b.text for b in blocks[start:last])
     after = "".join(b.text for b in blocks[last:])
-    return Segmented([p for p in (before, builder.context("", body), after) if p != ""], after)
+    pieces = [p for p in (before, builder.context("", body), after) if p != ""]
+    return Segmented(pieces, _query([before, after]) if before.strip() else after)
 
 
 def _question(kept: str) -> str:

@@ -23,6 +23,8 @@ from thrifty.config import Section
 
 class NormalizeSettings(Section):
     enabled: bool = True
+    dedupe: bool = False
+    """Drop a block repeated inside one user message (not lossless: repetition can carry meaning)."""
     dedupe_min_chars: int = Field(64, ge=8)
     """Blocks shorter than this are never dropped as duplicates."""
 

@@ -42,6 +42,8 @@ class _Route:
 
     settings: CompressionSettings
     normalizer: Normalizer | None = None
+    lossless: Normalizer | None = None
+    """The normaliser without duplicate removal, for requests that ask for `lossless`."""
     extractor: Extractor | None = None
     summarizer: Summarizer | None = None
 
@@ -70,8 +72,14 @@ class CompressStage:
 
     def _build(self, settings: CompressionSettings) -> _Route:
         route = _Route(settings)
-        if settings.normalize.enabled:
-            route.normalizer = Normalizer(self.tokens, dedupe_min_chars=settings.normalize.dedupe_min_chars)
+        norm = settings.normalize
+        if norm.enabled:
+            route.lossless = Normalizer(self.tokens)
+            route.normalizer = (
+                Normalizer(self.tokens, dedupe=True, dedupe_min_chars=norm.dedupe_min_chars)
+                if norm.dedupe
+                else route.lossless
+            )
         ext = settings.extractive
         if ext.enabled:
             route.extractor = Extractor(
@@ -98,8 +106,9 @@ class CompressStage:
                 body, budget, call=call, min_tokens=s.summarize.min_tokens
             )
             reports.append(report)
-        if route.normalizer is not None:
-            body, report = route.normalizer.run(body)
+        normalizer = route.normalizer if lossy else route.lossless
+        if normalizer is not None:
+            body, report = normalizer.run(body)
             reports.append(report)
         if lossy and route.extractor is not None:
             body, report = route.extractor.run(body, Budget(s.extractive.ratio, s.extractive.budget_tokens))

@@ -10,6 +10,11 @@ kind "compression"; the savings it earns are booked on each request that uses it
 
 If the model call fails the request goes on uncompressed (and that source is not retried for
 `retry_after_s`); a rewrite that is not shorter is memoised as "keep the source".
+
+Content given as parts: when every part is text, the source is the parts' text joined as
+`message_text` joins it, and the rewrite replaces them with one text part (carrying the last part's
+other keys, e.g. an Anthropic `cache_control` breakpoint). A message with any other part (an image,
+audio) is not summarised at all — no call, no cost — since the rewrite could not say where it goes.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from thrifty.compress.base import Budget, CompressionReport, Message, TokenCache, map_text, with_messages
+from thrifty.compress.base import Budget, CompressionReport, Message, TokenCache, with_messages
 from thrifty.compress.memo import Summary, SummaryStore
 from thrifty.pricing.tokens import message_text
 from thrifty.types import Body
@@ -130,7 +135,7 @@ class Summarizer:
     def _candidates(self, messages: list[Message], min_tokens: int) -> list[str]:
         texts = []
         for message in messages:
-            if message.get("role") in self.roles:
+            if message.get("role") in self.roles and _all_text(message):
                 text = message_text(message)
                 if self.tokens.text(text) >= min_tokens:
                     texts.append(text)
@@ -150,10 +155,36 @@ class Summarizer:
                 rewrites[text] = found.text
         if not rewrites:
             return body, CompressionReport(self.name, before, before)
-        out = [
-            map_text(m, lambda t: rewrites.get(t, t)) if m.get("role") in self.roles else m for m in messages
-        ]
+        out = [_rewrite(m, rewrites) if m.get("role") in self.roles else m for m in messages]
         detail = {"model": self.model, "summaries": len(rewrites)}
         return with_messages(body, out), CompressionReport(
             self.name, before, self.tokens.messages(out), detail
         )
+
+
+def _all_text(message: Message) -> bool:
+    """Whether the message's content is a string or a non-empty list of text parts only."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return True
+    return (
+        isinstance(content, list)
+        and bool(content)
+        and all(
+            isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+            for p in content
+        )
+    )
+
+
+def _rewrite(message: Message, rewrites: dict[str, str]) -> Message:
+    """`message` with its whole text replaced by its rewrite (text parts become one part)."""
+    if not _all_text(message):
+        return message
+    new = rewrites.get(message_text(message))
+    if new is None:
+        return message
+    content = message["content"]
+    if isinstance(content, str):
+        return {**message, "content": new}
+    return {**message, "content": [{**content[-1], "text": new}]}
