@@ -176,9 +176,10 @@ class Bookkeeper:
         error: UpstreamError,
         latency_ms: float,
         usage: Usage | None = None,
-    ) -> None:
-        """Book a failed attempt (what it cost, if anything; no baseline)."""
+    ) -> float:
+        """Book a failed attempt (what it cost, if anything; no baseline); return that cost."""
         usage = usage or Usage()
+        cost = call_cost(usage, deployment.price)
         self.record(
             self._upstream_attempt(
                 call,
@@ -188,13 +189,14 @@ class Bookkeeper:
                 http_status=error.upstream_status or error.status,
                 error=error.message[:300],
                 usage=usage,
-                cost_usd=call_cost(usage, deployment.price),
+                cost_usd=cost,
                 latency_ms=latency_ms,
                 stream=call.stream,
                 route=call.route,
                 meta=call.meta,
             )
         )
+        return cost
 
     def rejected(
         self,

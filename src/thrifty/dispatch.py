@@ -55,9 +55,9 @@ class Dispatch:
             used = usage or self.books.estimate(call.body, text)
             if error is None:
                 cost = self.books.ok(call, served.model, served.deployment, used, latency_ms=latency)
-                stream.cost_usd = stream.prior_cost_usd + cost
-            else:
-                self.books.error(call, served.model, served.deployment, error, latency, usage=used)
+            else:  # cut or failed midway: what was used so far is booked, and settles a budget
+                cost = self.books.error(call, served.model, served.deployment, error, latency, usage=used)
+            stream.cost_usd = stream.prior_cost_usd + cost
 
         include_usage = bool((call.original.get("stream_options") or {}).get("include_usage"))
         stream = ChatStream(

@@ -241,3 +241,32 @@ def test_a_system_prompt_alone_is_a_clear_400_for_anthropic(gateway, fake):
     r = httpx.post(gateway.base_url + "/chat/completions", json=body, timeout=30)
     assert r.status_code == 400 and r.json()["error"]["param"] == "messages", r.text
     assert fake.requests("/v1/messages") == []  # refused before any upstream call
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_client_that_leaves_stops_its_retries_and_is_booked(gateway_factory, fake, stream):
+    """The upstream stalls past first_byte on every attempt; the client leaves once its request has
+    reached the upstream. Without a disconnect watch the gateway would go on retrying (three
+    attempts, ~1.8 s) for no one."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from tests.conftest import base_config
+
+    config = base_config(fake)
+    config["providers"]["fakeai"]["timeouts"] = {"first_byte": 0.6}
+    gw = gateway_factory(config)
+    fake.set_default(latency_ms=1500)
+    body = orjson.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}], "stream": stream})
+    url = urlsplit(gw.base_url)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as client:
+        head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: {url.hostname}\r\n"
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        client.sendall(head.encode() + body)
+        deadline = time.monotonic() + 10
+        while not fake.requests("/v1/chat/completions") and time.monotonic() < deadline:
+            time.sleep(0.02)
+    time.sleep(2.5)  # long enough for the three attempts a gateway that did not notice would make
+    assert len(fake.requests("/v1/chat/completions")) == 1
+    rows = ledger_rows(gw.ledger_path, expect=1)
+    assert [(r["status"], r["http_status"], r["final"]) for r in rows] == [("error", 499, 0)]

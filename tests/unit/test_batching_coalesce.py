@@ -11,9 +11,12 @@ import pytest
 
 from tests.conftest import base_config
 from thrifty import Gateway
+from thrifty.batching.coalesce import finished, unbatchable
 from thrifty.batching.prompt import parse_items
 from thrifty.config import parse
 from thrifty.pricing.catalog import Catalog
+from thrifty.tenancy.keys import Budgets
+from thrifty.tenancy.runtime import tenancy_of
 from thrifty.types import Tenant
 
 SYSTEM = (
@@ -175,3 +178,133 @@ async def test_upstream_failure_of_the_batch_falls_back_to_single_calls(fake, tm
     (error,) = [b for b in booked if b["status"] == "error"]
     assert error["request_id"].startswith("batch_")
     assert sorted(b["status"] for b in booked) == ["error", "ok", "ok", "ok"]
+
+
+# ---------------------------------------------------------------- what a batch cannot express per item
+
+CAPPED = "one two three four five six seven"
+
+
+async def test_a_request_with_its_own_output_cap_is_sent_alone(fake, tmp_path):
+    """A batched item's answer cannot be cut where the provider would cut it alone (the provider
+    tokenizes, the gateway only approximates) nor billed for only what the client sees: capped
+    requests go alone and get exactly the provider's cut; the uncapped ones still batch."""
+    async with gateway(fake, tmp_path) as gw:
+        capped = [ask(gw, f"{CAPPED} {i}", max_tokens=5) for i in range(4)]
+        capped += [ask(gw, f"{CAPPED} {i}", max_completion_tokens=5) for i in range(4, 6)]
+        free = [ask(gw, f"free {i}") for i in range(3)]
+        results = await asyncio.gather(*capped, *free)
+    for r in results[:6]:
+        (choice,) = r.body["choices"]
+        assert choice["message"]["content"] == "echo: one two three"
+        assert choice["finish_reason"] == "length"
+        assert r.body["usage"]["completion_tokens"] <= 5 and r.usage.output_tokens <= 5
+        assert "x-thrifty-batch-size" not in r.headers
+    for i, r in enumerate(results[6:]):
+        assert r.body["choices"][0]["message"]["content"] == f"echo: free {i}"
+        assert r.body["choices"][0]["finish_reason"] == "stop"
+        assert r.headers["x-thrifty-batch-size"] == "3"
+    sent = fake.requests("/v1/chat/completions")
+    assert (
+        sorted(upstream_items(fake), key=lambda x: x is None)
+        == [[f"free {i}" for i in range(3)]] + [None] * 6
+    )
+    (batch,) = [s["body"] for s in sent if parse_items(s["body"]["messages"][-1]["content"])]
+    assert "max_tokens" not in batch and "max_completion_tokens" not in batch
+    alone = [s["body"] for s in sent if s["body"] is not batch]
+    assert (
+        sorted(b.get("max_tokens") or b.get("max_completion_tokens") for b in alone if b != batch) == [5] * 6
+    )
+    booked = {b["request_id"]: b for b in rows(tmp_path)}
+    for r in results[:6]:  # the ledger books what the provider billed for the capped answer
+        row = booked[r.request_id]
+        assert row["status"] == "ok" and row["output_tokens"] <= 5 and row["saved_batching"] == 0
+        assert "batch" not in orjson.loads(row["meta"] or "{}")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"stop": ["\n"]},  # inside the JSON array a newline is `\n`: the stop could never fire
+        {"stop": "three"},
+        {"seed": 0},  # a seed promises a reproducible answer; a batch's depends on its company
+        {"seed": 7},
+        {"presence_penalty": 0.5},  # penalties count tokens across every item's answer and the JSON
+        {"frequency_penalty": -1},
+        {"logit_bias": {"1": -100}},  # biases apply to the JSON framing too
+        {"max_tokens": 400},  # even a cap the answer would not reach: it is the client's to apply
+    ],
+)
+async def test_parameters_a_batch_cannot_express_per_item_are_sent_alone(fake, tmp_path, extra):
+    async with gateway(fake, tmp_path) as gw:
+        results = await asyncio.gather(*(ask(gw, f"p{i}", **extra) for i in range(3)))
+    assert upstream_items(fake) == [None] * 3
+    assert all("x-thrifty-batch-size" not in r.headers for r in results)
+    for s in fake.requests("/v1/chat/completions"):
+        assert all(s["body"][k] == v for k, v in extra.items())  # forwarded as the client set them
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"stop": None}, {"stop": []}, {"presence_penalty": 0}, {"logit_bias": {}}, {"seed": None},
+     {"max_tokens": None}, {"temperature": 0.2, "top_p": 0.9}],
+)  # fmt: skip
+async def test_neutral_values_still_batch(fake, tmp_path, extra):
+    async with gateway(fake, tmp_path) as gw:
+        await asyncio.gather(*(ask(gw, f"p{i}", **extra) for i in range(3)))
+    assert upstream_items(fake) == [["p0", "p1", "p2"]]
+
+
+def test_unbatchable_names_the_reason():
+    base = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+    assert unbatchable(base, base) is None
+    assert unbatchable({**base, "max_tokens": 5}, {**base, "max_tokens": 5}) == "max_tokens"
+    assert unbatchable(base, {**base, "max_completion_tokens": 5}) == "max_completion_tokens"
+    # a cap only the gateway added (a budgeted key's default) is enforced per item, not a reason
+    assert unbatchable({**base, "max_tokens": 4096}, base) is None
+    assert unbatchable({**base, "seed": 0}, base) == "seed"
+    assert unbatchable({**base, "stop": "x"}, base) == "stop"
+    assert unbatchable({**base, "n": 2}, base) == "n"
+    assert unbatchable({**base, "tools": [{"type": "function"}]}, base) == "tools"
+
+
+def test_a_reply_that_did_not_finish_splits_nothing():
+    reply = {"choices": [{"message": {"content": '[{"id": 1, "answer": "a"}]'}, "finish_reason": "length"}]}
+    assert finished(reply) is False
+    reply["choices"][0]["finish_reason"] = "stop"
+    assert finished(reply) is True
+
+
+async def test_a_budgeted_key_still_batches_and_its_default_cap_holds_per_item(fake, tmp_path):
+    """The limits stage caps an uncapped request of a budgeted key at `default_max_tokens`. Those
+    requests still batch (the client set no cap); an item whose answer could have been cut at that
+    cap alone is re-sent alone instead of being handed an answer it would not have got."""
+    data = base_config(fake)
+    data["ledger"] = {"path": str(tmp_path / "ledger.db")}
+    data["batching"] = {"live": {"enabled": True, "models": ["gpt-4o-mini"], "window_ms": 80}}
+    data["tenancy"] = {"enabled": True, "budgets": {"default_max_tokens": 24}}
+    long = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu"
+    async with Gateway(parse(data, {})) as gw:
+        tenancy = tenancy_of(gw)
+        _, key = await tenancy.directory.create("team", budgets=Budgets(total_usd=10.0))
+        tenant = Tenant(id="team", key_id=key.id)
+
+        def one(text: str):
+            body = {"model": "gpt-4o-mini", "messages": [{"role": "system", "content": SYSTEM},
+                                                         {"role": "user", "content": text}]}  # fmt: skip
+            return gw.chat(body, tenant)
+
+        results = await asyncio.gather(one("short 0"), one("short 1"), one(long))
+    assert [r.body["choices"][0]["message"]["content"] for r in results[:2]] == [
+        "echo: short 0",
+        "echo: short 1",
+    ]
+    assert {r.headers.get("x-thrifty-batch-size") for r in results[:2]} == {"3"}
+    batched, lone = upstream_items(fake)  # the limits stage awaits the key store: any order
+    assert sorted(batched) == sorted(["short 0", "short 1", long]) and lone is None
+    batch, alone = (s["body"] for s in fake.requests("/v1/chat/completions"))
+    assert batch["max_tokens"] == 3 * (24 + 16)  # the items' caps, plus room for the JSON framing
+    assert alone["max_tokens"] == 24
+    assert results[2].body["choices"][0]["message"]["content"] == f"echo: {long}"  # as alone
+    statuses = [b["status"] for b in rows(tmp_path) if b["request_id"] == results[2].request_id]
+    assert statuses == ["rejected", "ok"]

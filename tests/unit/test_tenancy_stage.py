@@ -103,9 +103,13 @@ async def test_failed_request_releases_and_stream_settles(fake, tmp_path):
 
         cut = await gw.chat_stream(_body(1, stream=True), tenant)
         await cut.__anext__()
-        await cut.aclose()  # client went away: its cost is unknown, the reservation is charged
+        await cut.aclose()  # client went away: charged what the ledger books for the part it used
         after = await tenancy.budgets.usage(tenant.key_id, wins)
-        assert after["reserved"] == 0 and after["monthly"] > usage["monthly"]
+        gw.ledger.flush()
+        (booked,) = [r for r in gw.ledger.rows() if r["request_id"] == cut.request_id]
+        assert booked["status"] == "error" and booked["http_status"] == 499 and booked["cost_usd"] > 0
+        assert after["reserved"] == 0
+        assert after["monthly"] == pytest.approx(usage["monthly"] + booked["cost_usd"])
 
 
 async def test_rate_limit_headers_and_refusal(fake, tmp_path):

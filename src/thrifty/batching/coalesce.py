@@ -7,7 +7,19 @@ answer is split back; each client gets its own chat.completion with its share of
 with the batching saving (`Bookkeeper.batched`). Items the answer does not cover cleanly are booked
 as rejected (their share of the wasted call) and re-sent on their own through the rest of the
 pipeline, so a client never gets another client's answer or half an answer. A queue waits at most
-one window; streaming requests, tool calls, structured outputs and `n > 1` are never batched.
+one window.
+
+Only what one call can express for every item is batched (`unbatchable`): streaming, tools,
+structured outputs, logprobs and `n > 1` never are, nor anything the provider applies to the whole
+generation where the client meant its own answer — an output cap the client set (the provider would
+cut the item where *its* tokenizer counts the cap, with finish_reason "length", and bill only that;
+the gateway can neither cut at the same token nor un-bill the rest), stop sequences, a seed,
+presence/frequency penalties and logit biases. Those requests go on alone, unchanged.
+
+A cap the gateway itself added (the limits stage's `default_max_tokens` for a budgeted key whose
+client set none) is kept per item: items batch only with items of the same cap, the batched call may
+spend their caps summed, and an item whose answer comes near its cap is re-sent alone rather than
+handed an answer the cap might have cut.
 """
 
 from __future__ import annotations
@@ -35,11 +47,48 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("thrifty.batching")
 HEADER = "x-thrifty-batch-size"
-_NOT_BATCHABLE = ("tools", "functions", "tool_choice", "response_format", "logprobs", "audio", "prediction")
-_PER_ITEM = ("messages", "max_tokens", "max_completion_tokens", "user", "metadata", "stream", "thrifty")
-_PER_ITEM += ("stream_options", "store")
+_NOT_BATCHABLE = ("tools", "functions", "tool_choice", "response_format", "logprobs", "top_logprobs", "audio")
+_NOT_BATCHABLE += ("prediction", "web_search_options", "stop", "logit_bias", "presence_penalty")
+_NOT_BATCHABLE += ("frequency_penalty",)
+"""Set to anything but a no-op value (null, 0, empty), these make a request go alone."""
+_CAPS = ("max_tokens", "max_completion_tokens")
+_PER_ITEM = ("messages", *_CAPS, "user", "metadata", "stream", "thrifty", "stream_options", "store")
 _ANSWER_OVERHEAD = 16
-"""Output tokens allowed per item for the JSON framing when items set a max_tokens."""
+"""Output tokens allowed per item for the JSON framing when items carry a gateway cap."""
+_CAP_MARGIN = 2
+"""An item's answer is accepted under a gateway cap only up to 1/_CAP_MARGIN of it, counted locally
+(cl100k): the provider's tokenizer may count the same text as more tokens."""
+
+
+def unbatchable(body: Body, original: Body) -> str | None:
+    """The parameter that keeps a request out of a micro-batch, or None when one call can answer it
+    as faithfully as a call of its own. `original` is the client's request (a cap in `body` only is
+    the gateway's, see the module doc)."""
+    for name in _CAPS:
+        if original.get(name) is not None:
+            return name
+    for name in _NOT_BATCHABLE:
+        if body.get(name):
+            return name
+    if body.get("seed") is not None:
+        return "seed"
+    if int(body.get("n") or 1) != 1:
+        return "n"
+    return None
+
+
+def finished(reply: Body) -> bool:
+    """Whether a batched reply ended on its own (not cut by a cap, a filter or a stop sequence)."""
+    choices = reply.get("choices") or [{}]
+    return choices[0].get("finish_reason") in (None, "stop")
+
+
+def _cap(body: Body) -> int | None:
+    for name in _CAPS:
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 @dataclass(slots=True)
@@ -91,7 +140,7 @@ class Coalescer:
             return None
         if not self.settings.applies_to(call.requested_model, call.model):
             return None
-        if any(body.get(k) for k in _NOT_BATCHABLE) or int(body.get("n") or 1) != 1:
+        if unbatchable(body, call.original) is not None:
             return None
         messages = body["messages"]
         head, last = messages[:-1], messages[-1]
@@ -108,7 +157,8 @@ class Coalescer:
         body = call.body
         shared = {k: v for k, v in body.items() if k not in _PER_ITEM}
         system = body["messages"][:-1]
-        return call.tenant.id, call.model, orjson.dumps([system, shared], option=orjson.OPT_SORT_KEYS)
+        key = [system, shared, _cap(body)]  # items of one batch share their (gateway) cap
+        return call.tenant.id, call.model, orjson.dumps(key, option=orjson.OPT_SORT_KEYS)
 
     def _add(self, item: _Item) -> None:
         key = self._key(item.call)
@@ -175,15 +225,18 @@ class Coalescer:
         latency = (time.perf_counter() - started) * 1000
         content = _content(reply.body)
         usage = reply.usage or self.books.estimate(combined, answer_text(reply.body))
-        answers = split(content, len(items))
-        shares = self._shares(items, combined, usage, answers, content)
+        parsed = split(content, len(items)) if finished(reply.body) else {}
+        shares = self._shares(items, combined, usage, parsed, content)  # output by what was written
+        over = {i for i, a in parsed.items() if self._over_cap(items[i], a)}
+        answers = {i: a for i, a in parsed.items() if i not in over}
         resend: list[_Item] = []
         for i, item in enumerate(items):
             share = shares[i]
             if i not in answers:
+                why = "its answer may exceed its max_tokens" if i in over else "it could not be split"
                 self.books.rejected(
                     item.call, served.model, served.deployment, share, latency_ms=latency,
-                    reason="micro-batch answer could not be split for this item; re-sent alone",
+                    reason=f"micro-batch answer not used for this item ({why}); re-sent alone",
                 )  # fmt: skip
                 resend.append(item)
                 continue
@@ -204,10 +257,15 @@ class Coalescer:
             *body["messages"][:-1],
             {"role": "user", "content": combined_text([i.text for i in items])},
         ]
-        limits = [i.call.body.get("max_completion_tokens") or i.call.body.get("max_tokens") for i in items]
-        if all(limits):
-            out["max_tokens"] = sum(limits) + _ANSWER_OVERHEAD * len(items)
+        cap = _cap(body)  # the gateway's cap, the same for every item (it is part of the batch key)
+        if cap is not None:
+            out["max_tokens"] = (cap + _ANSWER_OVERHEAD) * len(items)
         return out
+
+    def _over_cap(self, item: _Item, answer: str) -> bool:
+        """Whether the item's answer could have been cut by its gateway cap had it gone alone."""
+        cap = _cap(item.call.body)
+        return cap is not None and self.tokens.count_text(answer) * _CAP_MARGIN > cap
 
     def _shares(
         self, items: list[_Item], combined: Body, usage: Usage, answers: dict[int, str], content: str

@@ -10,9 +10,15 @@
   `anthropic_response` turns its tool_use back into plain JSON `content`. It cannot be combined with
   the client's own `tools` (400, `param: response_format`), and `strict` is not enforced upstream;
 - fields Anthropic has no counterpart for are dropped silently: `frequency_penalty`,
-  `presence_penalty`, `logit_bias`, `logprobs`, `seed`, `stream_options`, `reasoning_effort`,
-  `store`, `service_tier`, … Only `n > 1` is refused, because dropping it would silently change the
-  answer's shape;
+  `presence_penalty`, `logit_bias`, `logprobs` / `top_logprobs` (the answer carries `logprobs: null`;
+  the cascade's logprob gate asks every tier for them and passes an answer without), `seed`,
+  `stream_options`, `reasoning_effort`, `store`, `service_tier`, … and a message's `name` (Anthropic
+  turns have no author name);
+- refused with a 400 naming the parameter, because dropping them would silently change the answer:
+  `n > 1` (its shape), the legacy `functions` / `function_call` (the model could never call the
+  function: send `tools` / `tool_choice`; an assistant message carrying a legacy `function_call` too),
+  audio output (`modalities` containing "audio", or `audio`), and content parts other than text and
+  images (`input_audio`, `file`);
 - `temperature` is clamped to Anthropic's range [0, 1] (OpenAI allows up to 2).
 """
 
@@ -33,8 +39,7 @@ RESPONSE_FORMAT_TOOL = "thrifty_json_response"
 
 def to_anthropic_request(body: Body, model: str, *, stream: bool = False) -> Body:
     """Translate an OpenAI chat request body into an Anthropic Messages request body."""
-    if int(body.get("n") or 1) > 1:
-        raise InvalidRequest("this provider returns one choice per request; n must be 1", param="n")
+    refuse_unsupported(body)
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise InvalidRequest("messages must be a list", param="messages")
@@ -71,6 +76,28 @@ def to_anthropic_request(body: Body, model: str, *, stream: bool = False) -> Bod
     if stream:
         out["stream"] = True
     return out
+
+
+def refuse_unsupported(body: Body) -> None:
+    """A 400 for request fields this provider cannot honour and that would change the answer if dropped."""
+    if int(body.get("n") or 1) > 1:
+        raise InvalidRequest("this provider returns one choice per request; n must be 1", param="n")
+    for name in ("functions", "function_call"):
+        if body.get(name):
+            raise InvalidRequest(
+                f"this provider does not support the legacy {name!r} parameter; "
+                "send 'tools' (and 'tool_choice') instead",
+                param=name,
+            )
+    modalities = body.get("modalities")
+    if isinstance(modalities, list | tuple | str) and "audio" in modalities:
+        raise InvalidRequest(
+            "this provider answers in text only; 'modalities' may not ask for audio", param="modalities"
+        )
+    if body.get("audio") is not None:
+        raise InvalidRequest(
+            "this provider answers in text only; 'audio' output is not supported", param="audio"
+        )
 
 
 def response_format_tool(response_format: Body | None) -> Body | None:
@@ -178,6 +205,11 @@ def convert_message(message: Body) -> Body | None:
     if role == "user":
         blocks = _content_blocks(message.get("content"))
     elif role == "assistant":
+        if message.get("function_call") is not None:
+            raise InvalidRequest(
+                "this provider does not support the legacy assistant 'function_call'; use 'tool_calls'",
+                param="messages",
+            )
         blocks = _content_blocks(message.get("content"))
         blocks.extend(tool_use_block(call) for call in message.get("tool_calls") or [])
     elif role == "tool":

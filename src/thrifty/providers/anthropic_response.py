@@ -9,6 +9,13 @@ assistant message: `content` is the JSON text of the tool's input (streamed: its
 fragments become content deltas), no `tool_calls`, and stop_reason `tool_use` maps to finish_reason
 `stop`. Non-streamed, text blocks beside it are dropped; streamed, text that came before it (Anthropic
 sends none when the tool is forced) has already been forwarded. Usage is Anthropic's, unchanged.
+
+An answer without a readable `usage` (missing, not an object, a count that is not a non-negative
+integer, or no input/output count) has none here: `usage_from_anthropic` returns None, the body has no
+`usage` and a stream no usage chunk, so the gateway counts the tokens locally and books them as
+estimated, as it does for any provider. An answer whose content cannot be read (a block that is not an
+object, an event `index` that is not an integer, text that is not a string, …) raises `UpstreamError`
+(502, "the upstream answer could not be read"), never a bare TypeError/KeyError/ValueError.
 """
 
 from __future__ import annotations
@@ -29,25 +36,65 @@ FINISH_REASONS: dict[str, str] = {
 }
 
 _RETRYABLE_STREAM_ERRORS = ("overloaded_error", "api_error", "rate_limit_error", "timeout_error")
+_CACHE_COUNTS = ("cache_read_input_tokens", "cache_creation_input_tokens")
+
+
+def unreadable(what: str) -> UpstreamError:
+    """The error for an answer that is valid JSON but not a Messages answer thrifty can read."""
+    return UpstreamError(f"the upstream answer could not be read: anthropic sent {what}")
+
+
+def _object(value: object, what: str) -> Body:
+    """A JSON object field (missing → {}); anything else is unreadable."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise unreadable(f"{what} that is not an object")
+    return value
+
+
+def _string(value: object, what: str) -> str | None:
+    """An optional string field; anything else is unreadable."""
+    if value is None or isinstance(value, str):
+        return value
+    raise unreadable(f"{what} that is not a string")
+
+
+def _index(data: Body) -> int:
+    index = data.get("index")
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise unreadable(f"a {data.get('type')} event whose index is not a non-negative integer")
+    return index
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 # ── response: Anthropic → OpenAI ─────────────────────────────────────────────────────────────────
 
 
-def finish_reason(stop_reason: str | None) -> str:
-    return FINISH_REASONS.get(stop_reason or "", "stop")
+def finish_reason(stop_reason: object) -> str:
+    """OpenAI finish_reason for an Anthropic stop_reason (unknown → stop; not a string → unreadable)."""
+    return FINISH_REASONS.get(_string(stop_reason, "a stop_reason") or "", "stop")
 
 
-def usage_from_anthropic(usage: Body | None) -> Usage:
-    """Anthropic usage as thrifty Usage: input counts every prompt token, cached or not."""
-    usage = usage or {}
-    reads = int(usage.get("cache_read_input_tokens") or 0)
-    writes = int(usage.get("cache_creation_input_tokens") or 0)
+def usage_from_anthropic(usage: object) -> Usage | None:
+    """Anthropic usage as thrifty Usage: input counts every prompt token, cached or not. None when
+    there is no readable usage (the gateway then counts the tokens locally, marked estimated)."""
+    if not isinstance(usage, dict):
+        return None
+    if not (_is_count(usage.get("input_tokens")) and _is_count(usage.get("output_tokens"))):
+        return None
+    if any(usage.get(k) is not None and not _is_count(usage[k]) for k in _CACHE_COUNTS):
+        return None
+    reads = usage.get("cache_read_input_tokens") or 0
+    writes = usage.get("cache_creation_input_tokens") or 0
     return Usage(
-        input_tokens=int(usage.get("input_tokens") or 0) + reads + writes,
+        input_tokens=usage["input_tokens"] + reads + writes,
         cached_input_tokens=reads,
         cache_write_tokens=writes,
-        output_tokens=int(usage.get("output_tokens") or 0),
+        output_tokens=usage["output_tokens"],
     )
 
 
@@ -69,18 +116,20 @@ def to_openai_response(data: Body, created: int) -> Body:
     content = data.get("content")
     if not isinstance(content, list):
         raise UpstreamError("anthropic sent a message without content")
+    if not all(isinstance(b, dict) for b in content):
+        raise unreadable("a content block that is not an object")
     finish = finish_reason(data.get("stop_reason"))
     answer = next((b for b in content if _is_answer_tool(b)), None)
     if answer is not None:  # an emulated response_format: the tool input is the answer
         message: Body = {"role": "assistant", "content": _json(answer.get("input")), "refusal": None}
         finish = "stop" if finish == "tool_calls" else finish
     else:
-        texts = [str(b.get("text") or "") for b in content if b.get("type") == "text"]
+        texts = [_string(b.get("text"), "a text block") or "" for b in content if b.get("type") == "text"]
         calls = [_tool_call(b) for b in content if b.get("type") == "tool_use"]
         message = {"role": "assistant", "content": "".join(texts) if texts else None, "refusal": None}
         if calls:
             message["tool_calls"] = calls
-    return {
+    out: Body = {
         "id": data.get("id"),
         "object": "chat.completion",
         "created": created,
@@ -93,16 +142,26 @@ def to_openai_response(data: Body, created: int) -> Body:
                 "logprobs": None,
             }
         ],
-        "usage": openai_usage(usage_from_anthropic(data.get("usage"))),
     }
+    usage = usage_from_anthropic(data.get("usage"))
+    if usage is not None:
+        out["usage"] = openai_usage(usage)
+    return out
 
 
 def _tool_call(block: Body) -> Body:
     return {
-        "id": block.get("id"),
+        "id": _string(block.get("id"), "a tool_use id"),
         "type": "function",
-        "function": {"name": block.get("name"), "arguments": _json(block.get("input"))},
+        "function": {"name": _tool_name(block), "arguments": _json(block.get("input"))},
     }
+
+
+def _tool_name(block: Body) -> str:
+    name = _string(block.get("name"), "a tool_use name")
+    if not name:
+        raise unreadable("a tool_use block without a name")
+    return name
 
 
 def _json(value: object) -> str:
@@ -110,6 +169,7 @@ def _json(value: object) -> str:
 
 
 def _is_answer_tool(block: Body) -> bool:
+    """Whether a content block is the tool_use of the emulated response_format."""
     return block.get("type") == "tool_use" and block.get("name") == RESPONSE_FORMAT_TOOL
 
 
@@ -135,16 +195,16 @@ class StreamTranslator:
         """Chunks for one event; raises UpstreamError on an `error` event."""
         kind = data.get("type") or event
         if kind == "message_start":
-            return self._message_start(data.get("message") or {})
+            return self._message_start(_object(data.get("message"), "a message_start message"))
         if kind == "content_block_start":
-            return self._block_start(int(data.get("index") or 0), data.get("content_block") or {})
+            return self._block_start(_index(data), _object(data.get("content_block"), "a content block"))
         if kind == "content_block_delta":
-            return self._block_delta(int(data.get("index") or 0), data.get("delta") or {})
+            return self._block_delta(_index(data), _object(data.get("delta"), "a content_block_delta"))
         if kind == "message_delta":
             self._message_delta(data)
             return []
         if kind == "content_block_stop":
-            return self._block_stop(int(data.get("index") or 0))
+            return self._block_stop(_index(data))
         if kind == "message_stop":
             return self._message_stop()
         if kind == "error":
@@ -168,12 +228,14 @@ class StreamTranslator:
     def _message_start(self, message: Body) -> list[Body]:
         self.id = message.get("id")
         self.model = message.get("model")
-        self.usage = dict(message.get("usage") or {})
+        usage = message.get("usage")
+        self.usage = dict(usage) if isinstance(usage, dict) else {}  # unreadable: as if missing
         return [self._chunk({"role": "assistant", "content": ""})]
 
     def _block_start(self, index: int, block: Body) -> list[Body]:
-        if block.get("type") == "text" and block.get("text"):
-            return [self._chunk({"content": block["text"]})]
+        if block.get("type") == "text":
+            text = _string(block.get("text"), "a text block")
+            return [self._chunk({"content": text})] if text else []
         if block.get("type") != "tool_use":
             return []
         if _is_answer_tool(block):
@@ -184,27 +246,32 @@ class StreamTranslator:
                 return []
             self._answer_sent = True
             return [self._chunk({"content": _json(block["input"])})]
+        call_id, name = _string(block.get("id"), "a tool_use id"), _tool_name(block)
         tool_index = self._tool_index[index] = len(self._tool_index)
         arguments = orjson.dumps(block["input"]).decode() if block.get("input") else ""
         call = {
             "index": tool_index,
-            "id": block.get("id"),
+            "id": call_id,
             "type": "function",
-            "function": {"name": block.get("name"), "arguments": arguments},
+            "function": {"name": name, "arguments": arguments},
         }
         return [self._chunk({"tool_calls": [call]})]
 
     def _block_delta(self, index: int, delta: Body) -> list[Body]:
         kind = delta.get("type")
-        if kind == "text_delta" and delta.get("text"):
-            return [self._chunk({"content": delta["text"]})]
-        if kind == "input_json_delta" and delta.get("partial_json") and index == self._answer_index:
+        if kind == "text_delta":
+            text = _string(delta.get("text"), "a text_delta")
+            return [self._chunk({"content": text})] if text else []
+        if kind != "input_json_delta":
+            return []  # thinking, signature and citation deltas are not surfaced
+        partial = _string(delta.get("partial_json"), "an input_json_delta")
+        if partial and index == self._answer_index:
             self._answer_sent = True
-            return [self._chunk({"content": delta["partial_json"]})]
-        if kind == "input_json_delta" and delta.get("partial_json") and index in self._tool_index:
-            call = {"index": self._tool_index[index], "function": {"arguments": delta["partial_json"]}}
+            return [self._chunk({"content": partial})]
+        if partial and index in self._tool_index:
+            call = {"index": self._tool_index[index], "function": {"arguments": partial}}
             return [self._chunk({"tool_calls": [call]})]
-        return []  # thinking, signature and citation deltas are not surfaced
+        return []
 
     def _block_stop(self, index: int) -> list[Body]:
         if index != self._answer_index or self._answer_sent:
@@ -213,20 +280,28 @@ class StreamTranslator:
         return [self._chunk({"content": "{}"})]  # the answer had an empty input
 
     def _message_delta(self, data: Body) -> None:
-        stop_reason = (data.get("delta") or {}).get("stop_reason")
+        delta = _object(data.get("delta"), "a message_delta")
+        stop_reason = _string(delta.get("stop_reason"), "a stop_reason")
         if stop_reason:
             self.stop_reason = stop_reason
-        self.usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
+        usage = data.get("usage")
+        if isinstance(usage, dict):  # unreadable usage: as if missing
+            self.usage.update({k: v for k, v in usage.items() if v is not None})
 
     def _message_stop(self) -> list[Body]:
+        """The finish chunk, then the usage chunk (none without readable usage: the gateway estimates)."""
         self.finished = True
-        usage_chunk = {**self._chunk({}), "choices": [], "usage": openai_usage(self.final_usage())}
         finish = finish_reason(self.stop_reason)
         if finish == "tool_calls" and self._answer_index is not None:
             finish = "stop"
-        return [self._chunk({}, finish), usage_chunk]
+        chunks = [self._chunk({}, finish)]
+        usage = self.final_usage()
+        if usage is not None:
+            chunks.append({**self._chunk({}), "choices": [], "usage": openai_usage(usage)})
+        return chunks
 
-    def final_usage(self) -> Usage:
+    def final_usage(self) -> Usage | None:
+        """The stream's usage so far; None when Anthropic sent none that can be read."""
         return usage_from_anthropic(self.usage)
 
 

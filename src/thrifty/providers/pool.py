@@ -148,8 +148,12 @@ class ProviderPool:
                     self.breaker.release(dep.key)
                     refused = refused or exc
                     break  # another deployment or fallback model may take it
+                except asyncio.CancelledError:  # the client left (or a deadline passed): no verdict
+                    self.breaker.release(dep.key)
+                    on_failure(name, dep, _abandoned(), (time.perf_counter() - started) * 1000)
+                    raise
                 except BaseException:
-                    self.breaker.release(dep.key)  # cancelled, or a bug: no verdict on the deployment
+                    self.breaker.release(dep.key)  # a bug: no verdict on the deployment
                     raise
                 self.breaker.success(dep.key)
                 latency = (time.perf_counter() - started) * 1000
@@ -164,6 +168,16 @@ class ProviderPool:
             status=503,
             code="no_healthy_deployment",
         )
+
+
+def _abandoned() -> UpstreamError:
+    """What an attempt cancelled midway is booked as: the provider may still bill for it."""
+    return UpstreamError(
+        "abandoned before the upstream answered (the client disconnected or a deadline passed)",
+        status=499,
+        code="client_cancelled",
+        retryable=False,
+    )
 
 
 async def _guarded(call, dep: Deployment):

@@ -24,6 +24,7 @@ from thrifty.server.admin import admin_routes
 from thrifty.server.batch_api import BatchApi
 from thrifty.server.body import read_json
 from thrifty.server.dashboard.routes import dashboard_routes
+from thrifty.server.disconnect import unless_disconnected
 from thrifty.server.metrics_route import metrics_routes
 from thrifty.server.openapi import openapi_routes
 from thrifty.server.responses import json_response
@@ -90,8 +91,11 @@ class Api:
         body = fold_cache_headers(request.headers, body)  # x-thrifty-cache / -max-age / -namespace
         body = fold_compress_header(request.headers, body)  # x-thrifty-compress
         if isinstance(body, dict) and body.get("stream") is True:
-            stream = await self.gateway.chat_stream(
-                body, tenant, request_id=request_id, client_request_id=_client_request_id(request)
+            stream = await unless_disconnected(
+                request,
+                self.gateway.chat_stream(
+                    body, tenant, request_id=request_id, client_request_id=_client_request_id(request)
+                ),
             )
             headers = {
                 "x-request-id": request_id,
@@ -103,8 +107,11 @@ class Api:
                 **getattr(stream, "headers", {}),
             }
             return StreamingResponse(sse_body(stream), media_type="text/event-stream", headers=headers)
-        result = await self.gateway.chat(
-            body, tenant, request_id=request_id, client_request_id=_client_request_id(request)
+        result = await unless_disconnected(
+            request,
+            self.gateway.chat(
+                body, tenant, request_id=request_id, client_request_id=_client_request_id(request)
+            ),
         )
         return json_response(_priced_body(result), headers=_result_headers(result))
 
@@ -112,7 +119,9 @@ class Api:
         request_id = request.state.request_id = _request_id(request)
         tenant = await self._tenant(request)
         body = await read_json(request, self.max_body, self.body_timeout)
-        result = await self.gateway.embeddings(body, tenant, request_id=request_id)
+        result = await unless_disconnected(
+            request, self.gateway.embeddings(body, tenant, request_id=request_id)
+        )
         return json_response(_priced_body(result), headers=_result_headers(result))
 
     async def models(self, request: Request) -> Response:

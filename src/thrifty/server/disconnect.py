@@ -1,0 +1,51 @@
+"""Stop working for a client that has gone: its upstream call, retries and fallbacks are cancelled.
+
+Starlette runs a handler to its end even when the client disconnects, so a request whose upstream
+stalls would keep calling providers (and paying) for minutes after anyone could read the answer. Once
+the body has been read, the only message the server can still deliver is `http.disconnect`; waiting
+for it next to the work tells us when to stop. A stream's own disconnects are handled by the
+streaming response; this covers the time before its first chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from starlette.requests import Request
+
+from thrifty.errors import ThriftyError
+
+T = TypeVar("T")
+
+
+class ClientGone(ThriftyError):
+    """The client disconnected before its answer was ready (nginx's 499); no one reads this body."""
+
+    status = 499
+    type = "invalid_request_error"
+    code = "client_disconnected"
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """`await work`, cancelled (and `ClientGone` raised) if the client disconnects first."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task  # let it book the abandoned attempt and release what it holds
+    if task.cancelled():
+        raise ClientGone("The client disconnected before the answer was ready.")
+    return task.result()
