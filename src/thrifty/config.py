@@ -121,6 +121,7 @@ class PriceOverride(Section):
     output: float | None = Field(None, ge=0)
     cached_input: float | None = Field(None, ge=0)
     cache_write: float | None = Field(None, ge=0)
+    cache_write_long: float | None = Field(None, ge=0)
     reasoning: float | None = Field(None, ge=0)
     batch: float | None = Field(None, gt=0, le=1)
     kind: Literal["chat", "embedding"] | None = None

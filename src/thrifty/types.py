@@ -23,6 +23,8 @@ class Usage:
     input_tokens: int = 0
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_long_tokens: int = 0
+    """Of the cache writes, those kept longer at a dearer rate (Anthropic's 1-hour cache)."""
     output_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False

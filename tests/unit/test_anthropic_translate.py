@@ -328,3 +328,16 @@ def test_finish_reasons(stop_reason: str, finish: str) -> None:
 def test_response_without_content_is_upstream_error() -> None:
     with pytest.raises(UpstreamError):
         to_openai_response({"id": "m", "type": "message"}, created=1)
+
+
+def test_one_hour_cache_writes_are_counted_apart():
+    usage = {
+        "input_tokens": 10,
+        "cache_creation_input_tokens": 2000,
+        "cache_creation": {"ephemeral_5m_input_tokens": 500, "ephemeral_1h_input_tokens": 1500},
+        "output_tokens": 5,
+    }
+    got = usage_from_anthropic(usage)
+    assert got is not None and (got.cache_write_tokens, got.cache_write_long_tokens) == (2000, 1500)
+    odd = usage_from_anthropic({**usage, "cache_creation": {"ephemeral_1h_input_tokens": "x"}})
+    assert odd is not None and odd.cache_write_long_tokens == 0

@@ -17,6 +17,16 @@ def test_cost_with_cached_and_cache_write_tokens():
     assert call_cost(usage, P) == pytest.approx(expected)
 
 
+def test_long_lived_cache_writes_at_their_own_rate():
+    """Anthropic's 1-hour cache writes cost 2× input, the 5-minute ones 1.25× (the bundled catalog)."""
+    sonnet = Catalog.bundled().get("claude-sonnet-4-5")
+    assert sonnet is not None and sonnet.cache_write_long == 2 * sonnet.input
+    usage = Usage(input_tokens=2010, cache_write_tokens=2000, cache_write_long_tokens=1500, output_tokens=5)
+    expected = (10 * 3.0 + 500 * 3.75 + 1500 * 6.0 + 5 * 15.0) / 1e6
+    assert call_cost(usage, sonnet) == pytest.approx(expected)
+    assert call_cost(usage, P) == pytest.approx((10 * 2.0 + 2000 * 2.5 + 5 * 8.0) / 1e6)  # no long rate
+
+
 def test_reasoning_priced_apart_only_when_the_model_says_so():
     usage = Usage(input_tokens=10, output_tokens=100, reasoning_tokens=60)
     assert call_cost(usage, P) == pytest.approx((10 * 2 + 100 * 8) / 1e6)

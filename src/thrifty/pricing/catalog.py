@@ -19,6 +19,8 @@ class Price:
     output: float
     cached_input: float | None = None
     cache_write: float | None = None
+    cache_write_long: float | None = None
+    """Writes to a longer-lived cache (Anthropic's 1-hour TTL: 2× input); default: `cache_write`."""
     reasoning: float | None = None
     batch: float = 1.0
     kind: str = "chat"
@@ -32,11 +34,18 @@ class Price:
         return self.input if self.cache_write is None else self.cache_write
 
     @property
+    def cache_write_long_rate(self) -> float:
+        return self.cache_write_rate if self.cache_write_long is None else self.cache_write_long
+
+    @property
     def reasoning_rate(self) -> float:
         return self.output if self.reasoning is None else self.reasoning
 
 
-_PRICE_FIELDS = ("input", "output", "cached_input", "cache_write", "reasoning", "batch", "kind", "provider")
+_PRICE_FIELDS = (
+    "input", "output", "cached_input", "cache_write", "cache_write_long", "reasoning", "batch", "kind",
+    "provider",
+)  # fmt: skip
 
 
 def _price_from(model: str, data: dict[str, Any]) -> Price:

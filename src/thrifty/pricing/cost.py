@@ -9,15 +9,17 @@ _PER = 1_000_000
 
 
 def call_cost(usage: Usage, price: Price | None, *, batch: bool = False) -> float:
-    """USD for one call. Cached input is billed at the cached rate, cache writes at the write rate;
-    reasoning tokens are part of output unless the model prices them apart."""
+    """USD for one call. Cached input is billed at the cached rate, cache writes at the write rate
+    (long-lived ones at theirs); reasoning tokens are part of output unless the model prices them apart."""
     if price is None:
         return 0.0
     uncached = max(usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens, 0)
+    long_writes = min(usage.cache_write_long_tokens, usage.cache_write_tokens)
     cost = (
         uncached * price.input
         + usage.cached_input_tokens * price.cached_input_rate
-        + usage.cache_write_tokens * price.cache_write_rate
+        + (usage.cache_write_tokens - long_writes) * price.cache_write_rate
+        + long_writes * price.cache_write_long_rate
     )
     if price.reasoning is not None:
         cost += usage.reasoning_tokens * price.reasoning

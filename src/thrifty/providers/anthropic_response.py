@@ -94,8 +94,15 @@ def usage_from_anthropic(usage: object) -> Usage | None:
         input_tokens=usage["input_tokens"] + reads + writes,
         cached_input_tokens=reads,
         cache_write_tokens=writes,
+        cache_write_long_tokens=min(_long_writes(usage.get("cache_creation")), writes),
         output_tokens=usage["output_tokens"],
     )
+
+
+def _long_writes(detail: object) -> int:
+    """The 1-hour cache writes of `usage.cache_creation` (`ephemeral_1h_input_tokens`; 0 if unreadable)."""
+    count = detail.get("ephemeral_1h_input_tokens") if isinstance(detail, dict) else None
+    return count if _is_count(count) else 0
 
 
 def openai_usage(usage: Usage) -> Body:
