@@ -178,6 +178,10 @@ def test_embeddings_priced(gateway):
 def test_models_endpoint(gateway):
     ids = {m.id for m in client(gateway).models.list()}
     assert {"gpt-4o", "claude-sonnet-4-5", "resilient"} <= ids
+    assert client(gateway).models.retrieve("resilient").id == "resilient"
+    with pytest.raises(openai.NotFoundError) as missing:
+        client(gateway).models.retrieve("no-such-model")
+    assert missing.value.body["code"] == "model_not_found"
 
 
 def test_stream_without_provider_usage_still_gives_the_client_usage(gateway, fake):

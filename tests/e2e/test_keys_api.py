@@ -92,6 +92,9 @@ def test_clients_need_a_valid_key_and_keep_to_their_models(keyed):
     assert [m["id"] for m in listed["data"]] == ["gpt-4o-mini"]  # only what the key may ask for
     everything = httpx.get(keyed.base_url + "/models", headers={"authorization": f"Bearer {MASTER}"}).json()
     assert len(everything["data"]) > 1
+    as_limited = {"authorization": f"Bearer {limited}"}
+    assert httpx.get(keyed.base_url + "/models/gpt-4o-mini", headers=as_limited).status_code == 200
+    assert httpx.get(keyed.base_url + "/models/gpt-4o", headers=as_limited).status_code == 404
     expiring = create(keyed, tenant="t", expires_in_s=0.5)["key"]
     assert chat(keyed, expiring).status_code == 200
     time.sleep(0.8)

@@ -43,7 +43,7 @@ class HttpClient:
         try:
             return await self.session().post(url, data=body, headers=headers, timeout=self.timeout(timeouts))
         except TimeoutError as exc:
-            raise UpstreamTimeout(f"upstream timed out connecting to {_host(url)}") from exc
+            raise UpstreamTimeout(_timed_out(exc, url, timeouts)) from exc
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"upstream connection failed: {type(exc).__name__}") from exc
 
@@ -52,6 +52,16 @@ def _dumps(obj: Any) -> str:
     import orjson
 
     return orjson.dumps(obj).decode()
+
+
+def _timed_out(exc: TimeoutError, url: str, t: Timeouts) -> str:
+    """Which of the three timeouts ran out before the response headers came."""
+    host = _host(url)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return f"upstream timed out connecting to {host} (connect: {t.connect:g} s)"
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return f"upstream {host} sent no answer within first_byte ({t.first_byte:g} s)"
+    return f"upstream {host} did not answer within total ({t.total:g} s)"
 
 
 def _host(url: str) -> str:
@@ -93,7 +103,9 @@ async def sse_events(response: aiohttp.ClientResponse):
         if data_lines:
             yield event, "\n".join(data_lines)
     except TimeoutError as exc:
-        raise UpstreamTimeout("upstream stream stalled") from exc
+        if isinstance(exc, aiohttp.SocketTimeoutError):
+            raise UpstreamTimeout("upstream stream stalled (no data within first_byte)") from exc
+        raise UpstreamTimeout("upstream stream ran past its total timeout") from exc
     except aiohttp.ClientError as exc:
         raise UpstreamError(f"upstream stream dropped: {type(exc).__name__}") from exc
     finally:

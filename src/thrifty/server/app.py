@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from thrifty.cache.control import fold_headers as fold_cache_headers
 from thrifty.compress.control import fold_header as fold_compress_header
-from thrifty.errors import ThriftyError
+from thrifty.errors import ModelNotFound, ThriftyError
 from thrifty.gateway import Gateway
 from thrifty.logging_setup import AccessLog
 from thrifty.routing.hints import fold_headers
@@ -131,6 +131,18 @@ class Api:
             models = [m for m in models if m["id"] in tenant.allowed_models]
         return json_response({"object": "list", "data": models})
 
+    async def model(self, request: Request) -> Response:
+        """`GET /v1/models/{id}` (`client.models.retrieve`): one entry of the list, or a 404."""
+        tenant = await self._tenant(request)
+        name = request.path_params["model"]
+        allowed = tenant.allowed_models is None or name in tenant.allowed_models
+        found = next((m for m in self.gateway.models() if m["id"] == name), None) if allowed else None
+        if found is None:
+            raise ModelNotFound(
+                f"The model `{name}` does not exist or you do not have access to it.", param="model"
+            )
+        return json_response(found)
+
     async def healthz(self, request: Request) -> Response:
         return json_response({"status": "ok"})
 
@@ -187,6 +199,8 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/embeddings", api.embeddings, methods=["POST"]),
         Route("/v1/models", api.models, methods=["GET"]),
         Route("/models", api.models, methods=["GET"]),
+        Route("/v1/models/{model:path}", api.model, methods=["GET"]),
+        Route("/models/{model:path}", api.model, methods=["GET"]),
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/readyz", api.readyz, methods=["GET"]),
         *admin_routes(gateway),
