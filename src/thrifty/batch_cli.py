@@ -48,6 +48,8 @@ def _summary(batch: dict[str, Any]) -> str:
     )
     if batch.get("output_file_id"):
         line += f"  output={batch['output_file_id']}"
+    if batch.get("error_file_id"):
+        line += f"  errors={batch['error_file_id']}"
     for error in (batch.get("errors") or {}).get("data") or []:
         line += f"\n  line {error.get('line')}: {error.get('code')}: {error.get('message')}"
     return line

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from thrifty import config as config_mod
 from thrifty.bookkeeping import Bookkeeper
@@ -26,6 +26,9 @@ from thrifty.request import validate_chat, validate_embeddings
 from thrifty.stages import build_stages
 from thrifty.streaming import ChatStream, replay
 from thrifty.types import Body, ChatResult, Tenant, Usage, new_request_id
+
+if TYPE_CHECKING:
+    from thrifty.tenancy.stage import LimitsStage
 
 DEFAULT_TENANT = Tenant()
 
@@ -165,16 +168,19 @@ class Gateway:
             body=body, original=body, tenant=tenant, request_id=request_id or new_request_id(), stream=False
         )
         self._check_access(call.model, tenant)
+        limits = self._limits() if tenant.key_id is not None else None
+        headers = await limits.admit(tenant, self._count_inputs(body)) if limits is not None else {}
         data, served = await self.pool.embeddings(call.model, body, self.dispatch.on_failure(call))
         usage = Usage.from_openai(data.get("usage"))
         if usage is None:  # none sent, or unreadable: counted locally, and the client is told so too
-            texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
-            counted = sum(self.tokens.count_text(t) for t in texts if isinstance(t, str))
+            counted = self._count_inputs(body)
             usage = Usage(input_tokens=counted, estimated=True)
             data = {**data, "usage": {"prompt_tokens": counted, "total_tokens": counted}}
         cost = self.books.ok(
             call, served.model, served.deployment, usage, latency_ms=call.elapsed_ms(), kind="embeddings"
         )
+        if limits is not None:
+            await limits.charge(tenant, cost)
         return ChatResult(
             body=data,
             request_id=call.request_id,
@@ -184,7 +190,19 @@ class Gateway:
             usage=usage,
             attempts=served.attempts,
             deployment=served.deployment,
+            headers=headers,
         )
+
+    def _count_inputs(self, body: Body) -> int:
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        return sum(self.tokens.count_text(t) for t in texts if isinstance(t, str))
+
+    def _limits(self) -> LimitsStage | None:
+        """The tenancy stage (budgets, rate limits), for embeddings, which do not run the chat stages."""
+        from thrifty.tenancy.runtime import tenancy_of
+
+        tenancy = tenancy_of(self)
+        return None if tenancy is None else tenancy.stage
 
     # ---- catalog
 

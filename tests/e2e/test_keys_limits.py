@@ -229,3 +229,28 @@ def test_a_budget_given_to_a_key_later_starts_from_what_it_already_spent(gateway
     with pytest.raises(openai.RateLimitError) as exc:  # the earlier spend leaves no room for another
         client.chat.completions.create(model="gpt-4o", messages=messages(9), max_tokens=MAX_TOKENS)
     assert "daily budget" in exc.value.message
+
+
+def test_embeddings_count_against_a_keys_budget_and_rate_limits(gateway_factory, fake):
+    """Embeddings do not run the chat stages; they are still checked first and charged after."""
+    gw = gateway_factory(keyed_config(fake))
+    key = create(gw, tenant="emb", budgets={"total_usd": 1e-6}, rate_limits={"rpm": 3})
+    client = openai.OpenAI(base_url=gw.base_url, api_key=key["key"], max_retries=0)
+    words = " ".join(f"word{i}" for i in range(40))  # ~80 tokens at $0.02 / 1M: more than the budget
+    first = client.embeddings.with_raw_response.create(model="text-embedding-3-small", input=words)
+    assert first.headers["x-ratelimit-limit-requests"] == "3"
+    cost = float(first.headers["x-thrifty-cost-usd"])
+    assert cost > 1e-6
+    usage = httpx.get(f"{gw.url}/admin/keys/{key['id']}", headers=ADMIN).json()["usage"]
+    assert usage["total"] == pytest.approx(cost) and usage["reserved"] == 0
+    with pytest.raises(openai.RateLimitError) as refused:  # the budget is spent: refused before upstream
+        client.embeddings.create(model="text-embedding-3-small", input="more")
+    assert refused.value.body["code"] == "budget_exceeded"
+    assert len(fake.requests("/v1/embeddings")) == 1
+
+    limited = create(gw, tenant="emb", rate_limits={"rpm": 1})
+    other = openai.OpenAI(base_url=gw.base_url, api_key=limited["key"], max_retries=0)
+    other.embeddings.create(model="text-embedding-3-small", input="one")
+    with pytest.raises(openai.RateLimitError) as throttled:
+        other.embeddings.create(model="text-embedding-3-small", input="two")
+    assert throttled.value.response.headers["retry-after"]

@@ -7,9 +7,11 @@ batch API (or a virtual model, or `forward: false`) runs the lines through the g
 the background, `concurrency` at a time; those are booked like any other request (at the normal
 price: no provider discount was had). Cancelling stops the upstream batch or the remaining lines.
 
-Each answered line is recorded in the store as soon as it is booked, so a process that resumes the
-batch after a crash neither sends nor books it again (at most the line being booked at the moment of
-the crash is booked twice).
+Each answered line is recorded in the store right after it is booked (`Progress`: off the event loop,
+the lines answered while one write is in flight go together in the next), so a process that resumes
+the batch after a crash neither sends nor books it again (at most the lines answered since the last
+write are booked twice). A forwarded batch that ends `cancelled`, `expired` or `failed` upstream still
+returns and books the lines the provider answered. Budgets: `thrifty.batching.budget`.
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from thrifty.batching.lines import Line, output_line, parse_lines
+from thrifty.batching.forward import Forwarding
+from thrifty.batching.lines import Line, parse_lines
+from thrifty.batching.local import run_locally
+from thrifty.batching.progress import Progress
 from thrifty.batching.settings import JobSettings
 from thrifty.batching.store import BatchStore, new_id
-from thrifty.errors import ThriftyError, UpstreamError
-from thrifty.pipeline import Call
-from thrifty.providers.batch import BatchResult
-from thrifty.providers.table import Deployment
-from thrifty.types import Tenant, Usage, new_request_id
+from thrifty.errors import UpstreamError
+from thrifty.types import Tenant
 
 if TYPE_CHECKING:
     from thrifty.gateway import Gateway
@@ -39,7 +41,7 @@ log = logging.getLogger("thrifty.batching")
 UPSTREAM_ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 
 
-class JobRunner:
+class JobRunner(Forwarding):
     """Claims active batches from the store and drives each to a final state."""
 
     def __init__(self, gateway: Gateway, settings: JobSettings, store: BatchStore) -> None:
@@ -50,6 +52,8 @@ class JobRunner:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._running: dict[str, asyncio.Task[None]] = {}
+        self.progress: dict[str, Progress] = {}
+        """The batches running through the gateway in this process."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -78,6 +82,14 @@ class JobRunner:
     def wake(self) -> None:
         self._wake.set()
 
+    def cancelled(self, batch_id: str) -> None:
+        """The API accepted a cancel: a batch running here starts no more lines (another process
+        learns it from the store at its next progress write)."""
+        progress = self.progress.get(batch_id)
+        if progress is not None:
+            progress.cancelled = True
+        self.wake()
+
     async def _loop(self) -> None:
         while True:
             for batch_id in self.store.claim(self.owner):
@@ -97,7 +109,7 @@ class JobRunner:
             log.exception("batch %s failed", batch_id)
             body = self.store.batch(batch_id)
             if body is not None:
-                self._finish(body, "failed", errors=[{"code": "internal_error", "message": str(exc)[:300]}])
+                await self._finish(body, "failed", errors=[_error("internal_error", str(exc)[:300])])
         finally:
             self._running.pop(batch_id, None)
 
@@ -107,20 +119,33 @@ class JobRunner:
         tenant_id, key_id = self.store.tenant_of(batch_id)
         return Tenant(id=tenant_id, key_id=key_id)
 
-    def _save(self, body: dict[str, Any]) -> None:
+    async def _save(self, body: dict[str, Any]) -> None:
         """Store progress without losing a cancel request that arrived meanwhile."""
-        stored = self.store.batch(body["id"]) or {}
-        if stored.get("status") == "cancelling" and body["status"] in ("validating", "in_progress"):
-            body.update(status="cancelling", cancelling_at=stored.get("cancelling_at"))
-        self.store.save(body)
+        await asyncio.to_thread(self.store.update, body)
 
-    def _finish(self, body: dict[str, Any], status: str, errors: list[dict[str, Any]] | None = None) -> None:
+    async def _finish(
+        self, body: dict[str, Any], status: str, errors: list[dict[str, Any]] | None = None
+    ) -> None:
         now = int(time.time())
         body["status"] = status
         body[{"completed": "completed_at", "cancelled": "cancelled_at"}.get(status, f"{status}_at")] = now
         if errors:
             body["errors"] = {"object": "list", "data": errors}
-        self.store.save(body)
+        await asyncio.to_thread(self.store.finish, body)
+
+    async def _lines(self, body: dict[str, Any], tenant: Tenant) -> list[Line] | None:
+        """The batch's request lines (from its input file, or the copy it kept when the file was
+        deleted); None, with the batch failed, when they cannot be read."""
+        data = await asyncio.to_thread(self.store.input_of, body["id"])
+        if data is None:
+            message = f"The input file {body['input_file_id']} is gone; the batch cannot run."
+            await self._finish(body, "failed", errors=[_error("input_file_missing", message)])
+            return None
+        lines, errors = await asyncio.to_thread(parse_lines, data, body["endpoint"], tenant)
+        if errors:
+            await self._finish(body, "failed", errors=errors)
+            return None
+        return lines
 
     async def _execute(self, batch_id: str) -> None:
         body = self.store.batch(batch_id)
@@ -133,13 +158,11 @@ class JobRunner:
             await self._follow(body, upstream)
             return
         if body["status"] == "cancelling":
-            self._finish(body, "cancelled")
+            await self._finish(body, "cancelled")
             return
         tenant = self._tenant(batch_id)
-        data = self.store.content(tenant.id, body["input_file_id"]) or b""
-        lines, errors = parse_lines(data, body["endpoint"], tenant)
-        if errors:
-            self._finish(body, "failed", errors=errors)
+        lines = await self._lines(body, tenant)
+        if lines is None:
             return
         body["request_counts"]["total"] = len(lines)
         target = self._forward_target(lines) if self.settings.forward else None
@@ -151,185 +174,37 @@ class JobRunner:
             else:
                 await self._follow(body, upstream)
                 return
-        await self._run_locally(body, lines, tenant)
+        await run_locally(self, body, lines, tenant)
 
-    # ------------------------------------------------------------------ forwarded to the provider
-
-    def _forward_target(self, lines: list[Line]) -> tuple[str, Deployment] | None:
-        model = lines[0].body["model"]
-        if model not in self.gateway.table:
-            return None  # a virtual model (routing) or unknown: the pipeline decides per line
-        name, deployment = self.gateway.pool.candidates(model)[0]
-        if getattr(deployment.provider, "batch_api", None) is None:
-            return None
-        return name, deployment
-
-    async def _submit(
-        self, body: dict[str, Any], lines: list[Line], name: str, dep: Deployment
-    ) -> dict[str, Any]:
-        client = dep.provider.batch_api()
-        requests = [(f"r{i}", ln.body) for i, ln in enumerate(lines)]  # ids every provider accepts
-        upstream: dict[str, Any] = {"model": name, "deployment": dep.key, "batch_id": None}
-        self.store.set_upstream(body["id"], upstream)  # submitting: a restart looks for it first
-        try:
-            upstream["batch_id"] = await client.submit(requests, dep.model, body["id"])
-        except UpstreamError:
-            self.store.set_upstream(body["id"], None)
-            raise
-        self.store.set_upstream(body["id"], upstream)
-        body.update(status="in_progress", in_progress_at=int(time.time()))
-        self._save(body)
-        return upstream
-
-    async def _adopt(self, body: dict[str, Any], upstream: dict[str, Any]) -> dict[str, Any] | None:
-        """After a crash mid-submission: the upstream batch the provider did accept (found by the
-        job's id), or None to submit afresh (it never arrived, or the provider cannot tell)."""
-        try:
-            client = self._deployment(upstream).provider.batch_api()
-            found = await client.find(body["id"], since=float(body["created_at"]))
-        except (ThriftyError, UpstreamError) as exc:
-            log.warning("batch %s: cannot look for its interrupted submission: %s", body["id"], exc)
-            found = None
-        if found is None:
-            self.store.set_upstream(body["id"], None)
-            return None
-        log.info("batch %s: adopting upstream batch %s submitted before a crash", body["id"], found)
-        adopted = {**upstream, "batch_id": found}
-        self.store.set_upstream(body["id"], adopted)
-        return adopted
-
-    def _deployment(self, upstream: dict[str, Any]) -> Deployment:
-        for _, dep in self.gateway.pool.candidates(upstream["model"]):
-            if dep.key == upstream["deployment"]:
-                return dep
-        raise ThriftyError(f"deployment {upstream['deployment']} is no longer configured")
-
-    async def _follow(self, body: dict[str, Any], upstream: dict[str, Any]) -> None:
-        dep = self._deployment(upstream)
-        client = dep.provider.batch_api()
-        cancel_sent = False
-        while True:
-            stored = self.store.batch(body["id"]) or body
-            if stored["status"] == "cancelling" and not cancel_sent:
-                await client.cancel(upstream["batch_id"])
-                cancel_sent = True
-            remote = await client.poll(upstream["batch_id"])
-            body["request_counts"].update(
-                total=remote.total, completed=remote.completed, failed=remote.failed
-            )
-            if remote.status == "completed":
-                await self._collect(body, upstream, dep, await client.results(upstream["batch_id"]))
-                return
-            if remote.status in ("failed", "expired", "cancelled"):
-                self._finish(body, remote.status, errors=remote.errors or None)
-                return
-            body["status"] = "cancelling" if cancel_sent else "in_progress"
-            self._save(body)
-            await asyncio.sleep(self.settings.poll_interval_s)
-
-    async def _collect(
-        self, body: dict[str, Any], upstream: dict[str, Any], dep: Deployment, results: list[BatchResult]
+    async def _store_outputs(
+        self,
+        body: dict[str, Any],
+        tenant: Tenant,
+        results: list[tuple[bool, bytes] | None],
+        status: str,
+        errors: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Book every answer at batch price and store our output and error files, in input order."""
-        tenant = self._tenant(body["id"])
-        data = self.store.content(tenant.id, body["input_file_id"]) or b""
-        lines = parse_lines(data, body["endpoint"], tenant)[0]
-        by_id = {r.custom_id: r for r in results}
-        done = self.store.done_lines(body["id"])  # booked before a crash: not booked again
-        for i, line in enumerate(lines):
-            if i in done:
-                continue
-            result = by_id.get(f"r{i}")
-            if result is None:
-                error = {"error": {"message": "the provider returned no result for this request"}}
-                done[i] = (False, output_line(line.custom_id, 500, "", error))
-            elif result.status_code == 200:
-                answer = {**result.body, "model": upstream["model"]}
-                request_id = self._book(body, line, answer, dep, tenant)
-                done[i] = (True, output_line(line.custom_id, 200, request_id, answer))
-                self.store.save_line(body["id"], i, *done[i])
-            else:
-                done[i] = (False, output_line(line.custom_id, result.status_code, "", result.body))
-        ordered = [done[i] for i in range(len(lines))]
-        self._store_outputs(
-            body, tenant, [raw for ok, raw in ordered if ok], [raw for ok, raw in ordered if not ok]
-        )
+        """Write the output file (answered lines) and the error file (failed lines), in input order,
+        and end the batch in `status`."""
+        ok = [r[1] for r in results if r is not None and r[0]]
+        failed = [r[1] for r in results if r is not None and not r[0]]
 
-    def _book(
-        self, body: dict[str, Any], line: Line, answer: dict[str, Any], dep: Deployment, tenant: Tenant
-    ) -> str:
-        usage = Usage.from_openai(answer.get("usage")) or Usage()
-        call = Call(
-            body=line.body,
-            original=line.body,
-            tenant=tenant,
-            request_id=new_request_id(),
-            stream=False,
-            meta={"batch_id": body["id"], "custom_id": line.custom_id},
-        )
-        self.gateway.books.ok(call, call.model, dep, usage, latency_ms=0.0, batch=True)
-        return call.request_id
+        def add(lines: list[bytes], suffix: str) -> str:
+            name = f"{body['id']}_{suffix}.jsonl"
+            return str(self.store.add_file(tenant.id, b"".join(lines), name, "batch_output")["id"])
 
-    def _store_outputs(
-        self, body: dict[str, Any], tenant: Tenant, ok: list[bytes], failed: list[bytes]
-    ) -> None:
         if ok:
-            body["output_file_id"] = self.store.add_file(
-                tenant.id, b"".join(ok), f"{body['id']}_output.jsonl", "batch_output"
-            )["id"]
+            body["output_file_id"] = await asyncio.to_thread(add, ok, "output")
         if failed:
-            body["error_file_id"] = self.store.add_file(
-                tenant.id, b"".join(failed), f"{body['id']}_errors.jsonl", "batch_output"
-            )["id"]
-        body["request_counts"].update(total=len(ok) + len(failed), completed=len(ok), failed=len(failed))
-        body["finalizing_at"] = int(time.time())
-        self._finish(body, "completed")
-        self.store.drop_lines(body["id"])
+            body["error_file_id"] = await asyncio.to_thread(add, failed, "errors")
+        body["request_counts"].update(total=len(results), completed=len(ok), failed=len(failed))
+        if status == "completed":
+            body["finalizing_at"] = body.get("finalizing_at") or int(time.time())
+        await self._finish(body, status, errors)
 
-    # ------------------------------------------------------------------ through the gateway
 
-    async def _run_locally(self, body: dict[str, Any], lines: list[Line], tenant: Tenant) -> None:
-        body.update(status="in_progress", in_progress_at=int(time.time()))
-        self._save(body)
-        gate = asyncio.Semaphore(self.settings.concurrency)
-        done = self.store.done_lines(body["id"])  # answered before a crash: not sent again
-        results: list[tuple[bool, bytes] | None] = [done.get(i) for i in range(len(lines))]
-        cancelled = False
-
-        async def run(i: int, line: Line) -> None:
-            nonlocal cancelled
-            if results[i] is not None:
-                return
-            async with gate:
-                if cancelled or body["status"] == "cancelling":
-                    cancelled = True
-                    return
-                request_id = new_request_id()
-                try:
-                    result = await self.gateway.chat(line.body, tenant, request_id=request_id)
-                    outcome = (True, output_line(line.custom_id, 200, request_id, result.body))
-                except ThriftyError as exc:
-                    outcome = (False, output_line(line.custom_id, exc.status, request_id, exc.body()))
-                results[i] = outcome
-                self.store.save_line(body["id"], i, *outcome)
-                done = [r for r in results if r is not None]
-                body["request_counts"].update(
-                    completed=sum(ok for ok, _ in done), failed=sum(not ok for ok, _ in done)
-                )
-                self._save(body)
-
-        await asyncio.gather(*(run(i, ln) for i, ln in enumerate(lines)))
-        ok = [raw for r in results if r is not None and r[0] for raw in (r[1],)]
-        failed = [raw for r in results if r is not None and not r[0] for raw in (r[1],)]
-        if cancelled:
-            if ok:
-                body["output_file_id"] = self.store.add_file(
-                    tenant.id, b"".join(ok), f"{body['id']}_output.jsonl", "batch_output"
-                )["id"]
-            self._finish(body, "cancelled")
-            self.store.drop_lines(body["id"])
-            return
-        self._store_outputs(body, tenant, ok, failed)
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"code": code, "message": message, "param": None, "line": None}
 
 
 def _alive(pid: int) -> bool:

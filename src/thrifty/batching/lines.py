@@ -31,13 +31,14 @@ def parse_lines(data: bytes, endpoint: str, tenant: Tenant) -> tuple[list[Line],
     def fail(number: int, code: str, message: str) -> None:
         errors.append({"code": code, "message": message, "param": None, "line": number})
 
-    raw_lines = [raw for raw in data.splitlines() if raw.strip()]
+    # numbered as lines of the file (1-based), blank lines skipped but counted
+    raw_lines = [(number, raw) for number, raw in enumerate(data.splitlines(), 1) if raw.strip()]
     if not raw_lines:
         fail(0, "empty_file", "The input file has no requests.")
     if len(raw_lines) > MAX_LINES:
         fail(0, "too_many_requests", f"A batch may hold at most {MAX_LINES} requests.")
         return [], errors
-    for number, raw in enumerate(raw_lines, 1):
+    for number, raw in raw_lines:
         try:
             item = orjson.loads(raw)
         except orjson.JSONDecodeError:

@@ -1,8 +1,13 @@
 """Batch jobs and their files in SQLite (next to the ledger by default), in the OpenAI shapes.
 
 A file row holds its bytes; a batch row holds the OpenAI Batch object's fields plus what thrifty
-needs to run it (`upstream`: the provider batch it was forwarded to, `owner`: the process running it).
+needs to run it (`upstream`: the provider batch it was forwarded to, `owner`: the process running it,
+`input`: its own copy of the input file's bytes, taken when that file is deleted before the batch ends).
 Everything is scoped by tenant: a tenant never sees another tenant's files or batches.
+
+A batch's status moves under the store's lock: a cancel accepted by the API (`cancel`) is never
+overwritten by the runner's progress (`update`, `save_progress`), and a batch that reached `finalizing`
+(`finalize`: every line answered) can no longer be cancelled.
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -33,6 +39,9 @@ CREATE TABLE IF NOT EXISTS batch_lines (
 """
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 FINAL = ("completed", "failed", "expired", "cancelled")
+CANCELLABLE = ("validating", "in_progress")
+_INPUT_OF = "json_extract(body, '$.input_file_id')"
+T = TypeVar("T")
 
 
 def new_id(prefix: str) -> str:
@@ -63,6 +72,9 @@ class BatchStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.executescript(SCHEMA)
+        columns = {r["name"] for r in self._conn.execute("PRAGMA table_info(batches)")}
+        if "input" not in columns:  # stores made before batches kept their own input copy
+            self._conn.execute("ALTER TABLE batches ADD COLUMN input BLOB")
 
     def close(self) -> None:
         with self._lock:
@@ -75,6 +87,33 @@ class BatchStore:
     def _run(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         with self._lock:
             return self._conn.execute(sql, params).rowcount
+
+    def _tx(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` in one transaction, under the lock."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                out = work(self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+            return out
+
+    @staticmethod
+    def _body(conn: sqlite3.Connection, batch_id: str, tenant: str | None = None) -> dict[str, Any] | None:
+        sql, params = "SELECT body FROM batches WHERE id = ?", (batch_id,)
+        if tenant is not None:
+            sql, params = sql + " AND tenant_id = ?", (batch_id, tenant)
+        row = conn.execute(sql, params).fetchone()
+        return orjson.loads(row["body"]) if row else None
+
+    @staticmethod
+    def _write(conn: sqlite3.Connection, body: dict[str, Any]) -> None:
+        conn.execute(
+            "UPDATE batches SET status = ?, body = ? WHERE id = ?",
+            (body["status"], orjson.dumps(body).decode(), body["id"]),
+        )
 
     # ------------------------------------------------------------------ files
 
@@ -113,7 +152,29 @@ class BatchStore:
         return bytes(rows[0]["data"]) if rows else None
 
     def delete_file(self, tenant: str, file_id: str) -> bool:
-        return self._run("DELETE FROM batch_files WHERE id = ? AND tenant_id = ?", (file_id, tenant)) > 0
+        """Delete a file; an unfinished batch reading it keeps its own copy of the bytes first."""
+        marks = ",".join("?" * len(ACTIVE))
+
+        def work(conn: sqlite3.Connection) -> bool:
+            conn.execute(
+                f"UPDATE batches SET input = (SELECT data FROM batch_files WHERE id = ? AND tenant_id = ?) "
+                f"WHERE tenant_id = ? AND input IS NULL AND status IN ({marks}) AND {_INPUT_OF} = ?",
+                (file_id, tenant, tenant, *ACTIVE, file_id),
+            )
+            gone = conn.execute("DELETE FROM batch_files WHERE id = ? AND tenant_id = ?", (file_id, tenant))
+            return gone.rowcount > 0
+
+        return self._tx(work)
+
+    def input_of(self, batch_id: str) -> bytes | None:
+        """The batch's input bytes: its input file, or the copy it kept when that file was deleted;
+        None when neither is there."""
+        rows = self._all(
+            "SELECT COALESCE(b.input, f.data) AS data FROM batches b LEFT JOIN batch_files f "
+            "ON f.id = json_extract(b.body, '$.input_file_id') AND f.tenant_id = b.tenant_id WHERE b.id = ?",
+            (batch_id,),
+        )
+        return bytes(rows[0]["data"]) if rows and rows[0]["data"] is not None else None
 
     # ------------------------------------------------------------------ batches
 
@@ -140,10 +201,83 @@ class BatchStore:
         return [orjson.loads(r["body"]) for r in rows[start : start + limit]]
 
     def save(self, body: dict[str, Any]) -> None:
-        self._run(
-            "UPDATE batches SET status = ?, body = ? WHERE id = ?",
-            (body["status"], orjson.dumps(body).decode(), body["id"]),
-        )
+        """Overwrite the stored body (use `update` from a runner: it keeps a cancel)."""
+        with self._lock:
+            self._write(self._conn, body)
+
+    def update(self, body: dict[str, Any]) -> str:
+        """Store a running batch's progress without losing a cancel accepted meanwhile (then `body` says
+        `cancelling` too); returns the status stored."""
+
+        def work(conn: sqlite3.Connection) -> str:
+            stored = self._body(conn, body["id"]) or {}
+            if stored.get("status") == "cancelling" and body["status"] in CANCELLABLE:
+                body.update(status="cancelling", cancelling_at=stored.get("cancelling_at"))
+            self._write(conn, body)
+            return str(body["status"])
+
+        return self._tx(work)
+
+    def cancel(self, batch_id: str, tenant: str) -> dict[str, Any] | None:
+        """Mark the batch `cancelling` if it still can be; the stored batch (None: no such batch)."""
+
+        def work(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            body = self._body(conn, batch_id, tenant)
+            if body is not None and body["status"] in CANCELLABLE:
+                body.update(status="cancelling", cancelling_at=int(time.time()))
+                self._write(conn, body)
+            return body
+
+        return self._tx(work)
+
+    def finalize(self, body: dict[str, Any]) -> bool:
+        """Every line is answered: move to `finalizing` (no cancel is accepted after that), unless a
+        cancel was accepted first (then False, and `body` says `cancelling`)."""
+
+        def work(conn: sqlite3.Connection) -> bool:
+            stored = self._body(conn, body["id"]) or {}
+            if stored.get("status") == "cancelling":
+                body.update(status="cancelling", cancelling_at=stored.get("cancelling_at"))
+                return False
+            body.update(status="finalizing", finalizing_at=int(time.time()))
+            self._write(conn, body)
+            return True
+
+        return self._tx(work)
+
+    def finish(self, body: dict[str, Any]) -> None:
+        """Store the final body (keeping the time a cancel was accepted) and drop the line records and
+        the input copy, which only a running batch needs."""
+
+        def work(conn: sqlite3.Connection) -> None:
+            stored = self._body(conn, body["id"]) or {}
+            if stored.get("cancelling_at") and not body.get("cancelling_at"):
+                body["cancelling_at"] = stored["cancelling_at"]
+            self._write(conn, body)
+            conn.execute("UPDATE batches SET input = NULL WHERE id = ?", (body["id"],))
+            conn.execute("DELETE FROM batch_lines WHERE batch_id = ?", (body["id"],))
+
+        self._tx(work)
+
+    def save_progress(
+        self, batch_id: str, lines: list[tuple[int, bool, bytes]], counts: dict[str, int]
+    ) -> str:
+        """Record answered (and booked) lines and the batch's counts in one write, so a process resuming
+        the batch never sends or books them again; returns the stored status (`cancelling`: stop)."""
+
+        def work(conn: sqlite3.Connection) -> str:
+            conn.executemany(
+                "INSERT OR REPLACE INTO batch_lines VALUES (?, ?, ?, ?)",
+                [(batch_id, i, int(ok), raw) for i, ok, raw in lines],
+            )
+            body = self._body(conn, batch_id)
+            if body is None:
+                return "failed"
+            body["request_counts"].update(counts)
+            self._write(conn, body)
+            return str(body["status"])
+
+        return self._tx(work)
 
     def tenant_of(self, batch_id: str) -> tuple[str, str | None]:
         (row,) = self._all("SELECT tenant_id, key_id FROM batches WHERE id = ?", (batch_id,))
@@ -159,18 +293,9 @@ class BatchStore:
         value = None if upstream is None else orjson.dumps(upstream).decode()
         self._run("UPDATE batches SET upstream = ? WHERE id = ?", (value, batch_id))
 
-    def save_line(self, batch_id: str, line: int, ok: bool, output: bytes) -> None:
-        """Record one answered (and booked) line, so a process resuming the batch never sends or books it
-        again."""
-        self._run("INSERT OR REPLACE INTO batch_lines VALUES (?, ?, ?, ?)", (batch_id, line, int(ok), output))
-
     def done_lines(self, batch_id: str) -> dict[int, tuple[bool, bytes]]:
         rows = self._all("SELECT line, ok, output FROM batch_lines WHERE batch_id = ?", (batch_id,))
         return {r["line"]: (bool(r["ok"]), bytes(r["output"])) for r in rows}
-
-    def drop_lines(self, batch_id: str) -> None:
-        """Forget the per-line records once the batch's output files are stored."""
-        self._run("DELETE FROM batch_lines WHERE batch_id = ?", (batch_id,))
 
     def claim(self, owner: str) -> list[str]:
         """Active batches nobody runs yet (or this owner runs), now owned by `owner`."""

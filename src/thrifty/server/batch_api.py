@@ -3,7 +3,7 @@ thrifty. Jobs are stored (`thrifty.batching.store`) and run by a `JobRunner` sta
 
 from __future__ import annotations
 
-import time
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from thrifty.batching import budget
 from thrifty.batching.jobs import JobRunner, batch_object
 from thrifty.batching.lines import ENDPOINTS, parse_lines
 from thrifty.batching.store import BatchStore
@@ -139,8 +140,10 @@ class BatchApi:
             raise InvalidRequest(
                 "input_file_id must name a file uploaded with purpose 'batch'.", param="input_file_id"
             )
+        await budget.admit(self.gateway, tenant)  # a key whose budget is spent: 429, as live chat
         batch = batch_object(file_id, endpoint, window, metadata)
-        _, errors = parse_lines(self.store.content(tenant.id, file_id) or b"", endpoint, tenant)
+        data = await asyncio.to_thread(self.store.content, tenant.id, file_id)
+        _, errors = await asyncio.to_thread(parse_lines, data or b"", endpoint, tenant)
         if errors:  # like OpenAI: the batch exists and failed validation
             batch.update(
                 status="failed", failed_at=batch["created_at"], errors={"object": "list", "data": errors}
@@ -178,11 +181,11 @@ class BatchApi:
         )
 
     async def cancel_batch(self, request: Request) -> Response:
-        _, batch = await self._batch(request)
-        if batch["status"] not in ("validating", "in_progress", "cancelling"):
+        tenant = await self.tenant_of(request)
+        batch = self.store.cancel(request.path_params["batch_id"], tenant.id)  # atomic with the runner
+        if batch is None:
+            raise _not_found("batch", "batch_id")
+        if batch["status"] != "cancelling":  # finalizing (every line answered) or final
             raise InvalidRequest(f"Cannot cancel a batch with status '{batch['status']}'.", param="batch_id")
-        if batch["status"] != "cancelling":
-            batch.update(status="cancelling", cancelling_at=int(time.time()))
-            self.store.save(batch)
-            self.runner.wake()
+        self.runner.cancelled(batch["id"])
         return json_response(batch)

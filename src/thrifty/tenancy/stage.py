@@ -18,7 +18,7 @@ from thrifty.tenancy.keys import Budgets, VirtualKey
 from thrifty.tenancy.metered import MeteredStream
 from thrifty.tenancy.ratelimit import Limit, LimitState, RateLimiter
 from thrifty.tenancy.settings import TenancyConfig
-from thrifty.types import ChatResult
+from thrifty.types import ChatResult, Tenant
 
 if TYPE_CHECKING:
     from thrifty.tenancy.directory import KeyDirectory
@@ -125,7 +125,10 @@ class LimitsStage:
         return result
 
     async def _key(self, call: Call) -> VirtualKey | None:
-        key_id = call.tenant.key_id
+        return await self._tenant_key(call.tenant)
+
+    async def _tenant_key(self, tenant: Tenant) -> VirtualKey | None:
+        key_id = tenant.key_id
         if key_id is None or key_id == "master":
             return None
         key = await self.directory.by_id(key_id)
@@ -135,6 +138,32 @@ class LimitsStage:
         if reason is not None:
             raise AuthenticationError(reason)
         return key
+
+    # ---- work the pipeline does not carry (embeddings, batch jobs): checked first, charged after
+
+    async def admit(self, tenant: Tenant, tokens: int = 0) -> dict[str, str]:
+        """Count one request of `tokens` against the key's rate limits and refuse it when its budget is
+        already spent (as the pipeline would); return the rate-limit headers. What it then costs is
+        counted with `charge`, so such work can overrun a budget by at most its own cost."""
+        key = await self._tenant_key(tenant)
+        if key is None:
+            return {}
+        if self.owner is not None:
+            await self.owner.start()
+        estimate = Estimate(tokens=tokens, worst_usd=0.0)
+        states = await self._rate_limit(key, estimate) if key.rate_limits.any() else []
+        if key.budgets.any():
+            await self._release(await self._reserve(key, estimate))
+        return rate_headers(states)
+
+    async def charge(self, tenant: Tenant, usd: float) -> None:
+        """Count `usd` booked outside the pipeline in every budget window of the tenant's key."""
+        key_id = tenant.key_id
+        if key_id is None or key_id == "master" or usd <= 0:
+            return
+        if self.owner is not None:
+            await self.owner.start()
+        await self._settle(Reservation(key_id, "c" + secrets.token_hex(8), 0.0, windows(_EVERY_WINDOW)), usd)
 
     # ---- estimates
 
@@ -245,7 +274,7 @@ class LimitsStage:
             raise BudgetExceeded(
                 f"Budget exceeded for key {key.id}: its {win.name} budget is ${win.limit:.4f}, "
                 f"${refusal.spent:.4f} is spent and ${refusal.reserved:.4f} is held by requests in "
-                f"flight; this request may cost up to ${estimate.worst_usd:.4f}. "
+                f"flight; {_may_cost(estimate)}"
                 "Lower max_tokens, wait for the budget to reset, or ask an admin to raise it.",
                 status=self.settings.budgets.over_budget_status,
             )
@@ -282,3 +311,9 @@ class LimitsStage:
             f"The gateway cannot check {what} right now (shared state unreachable); try again shortly.",
             headers={"retry-after": "1"},
         )
+
+
+def _may_cost(estimate: Estimate) -> str:
+    if estimate.worst_usd <= 0:  # admitted work priced only once done: the budget is simply spent
+        return "no budget is left. "
+    return f"this request may cost up to ${estimate.worst_usd:.4f}. "
