@@ -130,6 +130,25 @@ def test_anthropic_message_batches_forwarded_at_batch_prices(gateway_factory, fa
         assert row["saved_batching"] == pytest.approx(full * (1 - price.batch))
 
 
+@pytest.mark.parametrize("model", ["claude-sonnet-4-5", "gpt-4o-mini"])
+def test_a_batch_answer_without_usage_is_counted_locally_not_booked_free(gateway_factory, fake, model):
+    gw = gateway_factory(config(fake))
+    client = sdk(gw)
+    fake.script({"omit_usage": True}, model=model)
+    uploaded = client.files.create(
+        file=("in.jsonl", jsonl(model, ["how long is a piece of string"])), purpose="batch"
+    )
+    batch = client.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    done, _ = wait_done(client, batch.id)
+    answer = output(client, done.output_file_id)["q-0"]["response"]["body"]
+    assert answer["usage"]["prompt_tokens"] > 0 and answer["usage"]["completion_tokens"] > 0
+    (row,) = ledger_rows(gw.ledger_path, expect=1)
+    assert row["estimated"] == 1 and row["cost_usd"] > 0
+    assert row["output_tokens"] == answer["usage"]["completion_tokens"]
+
+
 def test_provider_without_a_batch_api_runs_through_the_gateway(gateway_factory, fake):
     with FakeProvider(batch_api=False) as plain:
         data = config(fake)

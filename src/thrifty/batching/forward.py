@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from thrifty.batching import budget
 from thrifty.batching.lines import Line, output_line
 from thrifty.batching.progress import Progress
+from thrifty.dispatch import answer_text
 from thrifty.errors import ThriftyError, UpstreamError
 from thrifty.pipeline import Call
 from thrifty.providers.batch import BatchResult
@@ -168,7 +169,7 @@ class Forwarding:
                         done[i] = (False, missing)
                 elif result.status_code == 200:
                     answer = {**result.body, "model": upstream["model"]}
-                    request_id, booked = self._book(body, line, answer, dep, tenant)
+                    request_id, booked, answer = self._book(body, line, answer, dep, tenant)
                     cost += booked
                     done[i] = (True, output_line(line.custom_id, 200, request_id, answer))
                     progress.add(i, *done[i])
@@ -192,8 +193,13 @@ class Forwarding:
 
     def _book(
         self, body: dict[str, Any], line: Line, answer: dict[str, Any], dep: Deployment, tenant: Tenant
-    ) -> tuple[str, float]:
-        usage = Usage.from_openai(answer.get("usage")) or Usage()
+    ) -> tuple[str, float, dict[str, Any]]:
+        """Book one answered line; returns its request id, its cost and the answer (with usage: counted
+        locally, and marked estimated in the ledger, when the provider sent none)."""
+        usage = Usage.from_openai(answer.get("usage"))
+        if usage is None:
+            usage = self.gateway.books.estimate(line.body, answer_text(answer))
+            answer = {**answer, "usage": usage.to_openai()}
         call = Call(
             body=line.body,
             original=line.body,
@@ -203,7 +209,7 @@ class Forwarding:
             meta={"batch_id": body["id"], "custom_id": line.custom_id},
         )
         cost = self.gateway.books.ok(call, call.model, dep, usage, latency_ms=0.0, batch=True)
-        return call.request_id, cost
+        return call.request_id, cost, answer
 
 
 def _missing(custom_id: str, status: str) -> bytes | None:

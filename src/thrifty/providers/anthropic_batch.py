@@ -89,11 +89,7 @@ class AnthropicBatchClient:
             result = item.get("result") or {}
             kind = result.get("type")
             if kind == "succeeded":
-                out.append(
-                    BatchResult(
-                        item.get("custom_id"), 200, to_openai_response(result.get("message") or {}, created)
-                    )
-                )
+                out.append(_succeeded(item.get("custom_id"), result.get("message") or {}, created))
             else:
                 error = (result.get("error") or {}).get("error") or {
                     "type": kind,
@@ -106,3 +102,11 @@ class AnthropicBatchClient:
 
     async def cancel(self, batch_id: str) -> None:
         await self._call("POST", self._url(f"/{batch_id}/cancel"))
+
+
+def _succeeded(custom_id: Any, message: dict, created: int) -> BatchResult:
+    """One answered request; an answer that cannot be read fails that line alone (502), not the batch."""
+    try:
+        return BatchResult(custom_id, 200, to_openai_response(message, created))
+    except UpstreamError as exc:
+        return BatchResult(custom_id, 502, {"error": {"type": "upstream_error", "message": exc.message}})

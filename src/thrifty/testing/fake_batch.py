@@ -200,7 +200,9 @@ class FakeBatchApi:
             body = line.get("body") or {}
             behaviour = self.server.state.next_behaviour(body.get("model"))
             answer = build_answer(body, behaviour, self.server.tokenizer)
-            completion = openai_completion(body, answer, self.server.tokenizer, omit_usage=False)
+            completion = openai_completion(
+                body, answer, self.server.tokenizer, omit_usage=bool(behaviour.get("omit_usage"))
+            )
             response = {"status_code": 200, "request_id": new_id("req_"), "body": completion}
             out.append(
                 {
@@ -297,7 +299,7 @@ class FakeMessageBatches:
                 answer.cached_tokens, answer.cache_write_tokens = self.server.prefix_cache.anthropic(
                     params, answer.prompt_tokens
                 )
-            message = anthropic_message(params, answer, omit_usage=False)
+            message = anthropic_message(params, answer, omit_usage=bool(behaviour.get("omit_usage")))
             result = {"type": "succeeded", "message": message}
             lines.append(orjson.dumps({"custom_id": item.get("custom_id"), "result": result}))
         self.results[batch["id"]] = b"\n".join(lines) + b"\n"
