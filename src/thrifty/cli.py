@@ -44,8 +44,10 @@ def main() -> None:
 @main.command()
 @click.option("--config", "config_path", envvar="THRIFTY_CONFIG", help="YAML config file.")
 @click.option("--host", default=None, help="Bind address (default from config: 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Port (default from config: 4000).")
-@click.option("--workers", type=int, default=None, help="Worker processes (default from config: 1).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (default from config: 4000).")
+@click.option(
+    "--workers", type=click.IntRange(1, 64), default=None, help="Worker processes (default from config: 1)."
+)
 @click.option("--log-level", default="warning", show_default=True)
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def serve(
@@ -64,7 +66,7 @@ def serve(
     config = _load(config_path, files=True)
     host = host or config.server.host
     port = config.server.port if port is None else port
-    workers = workers or config.server.workers
+    workers = config.server.workers if workers is None else workers
     if config_path:
         os.environ["THRIFTY_CONFIG"] = os.path.abspath(config_path)
     gateway = _gateway(config)  # what only building finds fails here, once, not in every worker
@@ -154,7 +156,7 @@ def ledger_group() -> None:
 
 @ledger_group.command("tail")
 @click.option("--config", "config_path", envvar="THRIFTY_CONFIG")
-@click.option("-n", "count", type=int, default=20, show_default=True)
+@click.option("-n", "count", type=click.IntRange(1, 100_000), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def ledger_tail(config_path: str | None, count: int, as_json: bool) -> None:
     """Show the most recent ledger rows."""

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from thrifty.errors import ConfigError
 from thrifty.pricing.catalog import Catalog
@@ -56,10 +64,17 @@ class ServerConfig(Section):
 class LedgerConfig(Section):
     backend: Literal["sqlite", "postgres"] = "sqlite"
     path: str = "thrifty-ledger.db"
-    dsn: str | None = None
-    batch_size: int = Field(512, ge=1)
-    flush_interval_ms: int = Field(50, ge=1)
-    queue_size: int = Field(100_000, ge=10)
+    dsn: str | None = Field(None, validate_default=True)
+    batch_size: int = Field(512, ge=1, le=1_000_000)
+    flush_interval_ms: int = Field(50, ge=1, le=60_000)
+    queue_size: int = Field(100_000, ge=10, le=100_000_000)
+
+    @field_validator("dsn")
+    @classmethod
+    def _postgres_needs_a_dsn(cls, dsn: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("backend") == "postgres" and not dsn:
+            raise ValueError("the postgres ledger needs a dsn (postgresql://…)")
+        return dsn
 
 
 class Timeouts(Section):
@@ -196,11 +211,20 @@ class Config(Section):
 
 
 def interpolate(value: Any, env: Mapping[str, str], path: str = "") -> Any:
-    """Replace ${VAR} and ${VAR:-default} in every string; missing variables are errors."""
+    """Replace ${VAR} and ${VAR:-default} in every string; missing variables are errors (all named)."""
+    missing: list[tuple[str, str]] = []
+    out = _interpolate(value, env, path, missing)
+    if missing:
+        raise ConfigError(missing)
+    return out
+
+
+def _interpolate(value: Any, env: Mapping[str, str], path: str, missing: list[tuple[str, str]]) -> Any:
+    """`interpolate`, appending (path, message) for each missing variable (replaced by "") to `missing`."""
     if isinstance(value, dict):
-        return {k: interpolate(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        return {k: _interpolate(v, env, f"{path}.{k}" if path else str(k), missing) for k, v in value.items()}
     if isinstance(value, list):
-        return [interpolate(v, env, f"{path}.{i}") for i, v in enumerate(value)]
+        return [_interpolate(v, env, f"{path}.{i}", missing) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
 
@@ -210,7 +234,8 @@ def interpolate(value: Any, env: Mapping[str, str], path: str = "") -> Any:
             return env[name]
         if default is not None:
             return default
-        raise ConfigError([(path, f"environment variable {name} is not set")])
+        missing.append((path, f"environment variable {name} is not set"))
+        return ""
 
     return _ENV_REF.sub(sub, value)
 
@@ -227,7 +252,8 @@ def _pydantic_errors(exc: ValidationError) -> list[tuple[str, str]]:
 def parse(data: dict[str, Any] | None, env: Mapping[str, str] | None = None) -> Config:
     """Validate a config mapping (after env interpolation); raise ConfigError with every error."""
     env = os.environ if env is None else env
-    data = interpolate(data or {}, env)
+    missing: list[tuple[str, str]] = []
+    data = _interpolate(data or {}, env, "", missing)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
@@ -237,7 +263,10 @@ def parse(data: dict[str, Any] | None, env: Mapping[str, str] | None = None) -> 
             ctx_error = (err.get("ctx") or {}).get("error")
             if isinstance(ctx_error, ConfigError):
                 errors = [e for e in errors if e[0] != "(root)"] + ctx_error.errors
-        raise ConfigError(errors) from None
+        unset = {p for p, _ in missing}  # a missing variable's "" is no error of its own
+        raise ConfigError(missing + [e for e in errors if e[0] not in unset]) from None
+    if missing:
+        raise ConfigError(missing)
     if not config.providers:
         add_env_providers(config, env)
     _check_routing(config)
@@ -290,16 +319,41 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
     if path is None:
         return parse({}, env)
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([("(file)", f"cannot read {path}: {exc.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([("(file)", f"{path} is not UTF-8 text")]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ConfigError([("(file)", f"invalid YAML: {exc}")]) from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError([("(root)", "the config must be a mapping")])
-    return parse(data, env)
+    try:
+        return parse(data, env)
+    except RecursionError:
+        raise ConfigError([("(root)", "the config contains itself (a recursive YAML alias)")]) from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key given twice in one mapping (plain YAML keeps the last silently,
+    dropping a whole section written twice)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            try:
+                duplicate = key in seen
+            except TypeError:
+                continue  # an unhashable key: the base constructor reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def add_env_providers(config: Config, env: Mapping[str, str]) -> None:

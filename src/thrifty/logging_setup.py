@@ -15,30 +15,14 @@ from typing import Any
 
 import orjson
 
+from thrifty.redact import Redactor
 from thrifty.types import new_request_id
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("thrifty_request_id", default=None)
 """The id of the request being served in this task (set by AccessLog; read by the formatter)."""
 _VALID_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-_SECRET_PATTERNS = (
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{6,}"),
-    re.compile(r"\b(sk|tk|pk|rk)-[A-Za-z0-9_-]{8,}"),
-)
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 PROMPT_BYTES = 8192
-
-
-class Redactor:
-    """Replaces secrets in text with `[redacted]`."""
-
-    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "[redacted]")
-        text = _SECRET_PATTERNS[0].sub(r"\1[redacted]", text)
-        return _SECRET_PATTERNS[1].sub("[redacted]", text)
 
 
 class JsonFormatter(logging.Formatter):

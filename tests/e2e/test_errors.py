@@ -130,3 +130,24 @@ def test_health_and_readiness(gateway):
     assert httpx.get(gateway.url + "/healthz").json() == {"status": "ok"}
     ready = httpx.get(gateway.url + "/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
+
+
+@pytest.mark.parametrize("provider", ["fakeai", "fakeanthropic"])
+def test_a_provider_that_echoes_its_key_never_leaks_it_to_the_client_or_the_ledger(
+    gateway_factory, fake, provider
+):
+    """Some providers quote the key they were sent in a 401 ("Incorrect API key provided: …")."""
+    secret = "plainsecret-UPSTREAM-0123"
+    config = base_config(fake)
+    config["providers"][provider]["api_key"] = secret
+    gw = gateway_factory(config)
+    model = "gpt-4o" if provider == "fakeai" else "claude-sonnet-4-5"
+    for status in (401, 400):
+        fake.script(
+            {"status": status, "error_message": f"Incorrect API key provided: {secret}."}, model=model
+        )
+        r = post(gw, json={**OK_BODY, "model": model}, headers={"x-request-id": "x"})
+        assert r.status_code in (400, 502) and "Incorrect API key provided" in r.text
+        assert secret not in r.text and "[redacted]" in r.text
+        rows = ledger_rows(gw.ledger_path, expect=1, request_id=r.headers["x-request-id"])
+        assert rows and all(secret not in (row["error"] or "") for row in rows)

@@ -95,3 +95,42 @@ async def test_an_empty_master_key_is_no_key_not_a_lock():
     assert tenant.key_id is None
     keyed = parse({"server": {"master_key": "${THRIFTY_MASTER_KEY:-}"}}, {"THRIFTY_MASTER_KEY": "sk-admin"})
     assert keyed.server.master_key == "sk-admin" and tenancy_enabled(keyed)
+
+
+def test_every_error_is_named_at_once_unset_variables_included():
+    data = {
+        "servr": {"port": 1},
+        "providers": {"a": {"api_key": "${NOPE_A}"}, "b": {"api_key": "${NOPE_B}", "type": "opnai"}},
+    }
+    with pytest.raises(ConfigError) as exc:
+        parse(data, {})
+    paths = {p for p, _ in exc.value.errors}
+    assert {"servr", "providers.a.api_key", "providers.b.api_key", "providers.b.type"} <= paths
+    assert ("providers.a.api_key", "environment variable NOPE_A is not set") in exc.value.errors
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"server: {port: 4000}\nserver: {host: 0.0.0.0}\n", "duplicate key 'server'"),
+        (b"ledger: {path: a.db, path: b.db}\n", "duplicate key 'path'"),
+        (b"\xff\xfe garbage", "is not UTF-8 text"),
+        (b"a: &a [*a]\n", "recursive YAML alias"),
+    ],
+)
+def test_odd_files_are_config_errors_not_tracebacks(tmp_path, text, message):
+    path = tmp_path / "thrifty.yaml"
+    path.write_bytes(text)
+    with pytest.raises(ConfigError) as exc:
+        load(path, {})
+    assert any(message in m for _, m in exc.value.errors), exc.value.errors
+
+
+def test_ledger_settings_that_cannot_work_are_refused_when_loading():
+    for ledger, where in (
+        ({"backend": "postgres"}, "ledger.dsn"),
+        ({"flush_interval_ms": 99_999_999_999_999}, "ledger.flush_interval_ms"),
+    ):
+        with pytest.raises(ConfigError) as exc:
+            parse({"ledger": ledger}, {})
+        assert [p for p, _ in exc.value.errors] == [where]

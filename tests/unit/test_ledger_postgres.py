@@ -11,7 +11,7 @@ import pytest
 
 from tests.unit.test_ledger_sqlite import attempt
 from tests.unit.test_report import SEED
-from thrifty.config import LedgerConfig
+from thrifty.config import LedgerConfig, parse
 from thrifty.errors import ConfigError
 from thrifty.ledger import insights
 from thrifty.ledger.migrate import migrations
@@ -38,8 +38,11 @@ def test_placeholders_and_dialect():
 
 
 def test_open_ledger_needs_a_dsn():
-    with pytest.raises(ConfigError) as err:
-        open_ledger(LedgerConfig(backend="postgres"))
+    with pytest.raises(ConfigError) as err:  # refused when the config loads (config check, serve, report)
+        parse({"ledger": {"backend": "postgres"}}, {})
+    assert err.value.errors[0][0] == "ledger.dsn"
+    with pytest.raises(ConfigError) as err:  # and by open_ledger, for a config built in code
+        open_ledger(LedgerConfig.model_construct(backend="postgres", dsn=None))
     assert err.value.errors[0][0] == "ledger.dsn"
 
 

@@ -11,6 +11,7 @@ import orjson
 from thrifty.config import ProviderConfig
 from thrifty.errors import InvalidRequest, UpstreamError
 from thrifty.providers.http import HttpClient
+from thrifty.redact import Redactor
 from thrifty.types import Body, Usage
 
 
@@ -29,6 +30,8 @@ class Provider(ABC):
         self.name = name
         self.config = config
         self.http = http
+        self.redact = Redactor([config.api_key, *config.headers.values()])
+        """Scrubs this provider's credentials from text it sent back (error messages)."""
 
     @abstractmethod
     async def chat(self, body: Body, model: str) -> Reply:

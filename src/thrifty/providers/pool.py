@@ -115,7 +115,7 @@ class ProviderPool:
             return first, agen
 
         (first, rest), served = await self._run(model, call, on_failure, self._key(body))
-        return OpenStream(served, first, rest)
+        return OpenStream(served, first, _redacted(rest, served.deployment))
 
     async def _run(self, model, call, on_failure: OnFailure, key: str | None = None):
         last: UpstreamError | None = None
@@ -186,6 +186,9 @@ async def _guarded(call, dep: Deployment):
     its traceback, booked and failed over like any other."""
     try:
         return await call(dep)
+    except UpstreamError as exc:  # its message may quote what the provider sent back: its own key
+        exc.message = dep.provider.redact(exc.message)
+        raise
     except ThriftyError:
         raise
     except Exception as exc:
@@ -193,3 +196,17 @@ async def _guarded(call, dep: Deployment):
         raise UpstreamError(
             f"{dep.provider.name} sent an answer thrifty could not read ({type(exc).__name__})"
         ) from exc
+
+
+async def _redacted(chunks: AsyncIterator[Body], dep: Deployment) -> AsyncIterator[Body]:
+    """The rest of a stream; an error midway has the provider's credentials scrubbed from its message."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except UpstreamError as exc:
+        exc.message = dep.provider.redact(exc.message)
+        raise
+    finally:
+        closer = getattr(chunks, "aclose", None)
+        if closer is not None:
+            await closer()

@@ -153,7 +153,7 @@ class FakeProviderApp:
                 return await _abort(request)
             status = behaviour.get("status")
             if status is not None and status >= 400:
-                message = f"fake provider: scripted error {status}"
+                message = behaviour.get("error_message") or f"fake provider: scripted error {status}"
                 return _json_response(error_body(status, message), status, headers)
             if behaviour.get("malformed") and not body.get("stream"):
                 return web.Response(body=MALFORMED_JSON, content_type="application/json", headers=headers)

@@ -24,6 +24,7 @@ Behaviour = dict[str, Any]
 BEHAVIOUR_FIELDS: frozenset[str] = frozenset(
     {
         "status",
+        "error_message",
         "retry_after",
         "latency_ms",
         "drop",
@@ -90,6 +91,8 @@ def validate_behaviour(behaviour: Mapping[str, Any]) -> Behaviour:
             _check_number(name, out[name], integer=True)
     if out.get("status") is not None and not 100 <= out["status"] <= 599:
         raise BehaviourError("status must be an HTTP status code")
+    if out.get("error_message") is not None and not isinstance(out["error_message"], str):
+        raise BehaviourError("error_message must be a string")
     if out.get("drop") is not None and out["drop"] not in DROP_MODES:
         raise BehaviourError(f"drop must be one of {sorted(DROP_MODES)}")
     if out.get("retry_after") is not None:
