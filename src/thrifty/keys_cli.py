@@ -7,18 +7,24 @@ invalidates the serving replica's key cache.
 
 from __future__ import annotations
 
+import http.client
 import json
+import math
 import re
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from thrifty.cli_types import FiniteFloatRange
 
+LAST_EXPIRY = 253402300799.0
+"""9999-12-31T23:59:59Z, = tenancy.spec.LAST_EXPIRY (not imported: it would load the config at CLI start)."""
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -27,7 +33,30 @@ def _duration(value: str) -> float:
     match = _DURATION.match(value.strip())
     if not match:
         raise click.BadParameter(f"{value!r} is not a duration like 3600, 90m, 12h or 30d")
-    return float(match.group(1)) * _UNIT_S[match.group(2)]
+    seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
+    if seconds <= 0:
+        raise click.BadParameter(f"{value!r} is not a lifetime: it must be more than 0")
+    if not math.isfinite(seconds) or time.time() + seconds > LAST_EXPIRY:
+        raise click.BadParameter(f"{value!r} is too long: the key would expire after 9999-12-31")
+    return seconds
+
+
+def _expires_in(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """`--expires-in` checked while the options are parsed: a bad one is a usage error (exit 2)."""
+    return None if value is None else _duration(value)
+
+
+def _check_url(url: str) -> None:
+    """An http(s) URL with a host (and a numeric port, if any); else a usage error naming --url."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        raise click.BadParameter(f"{url!r} is not a URL ({exc})", param_hint="'--url'") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(
+            f"{url!r} is not a gateway URL like http://127.0.0.1:4000", param_hint="'--url'"
+        )
 
 
 def _metadata(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -48,18 +77,32 @@ class AdminClient:
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         if not self.master_key:
             raise click.UsageError("set THRIFTY_MASTER_KEY to the gateway's master key")
+        _check_url(self.url)
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method)
+        try:
+            request = urllib.request.Request(self.url + path, data=data, method=method)
+        except ValueError as exc:
+            raise click.BadParameter(f"{self.url!r} is not a URL ({exc})", param_hint="'--url'") from None
         request.add_header("authorization", f"Bearer {self.master_key}")
         if data is not None:
             request.add_header("content-type", "application/json")
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                return json.loads(response.read() or b"null")
+                raw = response.read()
         except urllib.error.HTTPError as exc:
             raise click.ClickException(f"{exc.code}: {_error_message(exc.read())}") from None
         except urllib.error.URLError as exc:
             raise click.ClickException(f"cannot reach {self.url}: {exc.reason}") from None
+        except http.client.InvalidURL as exc:
+            raise click.BadParameter(f"{self.url!r} is not a URL ({exc})", param_hint="'--url'") from None
+        except (OSError, http.client.HTTPException) as exc:  # timeouts, resets after connecting
+            raise click.ClickException(f"cannot reach {self.url}: {exc or type(exc).__name__}") from None
+        try:
+            return json.loads(raw or b"null")
+        except ValueError:
+            raise click.ClickException(
+                f"{self.url} did not answer with JSON: is it a thrifty gateway?"
+            ) from None
 
 
 def _error_message(raw: bytes) -> str:
@@ -84,7 +127,9 @@ def _key_options(fn: Any) -> Any:
         click.option(
             "--tpm", type=click.IntRange(min=1), default=None, help="Tokens (prompt + max output) per minute."
         ),
-        click.option("--expires-in", default=None, help="Lifetime: seconds or 90m / 12h / 30d."),
+        click.option(
+            "--expires-in", default=None, callback=_expires_in, help="Lifetime: seconds or 90m / 12h / 30d."
+        ),
         click.option("--meta", multiple=True, help="Metadata KEY=VALUE (repeat)."),
     ]
     for option in reversed(options):
@@ -104,8 +149,8 @@ def _body(opts: dict[str, Any]) -> dict[str, Any]:
     limits = {k: opts[k] for k in ("rpm", "tpm") if opts.get(k) is not None}
     if limits:
         body["rate_limits"] = limits
-    if opts.get("expires_in"):
-        body["expires_in_s"] = _duration(opts["expires_in"])
+    if opts.get("expires_in") is not None:
+        body["expires_in_s"] = opts["expires_in"]
     if opts.get("meta"):
         body["metadata"] = _metadata(opts["meta"])
     return body
@@ -115,15 +160,23 @@ def _show(key: dict[str, Any]) -> None:
     b, r = key["budgets"], key["rate_limits"]
     budgets = ", ".join(f"{k.split('_')[0]} ${v}" for k, v in b.items() if v is not None) or "none"
     limits = ", ".join(f"{k} {v}" for k, v in r.items() if v is not None) or "none"
-    expires = (
-        time.strftime("%Y-%m-%d %H:%M", time.gmtime(key["expires_at"])) if key["expires_at"] else "never"
-    )
+    expires = _when(key["expires_at"])
     state = "REVOKED" if key["revoked"] else "active"
     models = ",".join(key["models"]) if key["models"] is not None else "all"
     click.echo(
         f"{key['id']}  {state:7}  tenant={key['tenant']}  hint={key['key_hint']}  models={models}  "
         f"budgets: {budgets}  limits: {limits}  expires: {expires}"
     )
+
+
+def _when(stamp: Any) -> str:
+    """A stored unix time as `YYYY-MM-DD HH:MM` (UTC); one no date can hold is shown as is, never raised."""
+    if stamp is None:
+        return "never"
+    try:
+        return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, OSError, ValueError, TypeError):
+        return f"{stamp!r} (not a date)"
 
 
 @click.group("keys")

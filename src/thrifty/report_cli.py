@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -29,6 +30,64 @@ def _time(value: str | None, now: float, param: str) -> float | None:
         raise click.BadParameter(str(exc), param_hint=param) from None
 
 
+def _window(since: float | None, until: float | None) -> None:
+    if since is not None and until is not None and since >= until:
+        raise click.UsageError(
+            "--since must be before --until (the window starts at --since and ends before --until)"
+        )
+
+
+def _open_ledger(ledger_config):
+    """The ledger to report on. A config error exits 2, printed as `thrifty serve` prints one; a database
+    that cannot be opened exits 1 with one line (so does one that cannot be read, in `report`)."""
+    from thrifty.cli import _exit_with
+    from thrifty.errors import ConfigError
+    from thrifty.ledger.open import open_ledger
+
+    try:
+        if ledger_config.backend == "postgres" and ledger_config.dsn:
+            _check_dsn(ledger_config.dsn)
+        return open_ledger(ledger_config)
+    except ConfigError as exc:
+        _exit_with(exc)
+    except (ImportError, OSError, *_ledger_errors(ledger_config)) as exc:  # e.g. a folder it cannot create
+        _exit_ledger_error(exc, ledger_config)
+
+
+def _check_dsn(dsn: str) -> None:
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    from thrifty.errors import ConfigError
+
+    try:
+        conninfo_to_dict(dsn)
+    except ProgrammingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError([("ledger.dsn", f"not a Postgres DSN (postgresql://…): {first}")]) from None
+
+
+def _exit_ledger_error(exc: Exception, ledger_config) -> NoReturn:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = " ".join(lines) or type(exc).__name__
+    where = "the Postgres ledger" if ledger_config.backend == "postgres" else f"ledger {ledger_config.path}"
+    click.echo(f"ledger error: could not read {where}: {detail}", err=True)
+    sys.exit(1)
+
+
+def _ledger_errors(ledger_config) -> tuple[type[Exception], ...]:
+    import sqlite3
+
+    errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+    if ledger_config.backend == "postgres":
+        try:
+            import psycopg
+        except ImportError:  # open_ledger reports it
+            return errors
+        errors += (psycopg.Error,)
+    return errors
+
+
 @click.command("report")
 @click.option("--config", "config_path", envvar="THRIFTY_CONFIG", help="YAML config file.")
 @click.option("--since", help="Start: ISO date/time (UTC) or a span back from now: 30m, 24h, 7d, 2w.")
@@ -51,7 +110,6 @@ def report(
     fmt: str,
 ) -> None:
     """Baseline cost → each lever's saving → actual spend, summed over the ledger."""
-    from thrifty.ledger.open import open_ledger
     from thrifty.ledger.report import Filters, build_report
     from thrifty.ledger.report_render import render
 
@@ -65,8 +123,12 @@ def report(
         model=model,
         route=route,
     )
-    ledger = open_ledger(config.ledger)
-    result = build_report(ledger, filters, by=by, baseline_model=config.baseline_model)
+    _window(filters.since, filters.until)
+    ledger = _open_ledger(config.ledger)
+    try:
+        result = build_report(ledger, filters, by=by, baseline_model=config.baseline_model)
+    except _ledger_errors(config.ledger) as exc:
+        _exit_ledger_error(exc, config.ledger)
     click.echo(render(result, fmt), nl=False)
 
 

@@ -158,3 +158,39 @@ def test_cli_create_list_update_revoke(keyed):
     assert no_master.returncode != 0 and "THRIFTY_MASTER_KEY" in no_master.stderr
     missing = _cli(keyed, "revoke", "key_missing")
     assert missing.returncode == 1 and "404" in missing.stderr
+
+
+def test_expiries_no_date_can_hold_are_refused_and_stored_ones_still_list(keyed):
+    for body, param in [({"expires_at": 99999999999999999999999}, "expires_at"),
+                        ({"expires_at": 253402300800}, "expires_at"), ({"expires_at": -1}, "expires_at"),
+                        ({"expires_in_s": 99999999999999999999 * 86400}, "expires_in_s")]:  # fmt: skip
+        r = httpx.post(keyed.url + "/admin/keys", json={"tenant": "t-exp", **body}, headers=ADMIN)
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, (body, r.text)
+    key = create(keyed, tenant="t-exp", expires_at=253402300799)  # 9999-12-31T23:59:59Z is fine
+    r = httpx.patch(f"{keyed.url}/admin/keys/{key['id']}", json={"expires_at": 1e30}, headers=ADMIN)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "expires_at"
+    assert (
+        httpx.get(keyed.url + "/admin/keys?tenant=t-exp", headers=ADMIN).json()["data"][0]["id"] == key["id"]
+    )
+
+    refused = _cli(keyed, "create", "--tenant", "t-exp", "--expires-in", "99999999999999999999d")
+    assert refused.returncode == 2 and "--expires-in" in refused.stderr and "Traceback" not in refused.stderr
+    listed = _cli(keyed, "list", "--tenant", "t-exp")
+    assert listed.returncode == 0 and "expires: 9999-12-31 23:59" in listed.stdout, listed.stderr
+
+    # a key stored before the API refused such values must still list
+    conn = sqlite3.connect(keyed.ledger_path.parent / "thrifty-keys.db")
+    try:
+        with conn:
+            conn.execute("UPDATE virtual_keys SET expires_at = 8.64e24 WHERE id = ?", (key["id"],))
+    finally:
+        conn.close()
+    later = create(keyed, tenant="t-exp")
+    listed = _cli(keyed, "list", "--tenant", "t-exp")
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
+    assert key["id"] in listed.stdout and later["id"] in listed.stdout
+
+
+def test_cli_with_a_malformed_url_is_a_usage_error(keyed):
+    result = _cli(keyed, "--url", "notaurl", "list")
+    assert result.returncode == 2 and "--url" in result.stderr and "Traceback" not in result.stderr

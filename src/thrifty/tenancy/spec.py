@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from thrifty.errors import InvalidRequest
 from thrifty.tenancy.keys import Budgets, RateLimits, VirtualKey
 
+LAST_EXPIRY = 253402300799.0
+"""9999-12-31T23:59:59Z: the latest expiry a key may have (any later one no date type can show)."""
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)  # no bool→number
@@ -35,9 +38,9 @@ class KeyUpdate(_Strict):
     """Models the key may use; null: all."""
     budgets: BudgetsSpec | None = None
     rate_limits: RateLimitsSpec | None = None
-    expires_at: float | None = None
-    """Unix time after which the key stops working."""
-    expires_in_s: float | None = Field(None, gt=0)
+    expires_at: float | None = Field(None, ge=0, le=LAST_EXPIRY)
+    """Unix time after which the key stops working (a past one expires the key now); up to 9999-12-31."""
+    expires_in_s: float | None = Field(None, gt=0, le=LAST_EXPIRY)
     metadata: dict[str, Any] | None = None
 
 
@@ -93,7 +96,12 @@ def _fields(spec: KeyUpdate, given: set[str], current: VirtualKey | None) -> dic
     if "expires_at" in given:
         out["expires_at"] = spec.expires_at
     if spec.expires_in_s is not None:
-        out["expires_at"] = time.time() + spec.expires_in_s
+        expires_at = time.time() + spec.expires_in_s
+        if expires_at > LAST_EXPIRY:
+            raise InvalidRequest(
+                "Invalid expires_in_s: the key would expire after 9999-12-31.", param="expires_in_s"
+            )
+        out["expires_at"] = expires_at
     if "metadata" in given:
         out["metadata"] = spec.metadata or {}
     return out
