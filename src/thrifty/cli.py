@@ -162,11 +162,14 @@ def ledger_tail(config_path: str | None, count: int, as_json: bool) -> None:
     """Show the most recent ledger rows."""
     import orjson
 
-    from thrifty.ledger.open import open_ledger
+    from thrifty.report_cli import exit_ledger_error, ledger_errors, open_ledger_or_exit
 
     config = _load(config_path)
-    ledger = open_ledger(config.ledger)
-    rows = list(reversed(ledger.rows(limit=count, newest_first=True)))
+    ledger = open_ledger_or_exit(config.ledger)
+    try:
+        rows = list(reversed(ledger.rows(limit=count, newest_first=True)))
+    except ledger_errors(config.ledger) as exc:
+        exit_ledger_error(exc, config.ledger)
     if as_json:
         for row in rows:
             click.echo(orjson.dumps(row).decode())

@@ -37,7 +37,7 @@ def _window(since: float | None, until: float | None) -> None:
         )
 
 
-def _open_ledger(ledger_config):
+def open_ledger_or_exit(ledger_config):
     """The ledger to report on. A config error exits 2, printed as `thrifty serve` prints one; a database
     that cannot be opened exits 1 with one line (so does one that cannot be read, in `report`)."""
     from thrifty.cli import _exit_with
@@ -50,8 +50,8 @@ def _open_ledger(ledger_config):
         return open_ledger(ledger_config)
     except ConfigError as exc:
         _exit_with(exc)
-    except (ImportError, OSError, *_ledger_errors(ledger_config)) as exc:  # e.g. a folder it cannot create
-        _exit_ledger_error(exc, ledger_config)
+    except (ImportError, OSError, *ledger_errors(ledger_config)) as exc:  # e.g. a folder it cannot create
+        exit_ledger_error(exc, ledger_config)
 
 
 def _check_dsn(dsn: str) -> None:
@@ -67,7 +67,7 @@ def _check_dsn(dsn: str) -> None:
         raise ConfigError([("ledger.dsn", f"not a Postgres DSN (postgresql://…): {first}")]) from None
 
 
-def _exit_ledger_error(exc: Exception, ledger_config) -> NoReturn:
+def exit_ledger_error(exc: Exception, ledger_config) -> NoReturn:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     detail = " ".join(lines) or type(exc).__name__
     where = "the Postgres ledger" if ledger_config.backend == "postgres" else f"ledger {ledger_config.path}"
@@ -75,7 +75,7 @@ def _exit_ledger_error(exc: Exception, ledger_config) -> NoReturn:
     sys.exit(1)
 
 
-def _ledger_errors(ledger_config) -> tuple[type[Exception], ...]:
+def ledger_errors(ledger_config) -> tuple[type[Exception], ...]:
     import sqlite3
 
     errors: tuple[type[Exception], ...] = (sqlite3.Error,)
@@ -124,11 +124,11 @@ def report(
         route=route,
     )
     _window(filters.since, filters.until)
-    ledger = _open_ledger(config.ledger)
+    ledger = open_ledger_or_exit(config.ledger)
     try:
         result = build_report(ledger, filters, by=by, baseline_model=config.baseline_model)
-    except _ledger_errors(config.ledger) as exc:
-        _exit_ledger_error(exc, config.ledger)
+    except ledger_errors(config.ledger) as exc:
+        exit_ledger_error(exc, config.ledger)
     click.echo(render(result, fmt), nl=False)
 
 

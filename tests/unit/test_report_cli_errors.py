@@ -53,8 +53,13 @@ def test_a_malformed_dsn_is_a_config_error(tmp_path):
     assert one_line_error(result).startswith("config error: ledger.dsn: ")
 
 
-def test_an_unreachable_postgres_is_a_ledger_error(tmp_path):
-    result = run(tmp_path, f"  backend: postgres\n  dsn: postgresql://u@127.0.0.1:{free_port()}/thrifty\n")
+@pytest.mark.parametrize("command", [["report"], ["ledger", "tail"]])
+def test_an_unreachable_postgres_is_a_ledger_error(tmp_path, command):
+    config = tmp_path / "thrifty.yaml"
+    config.write_text(
+        f"ledger:\n  backend: postgres\n  dsn: postgresql://u@127.0.0.1:{free_port()}/thrifty\n"
+    )
+    result = CliRunner().invoke(main, [*command, "--config", str(config)])
     assert result.exit_code == 1, result.output
     line = one_line_error(result)
     assert line.startswith("ledger error: ") and "connect" in line, line
