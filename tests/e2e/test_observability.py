@@ -106,6 +106,8 @@ def test_dashboard_api_equals_thrifty_report(observed):
         assert MASTER not in str(browser.cookies.get("thrifty_dashboard"))
         data = browser.get("/dashboard/api/summary", params={"since": "all"}).json()
         assert browser.get("/dashboard/api/summary", params={"since": "yesterday"}).status_code == 400
+        reversed_window = browser.get("/dashboard/api/summary", params={"since": "1d", "until": "7d"})
+        assert reversed_window.status_code == 400 and reversed_window.json()["error"]["param"] == "until"
     expected = report_json(gw)
     assert data["report"]["totals"] == expected["totals"]
     assert data["report"]["waterfall"] == expected["waterfall"]

@@ -26,6 +26,9 @@ def filters_from_query(query: Mapping[str, str], now: float) -> Filters:
             bounds[name] = parse_time(value, now)
         except ValueError as exc:
             raise InvalidRequest(str(exc), param=name) from None
+    since, until = bounds["since"], bounds["until"]
+    if since is not None and until is not None and since >= until:
+        raise InvalidRequest("'until' must come after 'since'", param="until")
     extra = {name: query.get(name) or None for name in FILTER_PARAMS}
     return Filters(since=bounds["since"], until=bounds["until"], **extra)
 
