@@ -74,6 +74,7 @@ def serve(
         import asyncio
 
         asyncio.run(gateway.aclose())
+    _check_bindable(host, port)
     providers = ", ".join(config.providers) or "none (set OPENAI_API_KEY / ANTHROPIC_API_KEY or a config)"
     click.echo(
         f"thrifty listening on http://{host}:{port}/v1 — providers: {providers}; "
@@ -101,6 +102,23 @@ def serve(
     from thrifty.server.app import create_app
 
     uvicorn.run(create_app(gateway), **common)
+
+
+def _check_bindable(host: str, port: int) -> None:
+    """Fail with one line, before "listening" is printed, when the address cannot be bound (in use,
+    not this machine's); uvicorn binds it for real right after."""
+    import socket
+
+    if port == 0:
+        return
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((host, port))
+    except OSError as exc:
+        click.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
 
 
 def _gateway(config: Config) -> Gateway:
