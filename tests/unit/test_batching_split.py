@@ -56,3 +56,12 @@ def test_apportion_sums_exactly():
     assert (
         shares[2].input_tokens > shares[0].input_tokens and shares[2].output_tokens < shares[0].output_tokens
     )
+
+
+def test_long_lived_cache_writes_are_shared_too():
+    usage = Usage(
+        input_tokens=10000, cache_write_tokens=8000, cache_write_long_tokens=6000, output_tokens=100
+    )
+    shares = share_usage(usage, [1, 1], [1, 1])
+    assert [s.cache_write_long_tokens for s in shares] == [3000, 3000]
+    assert sum(s.cache_write_tokens for s in shares) == 8000

@@ -117,3 +117,17 @@ def test_nondeterministic_means_an_explicit_positive_temperature():
     assert nondeterministic({"temperature": 0.7})
     assert not nondeterministic({"temperature": 0})
     assert not nondeterministic({})
+
+
+def test_equivalent_compression_modes_share_a_key():
+    from thrifty.cache.keys import canonical_request
+
+    base = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+    def key(compress):
+        body = base if compress is None else {**base, "thrifty": {"compress": compress}}
+        return canonical_request(body, "m")
+
+    assert key(None) == key("on") == key(" ON ")
+    assert key("off") == key("OFF") != key(None)
+    assert key("lossless") not in (key("off"), key(None))

@@ -171,3 +171,25 @@ async def test_worst_case_of_a_model_without_price_uses_the_dearest_served_model
         assert worst("gpt-4o-mini") < worst("gpt-4o") and all(p is not None for p in served)
         # a model with fallbacks reserves for its dearest fallback: flaky (priced as gpt-4o) → claude
         assert worst("flaky") == pytest.approx(max(worst("gpt-4o"), worst("claude-sonnet-4-5")))
+
+
+async def test_a_client_leaving_mid_stream_is_charged_what_the_ledger_books(fake, tmp_path):
+    """The server cancels a stream waiting for its next chunk when the client leaves; the budget must
+    then settle with the 499 row's cost, not the worst case it reserved (~500x more here)."""
+    async with _gateway(fake, tmp_path) as gw:
+        tenancy, tenant = await _key(gw, budgets=Budgets(daily_usd=1.0))
+        wins = windows(Budgets(daily_usd=1.0))
+        fake.script({"content": "a b c d e f g h i j k l", "chunk_delay_ms": 300})
+        stream = await gw.chat_stream(_body(stream=True), tenant)
+        await stream.__anext__()
+        waiting = asyncio.ensure_future(stream.__anext__())
+        await asyncio.sleep(0.05)
+        waiting.cancel()  # what the server does when the client disconnects
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await stream.aclose()
+        gw.ledger.flush()
+        (row,) = [r for r in gw.ledger.rows() if r["request_id"] == stream.request_id]
+        usage = await tenancy.budgets.usage(tenant.key_id, wins)
+        assert row["http_status"] == 499 and row["cost_usd"] > 0
+        assert usage == {"daily": pytest.approx(row["cost_usd"]), "reserved": 0.0}

@@ -25,6 +25,7 @@ def share_usage(usage: Usage, input_weights: list[float], output_weights: list[f
     inputs = apportion(usage.input_tokens, input_weights)
     cached = apportion(usage.cached_input_tokens, input_weights)
     writes = apportion(usage.cache_write_tokens, input_weights)
+    long_writes = apportion(usage.cache_write_long_tokens, input_weights)
     outputs = apportion(usage.output_tokens, output_weights)
     reasoning = apportion(usage.reasoning_tokens, output_weights)
     return [
@@ -32,6 +33,7 @@ def share_usage(usage: Usage, input_weights: list[float], output_weights: list[f
             input_tokens=inputs[i],
             cached_input_tokens=cached[i],
             cache_write_tokens=writes[i],
+            cache_write_long_tokens=min(long_writes[i], writes[i]),
             output_tokens=outputs[i],
             reasoning_tokens=reasoning[i],
             estimated=usage.estimated,

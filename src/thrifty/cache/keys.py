@@ -86,6 +86,9 @@ def _thrifty_hints(body: Body) -> dict[str, Any]:
     hints = (
         {k: v for k, v in field.items() if k not in CACHE_CONTROL_FIELDS} if isinstance(field, dict) else {}
     )
+    compress = hints.pop("compress", None)  # validated already: off | lossless | on, any case
+    if isinstance(compress, str) and compress.strip().lower() != "on":  # "on" is the default
+        hints["compress"] = compress.strip().lower()
     metadata = body.get("metadata")
     if isinstance(metadata, dict):
         hints.update({k: v for k, v in metadata.items() if isinstance(k, str) and k.startswith("thrifty_")})

@@ -12,7 +12,10 @@ OnEnd = Callable[[float | None], Awaitable[None]]
 
 
 class MeteredStream(StreamWrapper):
-    """Calls `on_end` once when the stream finishes, fails or is closed."""
+    """Calls `on_end` once when the stream finishes, fails or is closed, with what it was booked at.
+
+    A client that leaves cancels the stream while it waits for a chunk: that failure comes before the
+    stream is booked (its 499 row is written when it is closed), so it settles on close, not then."""
 
     def __init__(self, inner: ChatStream, on_end: OnEnd, headers: dict[str, str]) -> None:
         super().__init__(inner, headers)
@@ -23,4 +26,8 @@ class MeteredStream(StreamWrapper):
         if on_end is not None:
             await on_end(self.inner.cost_usd)
 
-    _finished = _failed = _closed = _end
+    async def _failed(self) -> None:
+        if self.inner.cost_usd is not None:  # an upstream failure, already booked
+            await self._end()
+
+    _finished = _closed = _end
