@@ -10,7 +10,6 @@ streaming response; this covers the time before its first chunk.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -35,17 +34,26 @@ async def _disconnected(request: Request) -> None:
 
 
 async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """`await work`, cancelled (and `ClientGone` raised) if the client disconnects first."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
+    """`await work` in this task, cancelled (and `ClientGone` raised) if the client disconnects first.
+
+    One watcher task, cancelled when the work ends, is all it costs a request that stays."""
+    current = asyncio.current_task()
+    assert current is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        await _disconnected(request)
+        gone = True
+        current.cancel()
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if not gone:
+            raise  # cancelled for another reason (shutdown): not ours to swallow
+        current.uncancel()
+        raise ClientGone("The client disconnected before the answer was ready.") from None
     finally:
         watcher.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task  # let it book the abandoned attempt and release what it holds
-    if task.cancelled():
-        raise ClientGone("The client disconnected before the answer was ready.")
-    return task.result()
