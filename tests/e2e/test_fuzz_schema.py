@@ -36,7 +36,8 @@ def fuzz_gateway(tmp_path_factory, fake_server):
 def test_openapi_document_describes_the_api(fuzz_gateway):
     doc = httpx.get(fuzz_gateway.url + "/openapi.json").json()
     assert doc["openapi"].startswith("3.1")
-    assert {"/v1/chat/completions", "/v1/embeddings", "/v1/models", "/admin/keys"} <= set(doc["paths"])
+    paths = {"/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/models/{model}", "/admin/keys"}
+    assert paths <= set(doc["paths"])
     chat = doc["components"]["schemas"]["ChatRequest"]
     assert chat["required"] == ["model", "messages"]
     assert "gpt-4o-mini" in chat["properties"]["model"]["enum"]
@@ -47,6 +48,7 @@ OPERATIONS = [
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/embeddings"),
     ("GET", "/v1/models"),
+    ("GET", "/v1/models/{model}"),
     ("POST", "/admin/keys"),
     ("GET", "/admin/keys"),
     ("PATCH", "/admin/keys/{key_id}"),

@@ -171,6 +171,12 @@ def build_schema(models: list[str]) -> dict[str, Any]:
                 "post": _operation("Create embeddings", 200, LIST, "EmbeddingsRequest", *upstream)
             },
             "/v1/models": {"get": _operation("List models", 200, LIST)},
+            "/v1/models/{model}": {
+                "parameters": [
+                    {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "get": _operation("Retrieve a model", 200, {"type": "object"}, None, 404),
+            },
             "/healthz": {"get": {**_operation("Liveness", 200, {"type": "object"}), "security": []}},
             "/readyz": {
                 "get": {**_operation("Readiness", 200, {"type": "object"}, None, 503), "security": []}
