@@ -51,6 +51,7 @@ class ListLedger(QueuedLedger):
         if self.fatal:
             raise exc
         self.delays.append(delay)
+        super()._failed(exc, delay)  # the outage shown by `health`
         return 0.01
 
 
@@ -106,6 +107,7 @@ def test_a_failure_the_backend_will_not_retry_stops_the_writer():
     ledger.flush(timeout=0.5)  # the writer died with the failure: this waits out its timeout
     assert time.monotonic() - started >= 0.4
     assert ledger.committed == [] and ledger.waiting == 1
+    assert ledger.health == "writer stopped (OSError); 1 rows not written"  # shown in /readyz
     ledger.close_sync()
     ledger.start_sync()  # a new writer picks up the held row
     ledger.close_sync()
@@ -119,7 +121,7 @@ def test_shutdown_during_an_outage_counts_what_it_could_not_write():
         ledger.record(attempt(i))
     ledger.close_sync()
     assert ledger.dropped == 7 and ledger.waiting == 0 and ledger.committed == []
-    assert ledger.health == "dropped 7"
+    assert ledger.health.startswith("failing for ") and ledger.health.endswith("0 rows buffered, dropped 7")
 
 
 def test_the_in_flight_batch_counts_towards_the_bound():
@@ -135,3 +137,26 @@ def test_the_in_flight_batch_counts_towards_the_bound():
         ledger.record(attempt(i))
     assert ledger.waiting == 5 and ledger.dropped == 1
     ledger.close_sync()
+
+
+def test_health_shows_an_outage_while_it_lasts_and_ok_once_the_rows_are_written():
+    ledger = ListLedger(failures=10**6)
+    ledger.start_sync()
+    for i in range(4):
+        ledger.record(attempt(i))
+    deadline = time.monotonic() + 5
+    while not ledger.delays and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ledger.health.startswith("failing for ") and "(OSError); 4 rows buffered" in ledger.health
+    ledger.failures = 0  # the backend comes back
+    ledger.flush(timeout=5)
+    assert ids(ledger) == [f"r{i}" for i in range(4)] and ledger.health == "ok"
+    ledger.close_sync()
+
+
+def test_the_default_retry_backs_off_exponentially_up_to_five_seconds():
+    ledger = ListLedger()
+    waits = [QueuedLedger._failed(ledger, OSError("down"), 0.0)]
+    for _ in range(8):
+        waits.append(QueuedLedger._failed(ledger, OSError("down"), waits[-1]))
+    assert waits[:4] == [0.1, 0.2, 0.4, 0.8] and waits[-1] == 5.0

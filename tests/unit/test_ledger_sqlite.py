@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 
 from thrifty.ledger.migrate import apply_sqlite, migrations
 from thrifty.ledger.sqlite import SQLiteLedger
@@ -74,3 +75,26 @@ def test_wal_mode_and_migrations_are_idempotent(tmp_path):
     assert apply_sqlite(conn) == migrations()[-1][0]
     versions = [v for (v,) in conn.execute("SELECT version FROM schema_migrations")]
     assert versions == [v for v, _ in migrations()]
+
+
+def test_an_unwritable_ledger_keeps_its_rows_shows_it_and_writes_them_once_it_recovers(tmp_path):
+    """Before, a write that failed five times dropped its batch, and a file that could not be opened
+    killed the writer thread silently: every later row was lost and /readyz still said "ok"."""
+    path = tmp_path / "l.db"
+    ledger = SQLiteLedger(str(path), flush_interval_ms=5)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("ALTER TABLE ledger RENAME TO ledger_away")  # every write now fails
+    ledger.start_sync()
+    for i in range(3):
+        ledger.record(attempt(i))
+    deadline = time.monotonic() + 5
+    while ledger.health == "ok" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    health = ledger.health
+    assert health.startswith("unwritable for ") and "(OperationalError); 3 rows buffered" in health
+    other.execute("ALTER TABLE ledger_away RENAME TO ledger")
+    other.close()
+    ledger.flush(timeout=10)
+    assert ledger.health == "ok" and ledger.dropped == 0
+    assert sorted(r["request_id"] for r in ledger.rows()) == ["r0", "r1", "r2"]
+    ledger.close_sync()

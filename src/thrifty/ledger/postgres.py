@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -21,8 +20,6 @@ log = logging.getLogger("thrifty.ledger")
 
 _COPY = f"COPY ledger ({', '.join(COLUMNS)}) FROM STDIN"
 _MIGRATION_LOCK = 0x7468726966747901  # pg_advisory_xact_lock key: "thrifty" + 1
-_BACKOFF_MIN_S = 0.1
-_BACKOFF_MAX_S = 5.0
 _DIALECT: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bINTEGER PRIMARY KEY AUTOINCREMENT\b", re.I), "BIGSERIAL PRIMARY KEY"),
     (re.compile(r"\bREAL\b", re.I), "DOUBLE PRECISION"),
@@ -80,6 +77,7 @@ class PostgresLedger(QueuedLedger):
     `queue_size` rows waiting, new rows are dropped and counted (`dropped`, shown in /readyz)."""
 
     backend: ClassVar[str] = "Postgres"
+    failing: ClassVar[str] = "unreachable"
     thread_name: ClassVar[str] = "thrifty-ledger-pg"
     join_grace_s: ClassVar[float] = 10.0
 
@@ -102,16 +100,6 @@ class PostgresLedger(QueuedLedger):
         self.dsn = dsn
         self.connect_timeout_s = connect_timeout_s
         self._migrated = False
-        self._error: str | None = None
-        self._error_since: float | None = None
-
-    @property
-    def health(self) -> str:
-        if self._error is not None:
-            since = time.monotonic() - (self._error_since or time.monotonic())
-            text = f"unreachable for {since:.0f}s ({self._error}); {self.waiting} rows buffered"
-            return text + (f", dropped {self._dropped}" if self._dropped else "")
-        return super().health
 
     # ---- connections
 
@@ -136,25 +124,6 @@ class PostgresLedger(QueuedLedger):
         with conn.transaction(), conn.cursor() as cur, cur.copy(_COPY) as copy:
             for row in batch:
                 copy.write_row(row)
-
-    def _failed(self, exc: Exception, delay: float) -> float:
-        """Keep everything and retry with exponential backoff; /readyz shows the outage."""
-        backoff = min(_BACKOFF_MAX_S, max(_BACKOFF_MIN_S, delay * 2))
-        first = self._error is None
-        self._error = type(exc).__name__
-        if first:
-            self._error_since = time.monotonic()
-        log.warning(
-            "ledger: Postgres write failed (%s: %s); %d rows kept, retrying in %.1fs",
-            type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "", self.waiting, backoff,
-        )  # fmt: skip
-        return backoff
-
-    def _recovered(self) -> None:
-        if self._error is not None:
-            log.warning("ledger: Postgres reachable again; buffered rows written")
-        self._error = None
-        self._error_since = None
 
     # ---- reading
 

@@ -1,8 +1,9 @@
 """The hand-off every ledger backend shares: requests append rows to a bounded in-memory deque (no lock,
 no thread wake-up on the hot path) and one writer thread drains it in batches.
 
-A backend says only how its writer connects (`_open`), how one batch is written (`_write`) and what a
-failure means (`_failed`: give up by raising, or return how long to wait before trying again).
+A backend says only how its writer connects (`_open`) and how one batch is written (`_write`). A failure
+to open or write keeps every row and is retried with exponential backoff; `health` (shown in /readyz)
+says since when the backend has been failing and how many rows wait.
 """
 
 from __future__ import annotations
@@ -19,16 +20,21 @@ from thrifty.types import Attempt
 
 log = logging.getLogger("thrifty.ledger")
 
+_BACKOFF_MIN_S = 0.1
+_BACKOFF_MAX_S = 5.0
+
 
 class QueuedLedger(Ledger):
     """Rows wait in a deque bounded by `queue_size` (past it they are dropped and counted, never
     blocking); a writer thread drains it every `flush_interval_ms` in batches of up to `batch_size`.
 
-    The batch being written is held until it is committed, so a backend that retries after a failure
-    (see `_failed`) loses nothing. After `close`, a failing writer keeps retrying for `close_timeout_s`
-    and then counts what it could not write as dropped."""
+    The batch being written is held until it is committed: while the backend fails, the batch and the
+    deque are kept and retried with exponential backoff (0.1 s … 5 s), so an outage loses nothing until
+    the deque is full. After `close`, a failing writer keeps retrying for `close_timeout_s` and then
+    counts what it could not write as dropped."""
 
     backend: ClassVar[str] = "ledger"
+    failing: ClassVar[str] = "failing"  # how /readyz words an outage: "unreachable", "unwritable"
     thread_name: ClassVar[str] = "thrifty-ledger"
     join_grace_s: ClassVar[float] = 0.0  # `close` waits close_timeout_s + this for the writer
 
@@ -47,6 +53,9 @@ class QueuedLedger(Ledger):
         self._thread: threading.Thread | None = None
         self._dropped = 0
         self._lock = threading.Lock()
+        self._error: str | None = None
+        self._error_since: float | None = None
+        self._stopped_by: str | None = None
 
     # ---- what a backend provides
 
@@ -58,13 +67,26 @@ class QueuedLedger(Ledger):
     def _write(self, conn: Any, batch: list[tuple[Any, ...]]) -> None:
         """Commit one batch of rows (in COLUMNS order); raise to have the batch kept and retried."""
 
-    @abstractmethod
     def _failed(self, exc: Exception, delay: float) -> float:
-        """Opening or writing raised `exc` (`delay` is the wait before this try, 0 at first):
-        raise to stop the writer, or return how long to wait before trying again."""
+        """Opening or writing raised `exc` (`delay` is the wait before this try, 0 at first): keep
+        everything and return how long to wait before trying again; /readyz shows the outage."""
+        backoff = min(_BACKOFF_MAX_S, max(_BACKOFF_MIN_S, delay * 2))
+        if self._error is None:
+            self._error_since = time.monotonic()
+        self._error = type(exc).__name__
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        log.warning(
+            "ledger: %s write failed (%s: %s); %d rows kept, retrying in %.1fs",
+            self.backend, type(exc).__name__, first_line, self.waiting, backoff,
+        )  # fmt: skip
+        return backoff
 
     def _recovered(self) -> None:
-        """Everything pending was written after a failure, or as usual."""
+        """Everything pending was written (after a failure, or as usual)."""
+        if self._error is not None:
+            log.warning("ledger: %s writable again; buffered rows written", self.backend)
+        self._error = None
+        self._error_since = None
 
     def _usable(self, conn: Any) -> bool:
         """Whether the writer's connection can be used again."""
@@ -75,6 +97,16 @@ class QueuedLedger(Ledger):
     @property
     def dropped(self) -> int:
         return self._dropped
+
+    @property
+    def health(self) -> str:
+        if self._error is not None:
+            since = time.monotonic() - (self._error_since or time.monotonic())
+            text = f"{self.failing} for {since:.0f}s ({self._error}); {self.waiting} rows buffered"
+            return text + (f", dropped {self._dropped}" if self._dropped else "")
+        if self._stopped_by is not None:
+            return f"writer stopped ({self._stopped_by}); {self.waiting} rows not written"
+        return super().health
 
     @property
     def waiting(self) -> int:
@@ -124,6 +156,14 @@ class QueuedLedger(Ledger):
     # ---- the writer thread
 
     def _writer(self) -> None:
+        try:
+            self._write_until_stopped()
+        except BaseException as exc:  # a defect: say so in /readyz rather than lose rows silently
+            self._stopped_by = type(exc).__name__
+            log.exception("ledger: the %s writer stopped; %d rows not written", self.backend, self.waiting)
+            raise
+
+    def _write_until_stopped(self) -> None:
         conn: Any = None
         delay = 0.0
         stop_deadline: float | None = None
@@ -169,7 +209,7 @@ class QueuedLedger(Ledger):
         self._dropped += lost
         self._pending.clear()
         self._held = []
-        log.error("ledger: %s still unreachable at shutdown: %d rows lost", self.backend, lost)
+        log.error("ledger: %s still %s at shutdown: %d rows lost", self.backend, self.failing, lost)
 
 
 def _discard(conn: Any) -> None:

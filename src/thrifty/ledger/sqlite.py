@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import sqlite3
 from collections.abc import Sequence
@@ -13,10 +12,7 @@ from thrifty.ledger.base import COLUMNS, meta_key
 from thrifty.ledger.migrate import apply_sqlite
 from thrifty.ledger.queued import QueuedLedger
 
-log = logging.getLogger("thrifty.ledger")
-
 _INSERT = f"INSERT INTO ledger ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-_WRITE_TRIES = 5
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -32,9 +28,11 @@ class SQLiteLedger(QueuedLedger):
     """Requests append rows to an in-memory deque (no lock, no thread wake-up on the hot path); a writer
     thread drains it every `flush_interval_ms` in transactions of up to `batch_size` rows. The deque is
     bounded by `queue_size`: past it rows are dropped and counted (visible in /readyz), never blocking.
-    A batch that fails to commit 5 times (database locked) is dropped and counted too."""
+    A file that cannot be opened or written (locked past the busy timeout, read-only, disk full) keeps
+    every row and is retried with backoff; /readyz shows it meanwhile."""
 
     backend: ClassVar[str] = "SQLite"
+    failing: ClassVar[str] = "unwritable"
     thread_name: ClassVar[str] = "thrifty-ledger"
 
     def __init__(
@@ -59,22 +57,15 @@ class SQLiteLedger(QueuedLedger):
         return connect(self.path)
 
     def _write(self, conn: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> None:
-        for attempt in range(_WRITE_TRIES):
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(_INSERT, batch)
-                conn.execute("COMMIT")
-                return
-            except sqlite3.OperationalError as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                log.warning("ledger write failed (try %d): %s", attempt + 1, exc)
-        log.error("ledger write gave up: %d rows lost", len(batch))
-        self._dropped += len(batch)
-
-    def _failed(self, exc: Exception, delay: float) -> float:
-        """Anything `_write` does not handle (or a file that cannot be opened) stops the writer."""
-        raise exc
+        """Commit the batch; on failure roll back and raise, so that the batch is kept and retried."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(_INSERT, batch)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     # ---- reading
 
