@@ -72,11 +72,16 @@ class Usage:
         return out
 
 
+MASTER_TENANT = "default"
+"""The tenant of the master key, of every caller of a gateway without keys, and of library callers that
+name none; no virtual key may have it."""
+
+
 @dataclass(slots=True)
 class Tenant:
     """Who is calling: resolved from the virtual key by the server, or given by a library caller."""
 
-    id: str = "default"
+    id: str = MASTER_TENANT
     key_id: str | None = None
     allowed_models: tuple[str, ...] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)

@@ -194,3 +194,23 @@ def test_expiries_no_date_can_hold_are_refused_and_stored_ones_still_list(keyed)
 def test_cli_with_a_malformed_url_is_a_usage_error(keyed):
     result = _cli(keyed, "--url", "notaurl", "list")
     assert result.returncode == 2 and "--url" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_key_never_shares_the_master_keys_tenant(keyed):
+    """Files, batches and cached answers are scoped by tenant; the master key's is "default". A key made
+    without a tenant used to get "default" too, and read the administrator's files."""
+    own = create(keyed, name="no tenant given")
+    assert own["tenant"] == own["id"]  # a tenant of its own
+    for body in ({"tenant": "default"}, {"tenant": "default", "name": "x"}):
+        r = httpx.post(keyed.url + "/admin/keys", json=body, headers=ADMIN)
+        assert r.status_code == 400 and r.json()["error"]["param"] == "tenant", r.text
+    r = httpx.patch(f"{keyed.url}/admin/keys/{own['id']}", json={"tenant": "default"}, headers=ADMIN)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "tenant"
+
+    master = openai.OpenAI(base_url=keyed.base_url, api_key=MASTER)
+    uploaded = master.files.create(file=("in.jsonl", b'{"custom_id": "a"}\n'), purpose="batch")
+    client = openai.OpenAI(base_url=keyed.base_url, api_key=own["key"])
+    assert [f.id for f in client.files.list()] == []
+    with pytest.raises(openai.NotFoundError):
+        client.files.content(uploaded.id)
+    assert uploaded.id in [f.id for f in master.files.list()]

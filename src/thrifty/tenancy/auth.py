@@ -7,7 +7,7 @@ import hmac
 from thrifty.errors import AuthenticationError
 from thrifty.tenancy.directory import KeyDirectory
 from thrifty.tenancy.keys import looks_like_key
-from thrifty.types import Tenant
+from thrifty.types import MASTER_TENANT, Tenant
 
 MASTER_KEY_ID = "master"
 
@@ -48,7 +48,7 @@ class Authenticator:
         if token is None:
             raise AuthenticationError("Missing API key: send 'Authorization: Bearer <key>'.")
         if self.is_master(token):
-            return Tenant(id="default", key_id=MASTER_KEY_ID)
+            return Tenant(id=MASTER_TENANT, key_id=MASTER_KEY_ID)
         if self.directory is not None and looks_like_key(token):
             key = await self.directory.by_token(token)
             if key is not None:

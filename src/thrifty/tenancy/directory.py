@@ -78,7 +78,7 @@ class KeyDirectory:
 
     # ---- admin operations (uncached reads, invalidate on write)
 
-    async def create(self, tenant: str, **fields: Any) -> tuple[str, VirtualKey]:
+    async def create(self, tenant: str | None, **fields: Any) -> tuple[str, VirtualKey]:
         token, key = mint(tenant, **fields)
         await _admin(self.store.insert(key, self.hasher.hash(token)))
         return token, key

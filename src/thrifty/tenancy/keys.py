@@ -105,12 +105,13 @@ class KeyHasher:
         return hmac.new(self._pepper, token.encode(), hashlib.sha256).hexdigest()
 
 
-def mint(tenant: str, **fields: Any) -> tuple[str, VirtualKey]:
-    """A new random key: (the secret, shown once; its record)."""
+def mint(tenant: str | None, **fields: Any) -> tuple[str, VirtualKey]:
+    """A new random key: (the secret, shown once; its record). Tenant None: a tenant of its own."""
     secret = secrets.token_urlsafe(32)
     token = PREFIX + secret
+    key_id = "key_" + secrets.token_hex(8)
     key = VirtualKey(
-        id="key_" + secrets.token_hex(8), tenant=tenant, hint=f"{PREFIX}{secret[:4]}…{secret[-4:]}", **fields
+        id=key_id, tenant=tenant or key_id, hint=f"{PREFIX}{secret[:4]}…{secret[-4:]}", **fields
     )
     return token, key
 

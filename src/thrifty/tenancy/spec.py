@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from thrifty.errors import InvalidRequest
 from thrifty.tenancy.keys import Budgets, RateLimits, VirtualKey
+from thrifty.types import MASTER_TENANT
 
 LAST_EXPIRY = 253402300799.0
 """9999-12-31T23:59:59Z: the latest expiry a key may have (any later one no date type can show)."""
@@ -45,7 +46,8 @@ class KeyUpdate(_Strict):
 
 
 class KeyCreate(KeyUpdate):
-    tenant: str = Field("default", min_length=1, max_length=200)
+    tenant: str | None = Field(None, min_length=1, max_length=200)
+    """None: the key is a tenant of its own (its id)."""
 
 
 def _parse(model: type[_Strict], body: Any) -> Any:
@@ -60,9 +62,10 @@ def _parse(model: type[_Strict], body: Any) -> Any:
         raise InvalidRequest(f"Invalid {path or 'body'}: {msg}.", param=path) from None
 
 
-def create_fields(body: Any) -> tuple[str, dict[str, Any]]:
-    """(tenant, VirtualKey fields) for a new key."""
+def create_fields(body: Any) -> tuple[str | None, dict[str, Any]]:
+    """(tenant, VirtualKey fields) for a new key; tenant None: the key is a tenant of its own."""
     spec: KeyCreate = _parse(KeyCreate, body)
+    _check_tenant(spec.tenant)
     fields = _fields(spec, spec.model_fields_set, current=None)
     return spec.tenant, fields
 
@@ -72,7 +75,16 @@ def update_fields(body: Any, current: VirtualKey) -> dict[str, Any]:
     spec: KeyUpdate = _parse(KeyUpdate, body)
     if "tenant" in spec.model_fields_set and spec.tenant is None:
         raise InvalidRequest("Invalid tenant: must be a string.", param="tenant")
+    _check_tenant(spec.tenant)
     return _fields(spec, spec.model_fields_set, current=current)
+
+
+def _check_tenant(tenant: str | None) -> None:
+    """A key must not share the master key's tenant: files, batches and cached answers are scoped by
+    tenant, so such a key would read the administrator's."""
+    if tenant == MASTER_TENANT:
+        message = f"Invalid tenant: {MASTER_TENANT!r} is the master key's tenant; name the key's own."
+        raise InvalidRequest(message, param="tenant")
 
 
 def _fields(spec: KeyUpdate, given: set[str], current: VirtualKey | None) -> dict[str, Any]:
