@@ -67,6 +67,9 @@ def serve(
     host = host or config.server.host
     port = config.server.port if port is None else port
     workers = config.server.workers if workers is None else workers
+    workers_error = config.workers_error(workers)
+    if workers_error:
+        _exit_with(ConfigError([("--workers", workers_error)]))
     if config_path:
         os.environ["THRIFTY_CONFIG"] = os.path.abspath(config_path)
     gateway = _gateway(config)  # what only building finds fails here, once, not in every worker

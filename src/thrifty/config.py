@@ -190,9 +190,27 @@ class Config(Section):
                     errors.append((f"models.{name}.fallbacks.{i}", f"unknown model {fallback!r}"))
         if self.baseline_model and self.baseline_model not in self.catalog():
             errors.append(("baseline_model", f"no price for model {self.baseline_model!r}"))
+        workers_error = self.workers_error(self.server.workers)
+        if workers_error:
+            errors.append(("server.workers", workers_error))
         if errors:
             raise ConfigError(errors)
         return self
+
+    def tenancy_enabled(self) -> bool:
+        """Virtual keys, budgets and rate limits: `tenancy.enabled`, by default on with a master key."""
+        setting = self.tenancy.enabled
+        return bool(self.server.master_key) if setting is None else setting
+
+    def workers_error(self, workers: int) -> str | None:
+        """Why this many worker processes cannot serve this config: several share budgets and rate
+        limits only through Redis (in-process counters would give every key `workers` times its budget)."""
+        if workers > 1 and self.tenancy_enabled() and not self.tenancy.state.redis_url:
+            return (
+                f"{workers} workers would each count budgets and rate limits on their own; "
+                "set tenancy.state.redis_url to share them, or run one worker"
+            )
+        return None
 
     def catalog(self) -> Catalog:
         from thrifty.providers.local import local_prices

@@ -39,3 +39,23 @@ def test_a_port_in_use_is_one_line_before_listening_is_printed(tmp_path, monkeyp
         result = CliRunner().invoke(main, ["serve", "--port", str(port)])
     assert result.exit_code == 1 and "cannot listen on 127.0.0.1" in result.output, result.output
     assert "listening" not in result.output
+
+
+def test_several_workers_with_keys_need_shared_counters(tmp_path, monkeypatch):
+    """Each worker would count budgets and rate limits on its own: a key got twice its budget with
+    two workers. Refused before anything starts, from the flag and from the config alike."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("THRIFTY_CONFIG", raising=False)
+    config = tmp_path / "thrifty.yaml"
+    config.write_text("server: {master_key: mk-0123456789abcdef}\n")
+    result = CliRunner().invoke(main, ["serve", "--config", str(config), "--workers", "2"])
+    assert result.exit_code == 2, result.output
+    assert "--workers: 2 workers would each count budgets and rate limits" in result.output
+    assert "tenancy.state.redis_url" in result.output and "listening" not in result.output
+
+    config.write_text("server: {master_key: mk-0123456789abcdef, workers: 3}\n")
+    result = CliRunner().invoke(main, ["config", "check", str(config)])
+    assert result.exit_code == 2 and "server.workers: 3 workers would each count" in result.output
+
+    config.write_text("server: {master_key: mk-0123456789abcdef, workers: 3}\ntenancy: {enabled: false}\n")
+    assert CliRunner().invoke(main, ["config", "check", str(config)]).exit_code == 0

@@ -32,8 +32,7 @@ _SPEND_SQL = (
 
 
 def enabled(config: Config) -> bool:
-    setting = config.tenancy.enabled
-    return bool(config.server.master_key) if setting is None else setting
+    return config.tenancy_enabled()
 
 
 def _key_store(config: Config) -> KeyStore:
