@@ -14,7 +14,7 @@ from thrifty.errors import PermissionDenied
 from thrifty.ledger.base import Ledger
 from thrifty.ledger.open import open_ledger
 from thrifty.metrics import Metrics
-from thrifty.pipeline import Call, compose
+from thrifty.pipeline import Call, compose, with_side_costs
 from thrifty.pricing.tokens import TokenCounter
 from thrifty.providers.base import Provider
 from thrifty.providers.breaker import Breaker
@@ -131,7 +131,7 @@ class Gateway:
         """A complete answer (the request's `stream` flag is ignored). `request_id` must be unique (the
         ledger's key); `client_request_id` is the client's own id, booked in the ledger's meta."""
         call = self._call(body, tenant, request_id, client_request_id, stream=False)
-        return _with_side_costs(call, await self.handler(call))
+        return with_side_costs(call, await self.handler(call))
 
     async def chat_stream(
         self,
@@ -143,7 +143,7 @@ class Gateway:
     ) -> ChatStream:
         """An answer as a stream of chunks; upstream failures before the first chunk raise."""
         call = self._call(body, tenant, request_id, client_request_id, stream=True)
-        result = _with_side_costs(call, await self.handler(call))
+        result = with_side_costs(call, await self.handler(call))
         if result.stream is None:  # a stage answered in full: replay it
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             replayed = replay(
@@ -163,13 +163,29 @@ class Gateway:
     async def embeddings(
         self, body: Body, tenant: Tenant = DEFAULT_TENANT, *, request_id: str | None = None
     ) -> ChatResult:
+        """An embeddings call. With a key, its cost (input tokens counted locally × the input price) is
+        reserved against the key's budgets before the call, like a chat request's worst case, and
+        settled with what the ledger books."""
         body = validate_embeddings(body)
         call = Call(
             body=body, original=body, tenant=tenant, request_id=request_id or new_request_id(), stream=False
         )
         self._check_access(call.model, tenant)
         limits = self._limits() if tenant.key_id is not None else None
-        headers = await limits.admit(tenant, self._count_inputs(body)) if limits is not None else {}
+        if limits is None:
+            return await self._embed(call, {})
+        tokens = self._count_inputs(body)
+        admission = await limits.admit(tenant, tokens, limits.input_cost(call.model, tokens))
+        try:
+            result = await self._embed(call, admission.headers)
+        except BaseException:
+            await limits.release(admission)
+            raise
+        await limits.settle(admission, result.cost_usd)
+        return result
+
+    async def _embed(self, call: Call, headers: dict[str, str]) -> ChatResult:
+        body = call.body
         data, served = await self.pool.embeddings(call.model, body, self.dispatch.on_failure(call))
         usage = Usage.from_openai(data.get("usage"))
         if usage is None:  # none sent, or unreadable: counted locally, and the client is told so too
@@ -179,8 +195,6 @@ class Gateway:
         cost = self.books.ok(
             call, served.model, served.deployment, usage, latency_ms=call.elapsed_ms(), kind="embeddings"
         )
-        if limits is not None:
-            await limits.charge(tenant, cost)
         return ChatResult(
             body=data,
             request_id=call.request_id,
@@ -194,8 +208,14 @@ class Gateway:
         )
 
     def _count_inputs(self, body: Body) -> int:
-        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        return sum(self.tokens.count_text(t) for t in texts if isinstance(t, str))
+        """Input tokens of an embeddings body: texts counted locally, token arrays by their length."""
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        if inputs and all(isinstance(x, int) for x in inputs):  # one input given as token ids
+            return len(inputs)
+        return sum(
+            self.tokens.count_text(x) if isinstance(x, str) else len(x) if isinstance(x, list) else 0
+            for x in inputs
+        )
 
     def _limits(self) -> LimitsStage | None:
         """The tenancy stage (budgets, rate limits), for embeddings, which do not run the chat stages."""
@@ -211,12 +231,3 @@ class Gateway:
         now = int(time.time())
         names = dict.fromkeys([*self.table.names(), *self.config.routing.virtual_models])
         return [{"id": name, "object": "model", "created": now, "owned_by": "thrifty"} for name in names]
-
-
-def _with_side_costs(call: Call, result: ChatResult) -> ChatResult:
-    """The result, its cost counting what the call paid beside its answer (a prompt summary)."""
-    if call.side_cost_usd:
-        result.cost_usd += call.side_cost_usd
-        if result.stream is not None:  # its cost is reported when it ends
-            result.stream.prior_cost_usd += call.side_cost_usd
-    return result

@@ -50,7 +50,8 @@ class Call:
     """Free-form annotations booked with the final ledger row."""
     side_cost_usd: float = 0.0
     """Booked for calls made on this request's behalf that are not attempts at its answer (a prompt
-    summary); the Gateway adds it to the cost the client is told."""
+    summary); `with_side_costs` moves it into the result's cost (the limits stage, to settle the key's
+    budget, then the Gateway)."""
 
     @property
     def model(self) -> str:
@@ -91,3 +92,15 @@ def _bind(stage: Stage, next_handler: Handler) -> Handler:
         return await stage.handle(call, next_handler)
 
     return run
+
+
+def with_side_costs(call: Call, result: ChatResult) -> ChatResult:
+    """The result, its cost counting what the call paid beside its answer (a prompt summary). Moves the
+    amount from the call to the result, so folding twice (the limits stage settling a key's budget
+    with it, then the Gateway) counts it once."""
+    if call.side_cost_usd:
+        result.cost_usd += call.side_cost_usd
+        if result.stream is not None:  # its cost is reported when it ends
+            result.stream.prior_cost_usd += call.side_cost_usd
+        call.side_cost_usd = 0.0
+    return result

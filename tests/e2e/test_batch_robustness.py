@@ -38,21 +38,19 @@ def with_plain(data: dict, plain: FakeProvider) -> dict:
 # ---------------------------------------------------------------- 1. budgets
 
 
-def test_a_forwarded_batch_counts_against_the_key_budget_and_an_exhausted_key_cannot_start_one(
+def test_a_forwarded_batch_counts_against_the_key_budget_and_one_that_may_not_fit_cannot_start(
     gateway_factory, fake
 ):
     data = config(fake)
     data["server"] = {"master_key": MASTER}
     gw = gateway_factory(data)
     r = httpx.post(
-        gw.url + "/admin/keys", json={"tenant": "jobs", "budgets": {"total_usd": 0.00001}}, headers=ADMIN
+        gw.url + "/admin/keys", json={"tenant": "jobs", "budgets": {"total_usd": 0.03}}, headers=ADMIN
     )
     assert r.status_code == 201, r.text
     key = r.json()
     client = openai.OpenAI(base_url=gw.base_url, api_key=key["key"], max_retries=0)
-    with pytest.raises(openai.RateLimitError):  # live chat: the worst case does not fit the budget
-        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
-    # nothing spent yet: the batch is admitted, and may overrun the budget by at most its own size
+    # each line may cost up to ~$0.0012 (4,096 output tokens at batch price): 20 lines fit the budget
     batch = create(client, jsonl("gpt-4o-mini", [f"question {i}" for i in range(20)]))
     done, _ = wait_done(client, batch.id)
     assert done.status == "completed" and done.request_counts.completed == 20
@@ -60,13 +58,13 @@ def test_a_forwarded_batch_counts_against_the_key_budget_and_an_exhausted_key_ca
     assert len(rows) == 20 and {r["key_id"] for r in rows} == {key["id"]}
     spent = sum(r["cost_usd"] for r in rows)
     usage = httpx.get(f"{gw.url}/admin/keys/{key['id']}", headers=ADMIN).json()["usage"]
-    assert usage["total"] == pytest.approx(spent, rel=1e-6) and spent > 0.00001
-    # now the budget is spent: a new batch is refused like live chat is
+    assert usage["total"] == pytest.approx(spent, rel=1e-6) and usage["reserved"] == 0 and spent > 0
+    # 30 lines may cost more than what is left: refused like a live request whose worst case does not fit
     with pytest.raises(openai.RateLimitError) as refused:
-        create(client, jsonl("gpt-4o-mini", ["one more"]))
+        create(client, jsonl("gpt-4o-mini", [f"one more {i}" for i in range(30)]))
     error = refused.value.body
     assert error["code"] == "budget_exceeded" and error["type"] == "insufficient_quota"
-    assert "total budget" in error["message"]
+    assert "total budget" in error["message"] and "may cost up to" in error["message"]
     assert len(fake.requests("/v1/batches")) == 1
 
 

@@ -232,20 +232,28 @@ def test_a_budget_given_to_a_key_later_starts_from_what_it_already_spent(gateway
 
 
 def test_embeddings_count_against_a_keys_budget_and_rate_limits(gateway_factory, fake):
-    """Embeddings do not run the chat stages; they are still checked first and charged after."""
+    """Embeddings do not run the chat stages; their cost (input tokens x input price) is still reserved
+    before the call, like a chat request's worst case, and settled with what the ledger books."""
     gw = gateway_factory(keyed_config(fake))
-    key = create(gw, tenant="emb", budgets={"total_usd": 1e-6}, rate_limits={"rpm": 3})
+    words = " ".join(f"word{i}" for i in range(40))  # ~80 tokens at $0.02 / 1M
+    key = create(gw, tenant="emb", budgets={"total_usd": 2.5e-6}, rate_limits={"rpm": 3})
     client = openai.OpenAI(base_url=gw.base_url, api_key=key["key"], max_retries=0)
-    words = " ".join(f"word{i}" for i in range(40))  # ~80 tokens at $0.02 / 1M: more than the budget
     first = client.embeddings.with_raw_response.create(model="text-embedding-3-small", input=words)
     assert first.headers["x-ratelimit-limit-requests"] == "3"
     cost = float(first.headers["x-thrifty-cost-usd"])
-    assert cost > 1e-6
+    assert 1e-6 < cost < 2.5e-6 < 2 * cost
     usage = httpx.get(f"{gw.url}/admin/keys/{key['id']}", headers=ADMIN).json()["usage"]
     assert usage["total"] == pytest.approx(cost) and usage["reserved"] == 0
-    with pytest.raises(openai.RateLimitError) as refused:  # the budget is spent: refused before upstream
-        client.embeddings.create(model="text-embedding-3-small", input="more")
+    with pytest.raises(openai.RateLimitError) as refused:  # would pass the budget: refused before upstream
+        client.embeddings.create(model="text-embedding-3-small", input=words + " again")
     assert refused.value.body["code"] == "budget_exceeded"
+    assert "may cost up to" in refused.value.body["message"]
+    assert len(fake.requests("/v1/embeddings")) == 1
+    small = create(gw, tenant="emb", budgets={"total_usd": 1e-6})  # one call costs more than it all
+    with pytest.raises(openai.RateLimitError):
+        openai.OpenAI(base_url=gw.base_url, api_key=small["key"], max_retries=0).embeddings.create(
+            model="text-embedding-3-small", input=words
+        )
     assert len(fake.requests("/v1/embeddings")) == 1
 
     limited = create(gw, tenant="emb", rate_limits={"rpm": 1})

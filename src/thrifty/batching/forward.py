@@ -2,8 +2,11 @@
 
 The lines go upstream with `custom_id`s `r0, r1, …`; every answer that comes back is booked at the
 catalog's batch price (`Bookkeeper.ok(..., batch=True)`: the discount is the batching saving) and
-charged to the key's budget. A batch that ends `cancelled`, `expired` or `failed` upstream returns
-(and books) the lines the provider answered before it ended, as OpenAI does.
+charged to the key's budget, out of what the batch holds there (`budget.JobHold`, renewed at every
+poll). A batch that ends `cancelled`, `expired` or `failed` upstream returns (and books) the lines the
+provider answered before it ended, as OpenAI does. A batch whose key can no longer run it (revoked,
+expired, or no longer allowed its model) is cancelled upstream at its next poll; what was answered
+before is still booked to the key (that money was spent).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from thrifty.batching import budget
-from thrifty.batching.lines import Line, output_line
+from thrifty.batching.lines import Line, batch_error, output_line, parse_lines
 from thrifty.batching.progress import Progress
 from thrifty.dispatch import answer_text
 from thrifty.errors import ThriftyError, UpstreamError
@@ -106,11 +109,31 @@ class Forwarding:
                 return dep
         raise ThriftyError(f"deployment {upstream['deployment']} is no longer configured")
 
-    async def _follow(self, body: dict[str, Any], upstream: dict[str, Any]) -> None:
+    async def _todo(self, body: dict[str, Any], tenant: Tenant) -> list[Line]:
+        """The batch's lines not booked yet (all of them until its results are collected)."""
+        data = await asyncio.to_thread(self.store.input_of, body["id"])
+        if data is None:
+            return []
+        lines, _ = await asyncio.to_thread(parse_lines, data, body["endpoint"], tenant)
+        done = await asyncio.to_thread(self.store.done_lines, body["id"])
+        return [line for i, line in enumerate(lines) if i not in done]
+
+    async def _follow(
+        self, body: dict[str, Any], upstream: dict[str, Any], hold: budget.JobHold | None = None
+    ) -> None:
         dep = self._deployment(upstream)
         client = dep.provider.batch_api()
+        tenant = self._tenant(body["id"])
+        if hold is None:  # resumed by this process: hold again what is still to be booked
+            hold = budget.JobHold(self.gateway, tenant, body["id"], lambda: self._todo(body, tenant))
         cancel_sent = False
+        why: list[dict[str, Any]] | None = None
         while True:
+            refused = await hold.renew(upstream["model"])
+            if refused is not None and why is None:  # the key can no longer run it: cancel upstream
+                log.info("batch %s is cancelled: %s", body["id"], refused.message)
+                why = [batch_error(refused.code or "key_unusable", f"Cancelled: {refused.message}")]
+                await asyncio.to_thread(self.store.cancel, body["id"], tenant.id)
             stored = self.store.batch(body["id"]) or body
             if stored["status"] == "cancelling" and not cancel_sent:
                 await client.cancel(upstream["batch_id"])
@@ -123,7 +146,7 @@ class Forwarding:
                 # every line is answered upstream: no cancel is accepted while the answers are booked
                 await asyncio.to_thread(self.store.finalize, body)
                 results = await client.results(upstream["batch_id"])
-                await self._collect(body, upstream, dep, results, "completed")
+                await self._collect(body, upstream, dep, results, "completed", hold)
                 return
             if remote.status in ("failed", "expired", "cancelled"):
                 # as at OpenAI, the lines answered before the end are returned (and booked)
@@ -132,11 +155,11 @@ class Forwarding:
                 except (ThriftyError, UpstreamError) as exc:
                     log.warning("batch %s: no partial results from the provider: %s", body["id"], exc)
                     results = []
-                await self._collect(body, upstream, dep, results, remote.status, remote.errors or None)
+                await self._collect(body, upstream, dep, results, remote.status, hold, remote.errors or why)
                 return
             body["status"] = "cancelling" if cancel_sent else "in_progress"
             await self._save(body)
-            await asyncio.sleep(self.settings.poll_interval_s)
+            await asyncio.sleep(min(self.settings.poll_interval_s, hold.renew_every_s))
 
     async def _collect(
         self,
@@ -145,11 +168,12 @@ class Forwarding:
         dep: Deployment,
         results: list[BatchResult],
         status: str,
+        hold: budget.JobHold,
         errors: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Book every answer at batch price and store our output and error files, in input order; a
-        line the provider has no result for is an error line (`batch_<status>` when the batch ended
-        early)."""
+        """Book every answer at batch price (charged to the key out of the batch's hold) and store our
+        output and error files, in input order; a line the provider has no result for is an error line
+        (`batch_<status>` when the batch ended early)."""
         tenant = self._tenant(body["id"])
         lines = await self._lines(body, tenant)
         if lines is None:
@@ -176,20 +200,16 @@ class Forwarding:
                 else:
                     done[i] = (False, output_line(line.custom_id, result.status_code, "", result.body))
                 if i % 100 == 99:
-                    cost = await self._charge(tenant, cost)
+                    await hold.charge(cost)
+                    cost = 0.0
                 await asyncio.sleep(0)  # other requests are served while thousands of lines are booked
             await progress.close()
         except BaseException:
             await progress.abort()
             raise
         finally:
-            await self._charge(tenant, cost)
+            await hold.charge(cost)
         await self._store_outputs(body, tenant, [done.get(i) for i in range(len(lines))], status, errors)
-
-    async def _charge(self, tenant: Tenant, usd: float) -> float:
-        """Add booked answers to the key's budget counters; returns what is left to charge (0)."""
-        await budget.charge(self.gateway, tenant, usd)
-        return 0.0
 
     def _book(
         self, body: dict[str, Any], line: Line, answer: dict[str, Any], dep: Deployment, tenant: Tenant

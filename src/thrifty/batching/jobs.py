@@ -11,7 +11,7 @@ Each answered line is recorded in the store right after it is booked (`Progress`
 the lines answered while one write is in flight go together in the next), so a process that resumes
 the batch after a crash neither sends nor books it again (at most the lines answered since the last
 write are booked twice). A forwarded batch that ends `cancelled`, `expired` or `failed` upstream still
-returns and books the lines the provider answered. Budgets: `thrifty.batching.budget`.
+returns and books the lines the provider answered. Budgets and key checks: `thrifty.batching.budget`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from thrifty.batching import budget
 from thrifty.batching.forward import Forwarding
-from thrifty.batching.lines import Line, parse_lines
+from thrifty.batching.lines import Line, batch_error, parse_lines
 from thrifty.batching.local import run_locally
 from thrifty.batching.progress import Progress
 from thrifty.batching.settings import JobSettings
@@ -109,15 +110,21 @@ class JobRunner(Forwarding):
             log.exception("batch %s failed", batch_id)
             body = self.store.batch(batch_id)
             if body is not None:
-                await self._finish(body, "failed", errors=[_error("internal_error", str(exc)[:300])])
+                await self._finish(body, "failed", errors=[batch_error("internal_error", str(exc)[:300])])
         finally:
             self._running.pop(batch_id, None)
 
     # ------------------------------------------------------------------ one job
 
     def _tenant(self, batch_id: str) -> Tenant:
+        """Whose batch it is (its files and ledger rows). What its key may do is read as each line runs
+        (`budget.current`), never from here: a key changes while its batch runs."""
         tenant_id, key_id = self.store.tenant_of(batch_id)
         return Tenant(id=tenant_id, key_id=key_id)
+
+    def forwards(self, lines: list[Line]) -> bool:
+        """Whether a job of these lines goes to a provider's batch API (at batch price)."""
+        return bool(lines) and self.settings.forward and self._forward_target(lines) is not None
 
     async def _save(self, body: dict[str, Any]) -> None:
         """Store progress without losing a cancel request that arrived meanwhile."""
@@ -132,6 +139,7 @@ class JobRunner(Forwarding):
         if errors:
             body["errors"] = {"object": "list", "data": errors}
         await asyncio.to_thread(self.store.finish, body)
+        await budget.release(self.gateway, self._tenant(body["id"]), body["id"])  # what is left of its hold
 
     async def _lines(self, body: dict[str, Any], tenant: Tenant) -> list[Line] | None:
         """The batch's request lines (from its input file, or the copy it kept when the file was
@@ -139,7 +147,7 @@ class JobRunner(Forwarding):
         data = await asyncio.to_thread(self.store.input_of, body["id"])
         if data is None:
             message = f"The input file {body['input_file_id']} is gone; the batch cannot run."
-            await self._finish(body, "failed", errors=[_error("input_file_missing", message)])
+            await self._finish(body, "failed", errors=[batch_error("input_file_missing", message)])
             return None
         lines, errors = await asyncio.to_thread(parse_lines, data, body["endpoint"], tenant)
         if errors:
@@ -167,13 +175,18 @@ class JobRunner(Forwarding):
         body["request_counts"]["total"] = len(lines)
         target = self._forward_target(lines) if self.settings.forward else None
         if target is not None:
-            try:
-                upstream = await self._submit(body, lines, *target)
-            except UpstreamError as exc:
-                log.info("batch %s runs through the gateway: %s", batch_id, exc.message)
+            hold = budget.JobHold(self.gateway, tenant, batch_id, lambda: _ready(lines))
+            refused = await hold.renew(lines[0].body["model"])
+            if refused is not None:  # run through the gateway, where each line gets the key's refusal
+                log.info("batch %s not forwarded: %s", batch_id, refused.message)
             else:
-                await self._follow(body, upstream)
-                return
+                try:
+                    upstream = await self._submit(body, lines, *target)
+                except UpstreamError as exc:
+                    log.info("batch %s runs through the gateway: %s", batch_id, exc.message)
+                else:
+                    await self._follow(body, upstream, hold)
+                    return
         await run_locally(self, body, lines, tenant)
 
     async def _store_outputs(
@@ -203,8 +216,8 @@ class JobRunner(Forwarding):
         await self._finish(body, status, errors)
 
 
-def _error(code: str, message: str) -> dict[str, Any]:
-    return {"code": code, "message": message, "param": None, "line": None}
+async def _ready(lines: list[Line]) -> list[Line]:
+    return lines
 
 
 def _alive(pid: int) -> bool:

@@ -69,6 +69,11 @@ def parse_lines(data: bytes, endpoint: str, tenant: Tenant) -> tuple[list[Line],
     return lines, errors
 
 
+def batch_error(code: str, message: str) -> dict[str, Any]:
+    """One entry of a Batch object's `errors.data`."""
+    return {"code": code, "message": message, "param": None, "line": None}
+
+
 def output_line(custom_id: str, status: int, request_id: str, body: Body) -> bytes:
     """One line of an output (status 200) or error file, in the OpenAI batch output shape."""
     line = {

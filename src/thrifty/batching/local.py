@@ -2,10 +2,14 @@
 
 Each worker yields to the event loop after every line, so a batch whose lines fail instantly (no
 await that suspends) still lets every other request be served; answered lines are recorded by a
-`Progress` writer off the loop. A cancel accepted by the API stops the workers before their next line;
-the lines that ran are kept (answers in the output file, failures in the error file). A batch whose
-every line was answered moves to `finalizing` first, and a cancel that arrives after that is refused:
-an accepted cancel always ends `cancelled`.
+`Progress` writer off the loop. Each line is sent as the key is now (`budget.current`): a model taken
+from the key fails its lines with 403, a revoked or expired key with 401, and each line reserves and
+settles its own cost in the limits stage (the batch's own hold is released as it starts).
+
+A cancel accepted by the API stops the workers before their next line; the lines that ran are kept
+(answers in the output file, failures in the error file). A batch whose every line was answered moves
+to `finalizing` first, and a cancel that arrives after that is refused: an accepted cancel always
+ends `cancelled`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+from thrifty.batching import budget
 from thrifty.batching.lines import Line, output_line
 from thrifty.batching.progress import Progress
 from thrifty.errors import ThriftyError
@@ -27,6 +32,7 @@ async def run_locally(runner: JobRunner, body: dict[str, Any], lines: list[Line]
     body.update(status="in_progress", in_progress_at=body.get("in_progress_at") or int(time.time()))
     await runner._save(body)
     store, batch_id = runner.store, body["id"]
+    await budget.release(runner.gateway, tenant, batch_id)  # its lines reserve for themselves
     done = await asyncio.to_thread(store.done_lines, batch_id)  # answered before a crash: not sent again
     results: list[tuple[bool, bytes] | None] = [done.get(i) for i in range(len(lines))]
     progress = Progress(store, batch_id, done, runner.settings.poll_interval_s)
@@ -40,7 +46,8 @@ async def run_locally(runner: JobRunner, body: dict[str, Any], lines: list[Line]
                 return
             line, request_id = lines[i], new_request_id()
             try:
-                result = await runner.gateway.chat(line.body, tenant, request_id=request_id)
+                now = await budget.current(runner.gateway, tenant)
+                result = await runner.gateway.chat(line.body, now, request_id=request_id)
                 outcome = (True, output_line(line.custom_id, 200, request_id, result.body))
             except ThriftyError as exc:
                 outcome = (False, output_line(line.custom_id, exc.status, request_id, exc.body()))

@@ -140,15 +140,21 @@ class BatchApi:
             raise InvalidRequest(
                 "input_file_id must name a file uploaded with purpose 'batch'.", param="input_file_id"
             )
-        await budget.admit(self.gateway, tenant)  # a key whose budget is spent: 429, as live chat
         batch = batch_object(file_id, endpoint, window, metadata)
         data = await asyncio.to_thread(self.store.content, tenant.id, file_id)
-        _, errors = await asyncio.to_thread(parse_lines, data or b"", endpoint, tenant)
-        if errors:  # like OpenAI: the batch exists and failed validation
+        lines, errors = await asyncio.to_thread(parse_lines, data or b"", endpoint, tenant)
+        if errors:  # like OpenAI: the batch exists and failed validation (and holds nothing)
+            lines = []
             batch.update(
                 status="failed", failed_at=batch["created_at"], errors={"object": "list", "data": errors}
             )
-        self.store.add_batch(tenant.id, tenant.key_id, batch)
+        # a key whose budget is spent or held gets the live-chat 429; else the batch holds its estimate
+        await budget.admit(self.gateway, tenant, batch["id"], lines, forwarded=self.runner.forwards(lines))
+        try:
+            self.store.add_batch(tenant.id, tenant.key_id, batch)
+        except BaseException:
+            await budget.release(self.gateway, tenant, batch["id"])
+            raise
         self.runner.wake()
         return json_response(batch)
 

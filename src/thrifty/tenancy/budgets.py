@@ -6,6 +6,11 @@ this request's worst case stays within the limit. After the answer the reservati
 actual cost (settle), or dropped if the request failed (release). Because the check and the booking of
 a reservation are one atomic step, concurrent requests can never together pass a limit by more than
 the amount by which one request's actual cost exceeds its estimate.
+
+Long-running work (a batch job) holds its estimate under a reservation id of its own: it renews the
+hold while it runs (`hold`, no check: it was admitted already), settles it part by part as its cost is
+booked (`settle_part`: what is charged leaves the hold, so it is never counted twice) and releases
+what is left when it ends.
 """
 
 from __future__ import annotations
@@ -65,13 +70,28 @@ class BudgetBackend(ABC):
 
     @abstractmethod
     async def reserve(
-        self, key_id: str, wins: list[Window], reservation_id: str, amount: float, ttl_s: float
+        self,
+        key_id: str,
+        wins: list[Window],
+        reservation_id: str,
+        amount: float,
+        ttl_s: float,
+        need: float | None = None,
     ) -> Refusal | None:
-        """Book a reservation unless a window would overflow; return the refusal if so."""
+        """Book a reservation of `amount` unless a window would overflow (spent + reserved + `need` >
+        limit; `need` defaults to `amount`); return the refusal if so."""
 
     @abstractmethod
     async def settle(self, key_id: str, wins: list[Window], reservation_id: str, actual: float) -> None:
         """Drop the reservation and add the actual cost to every window."""
+
+    @abstractmethod
+    async def hold(self, key_id: str, reservation_id: str, amount: float, ttl_s: float) -> None:
+        """Set the reservation to `amount` for another `ttl_s`, unchecked (renews admitted work)."""
+
+    @abstractmethod
+    async def settle_part(self, key_id: str, wins: list[Window], reservation_id: str, actual: float) -> None:
+        """Add `actual` to every window and take it off the reservation (not below 0), which stays."""
 
     @abstractmethod
     async def release(self, key_id: str, reservation_id: str) -> None: ...
@@ -105,18 +125,38 @@ class MemoryBudgets(BudgetBackend):
         return sum(amount for amount, _ in held.values())
 
     async def reserve(
-        self, key_id: str, wins: list[Window], reservation_id: str, amount: float, ttl_s: float
+        self,
+        key_id: str,
+        wins: list[Window],
+        reservation_id: str,
+        amount: float,
+        ttl_s: float,
+        need: float | None = None,
     ) -> Refusal | None:
         reserved = self._outstanding(key_id)
+        check = amount if need is None else need
         for win in wins:
             spent = self._spent.get((key_id, win.name, win.bucket), 0.0)
-            if spent + reserved + amount > win.limit:
+            if spent + reserved + check > win.limit:
                 return Refusal(win, spent, reserved)
         self._reservations.setdefault(key_id, {})[reservation_id] = (amount, time.monotonic() + ttl_s)
         return None
 
     async def settle(self, key_id: str, wins: list[Window], reservation_id: str, actual: float) -> None:
         self._reservations.get(key_id, {}).pop(reservation_id, None)
+        self._add(key_id, wins, actual)
+
+    async def hold(self, key_id: str, reservation_id: str, amount: float, ttl_s: float) -> None:
+        self._reservations.setdefault(key_id, {})[reservation_id] = (amount, time.monotonic() + ttl_s)
+
+    async def settle_part(self, key_id: str, wins: list[Window], reservation_id: str, actual: float) -> None:
+        held = self._reservations.get(key_id, {})
+        if reservation_id in held:
+            amount, expires = held[reservation_id]
+            held[reservation_id] = (max(0.0, amount - actual), expires)
+        self._add(key_id, wins, actual)
+
+    def _add(self, key_id: str, wins: list[Window], actual: float) -> None:
         for win in wins:
             slot = (key_id, win.name, win.bucket)
             self._spent[slot] = self._spent.get(slot, 0.0) + actual

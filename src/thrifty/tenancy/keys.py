@@ -110,9 +110,7 @@ def mint(tenant: str | None, **fields: Any) -> tuple[str, VirtualKey]:
     secret = secrets.token_urlsafe(32)
     token = PREFIX + secret
     key_id = "key_" + secrets.token_hex(8)
-    key = VirtualKey(
-        id=key_id, tenant=tenant or key_id, hint=f"{PREFIX}{secret[:4]}…{secret[-4:]}", **fields
-    )
+    key = VirtualKey(id=key_id, tenant=tenant or key_id, hint=f"{PREFIX}{secret[:4]}…{secret[-4:]}", **fields)
     return token, key
 
 

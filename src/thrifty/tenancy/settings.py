@@ -42,7 +42,8 @@ class BudgetsConfig(Section):
     """Worst-case output tokens reserved for a request that sets no `max_tokens`."""
     over_budget_status: Literal[402, 429] = 429
     reservation_ttl_s: float = Field(900.0, gt=0)
-    """A reservation whose request never settles (its replica died) expires after this."""
+    """A reservation whose request never settles (its replica died) expires after this; a running batch
+    renews its hold at least every third of it."""
     on_state_error: OnStateError = "fail_closed"
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from thrifty.errors import AuthenticationError, RateLimited
-from thrifty.pipeline import Call, Handler
+from thrifty.pipeline import Call, Handler, with_side_costs
 from thrifty.pricing.tokens import TokenCounter
 from thrifty.providers.table import ModelTable
 from thrifty.tenancy.budgets import BudgetBackend, Window, windows
@@ -43,6 +43,16 @@ class Reservation:
     id: str
     amount: float
     wins: list[Window]
+
+
+@dataclass(slots=True)
+class Admission:
+    """Work admitted outside the pipeline (an embeddings call, a batch job): its rate-limit headers and
+    what it holds against its key's budgets until `settle` (or `release`)."""
+
+    headers: dict[str, str]
+    reservation: Reservation | None
+    """None: nothing to hold or count (no key, the master key, or budgets unreachable and fail_open)."""
 
 
 def format_reset(seconds: float) -> str:
@@ -111,8 +121,9 @@ class LimitsStage:
         try:
             result = await next(call)
         except BaseException:
-            await self._release(reservation)
+            await self._unwind(reservation, call)
             raise
+        result = with_side_costs(call, result)  # a prompt summary paid for it: the cost the client is told
         if result.stream is not None:
 
             async def on_end(cost: float | None) -> None:
@@ -124,8 +135,21 @@ class LimitsStage:
         result.headers.update(headers)
         return result
 
+    async def _unwind(self, reservation: Reservation | None, call: Call) -> None:
+        """No answer: nothing is charged, but what was paid on the request's behalf before it failed (a
+        prompt summary, booked in the ledger) is."""
+        if call.side_cost_usd > 0:
+            await self._settle(reservation, call.side_cost_usd)
+        else:
+            await self._release(reservation)
+
     async def _key(self, call: Call) -> VirtualKey | None:
         return await self._tenant_key(call.tenant)
+
+    async def key_of(self, tenant: Tenant) -> VirtualKey | None:
+        """The tenant's key as it is now (None: no key, or the master key); raises AuthenticationError
+        when it is revoked or expired."""
+        return await self._tenant_key(tenant)
 
     async def _tenant_key(self, tenant: Tenant) -> VirtualKey | None:
         key_id = tenant.key_id
@@ -139,31 +163,69 @@ class LimitsStage:
             raise AuthenticationError(reason)
         return key
 
-    # ---- work the pipeline does not carry (embeddings, batch jobs): checked first, charged after
+    # ---- work the pipeline does not carry (embeddings, batch jobs): admitted with a hold, settled after
 
-    async def admit(self, tenant: Tenant, tokens: int = 0) -> dict[str, str]:
-        """Count one request of `tokens` against the key's rate limits and refuse it when its budget is
-        already spent (as the pipeline would); return the rate-limit headers. What it then costs is
-        counted with `charge`, so such work can overrun a budget by at most its own cost."""
+    async def admit(
+        self,
+        tenant: Tenant,
+        tokens: int = 0,
+        usd: float = 0.0,
+        *,
+        whole: bool = True,
+        hold_id: str | None = None,
+    ) -> Admission:
+        """Count one request of `tokens` against the key's rate limits and hold `usd` (the work's
+        estimated cost) against its budgets until `settle`. `whole`: refused unless all of `usd` fits,
+        like a chat request; else refused only when the budget is already spent or held (a batch job,
+        whose estimate is a loose upper bound: it may then overrun by at most its own cost)."""
         key = await self._tenant_key(tenant)
         if key is None:
-            return {}
+            return Admission({}, None)
         if self.owner is not None:
             await self.owner.start()
-        estimate = Estimate(tokens=tokens, worst_usd=0.0)
+        estimate = Estimate(tokens=tokens, worst_usd=usd)
         states = await self._rate_limit(key, estimate) if key.rate_limits.any() else []
-        if key.budgets.any():
-            await self._release(await self._reserve(key, estimate))
-        return rate_headers(states)
+        reservation = await self._reserve(key, estimate, need=None if whole else 0.0, reservation_id=hold_id)
+        return Admission(rate_headers(states), reservation)
 
-    async def charge(self, tenant: Tenant, usd: float) -> None:
-        """Count `usd` booked outside the pipeline in every budget window of the tenant's key."""
-        key_id = tenant.key_id
-        if key_id is None or key_id == "master" or usd <= 0:
+    async def settle(self, admission: Admission, usd: float) -> None:
+        """Replace what the admitted work held by what it cost (counted in every window)."""
+        await self._settle(admission.reservation, usd)
+
+    async def release(self, admission: Admission) -> None:
+        """The admitted work spent nothing: drop its hold."""
+        await self._release(admission.reservation)
+
+    def input_cost(self, model: str, tokens: int) -> float:
+        """`tokens` of input priced at the dearest of `model` and its fallbacks (an embeddings call)."""
+        rates = [self._rates(m) for m in [model, *self.table.fallbacks(model)]]
+        known = [r for r in rates if r is not None] or [self._dearest()]
+        return tokens * max(rate_in for rate_in, _ in known) / _PER
+
+    # ---- holds of long-running admitted work (batch jobs), by the id they were admitted with
+
+    async def hold(self, key_id: str, hold_id: str, usd: float, ttl_s: float) -> None:
+        """Renew a hold for another `ttl_s` at `usd` (unchecked: the work was admitted)."""
+        if self.owner is not None:
+            await self.owner.start()
+        try:
+            await self.budgets.hold(key_id, hold_id, usd, ttl_s)
+        except StateError as exc:
+            log.warning("could not renew hold %s of key %s: %s", hold_id, key_id, exc)
+
+    async def settle_part(self, key_id: str, hold_id: str, usd: float) -> None:
+        """Count `usd` booked for held work in every window of the key, taking it off the hold."""
+        if usd <= 0:
             return
         if self.owner is not None:
             await self.owner.start()
-        await self._settle(Reservation(key_id, "c" + secrets.token_hex(8), 0.0, windows(_EVERY_WINDOW)), usd)
+        try:
+            await self.budgets.settle_part(key_id, windows(_EVERY_WINDOW), hold_id, usd)
+        except StateError as exc:
+            log.error("could not charge $%.6f to key %s (%s)", usd, key_id, exc)
+
+    async def release_hold(self, key_id: str, hold_id: str) -> None:
+        await self._release(Reservation(key_id, hold_id, 0.0, []))
 
     # ---- estimates
 
@@ -254,18 +316,26 @@ class LimitsStage:
 
     # ---- budgets
 
-    async def _reserve(self, key: VirtualKey, estimate: Estimate) -> Reservation | None:
-        """Hold the worst case against the key's budgets. The actual cost settles into every window,
-        budgeted or not, so a budget given to the key later starts from what it already spent."""
+    async def _reserve(
+        self,
+        key: VirtualKey,
+        estimate: Estimate,
+        *,
+        need: float | None = None,
+        reservation_id: str | None = None,
+    ) -> Reservation | None:
+        """Hold the worst case against the key's budgets (refused unless `need`, default the worst case,
+        fits). The actual cost settles into every window, budgeted or not, so a budget given to the key
+        later starts from what it already spent."""
         counted = windows(_EVERY_WINDOW)
         limited = windows(key.budgets)
         if not limited:
             return Reservation(key.id, "t" + secrets.token_hex(8), 0.0, counted)  # nothing to hold
-        reservation = Reservation(key.id, "r" + secrets.token_hex(8), estimate.worst_usd, counted)
+        rid = reservation_id or "r" + secrets.token_hex(8)
+        reservation = Reservation(key.id, rid, estimate.worst_usd, counted)
+        ttl = self.settings.budgets.reservation_ttl_s
         try:
-            refusal = await self.budgets.reserve(
-                key.id, limited, reservation.id, estimate.worst_usd, self.settings.budgets.reservation_ttl_s
-            )
+            refusal = await self.budgets.reserve(key.id, limited, rid, estimate.worst_usd, ttl, need)
         except StateError as exc:
             self._state_failure("budgets", exc, self.settings.budgets.on_state_error)
             return None
@@ -274,7 +344,7 @@ class LimitsStage:
             raise BudgetExceeded(
                 f"Budget exceeded for key {key.id}: its {win.name} budget is ${win.limit:.4f}, "
                 f"${refusal.spent:.4f} is spent and ${refusal.reserved:.4f} is held by requests in "
-                f"flight; {_may_cost(estimate)}"
+                f"flight; {_may_cost(estimate, need)}"
                 "Lower max_tokens, wait for the budget to reset, or ask an admin to raise it.",
                 status=self.settings.budgets.over_budget_status,
             )
@@ -313,7 +383,7 @@ class LimitsStage:
         )
 
 
-def _may_cost(estimate: Estimate) -> str:
-    if estimate.worst_usd <= 0:  # admitted work priced only once done: the budget is simply spent
+def _may_cost(estimate: Estimate, need: float | None = None) -> str:
+    if estimate.worst_usd <= 0 or need == 0:  # admitted work that only needs budget left: none is
         return "no budget is left. "
     return f"this request may cost up to ${estimate.worst_usd:.4f}. "
