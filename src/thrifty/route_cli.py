@@ -53,9 +53,9 @@ def train_cmd(
     try:
         data = load_outcomes(data_path)
         require_models(data.models)
+        rows = data if all_folds else data.checked_split(need_test=False)[0]
     except (OutcomeDataError, ValueError) as exc:
         _fail(str(exc))
-    rows = data if all_folds else data.split()[0]
     tokens = None if no_embedding else embed_tokens
     emb = None if tokens is None else router_cache(tokens).matrix(data.prompts)[rows.rows]
     try:
@@ -84,12 +84,12 @@ def train_gate_cmd(data_path: str, out_path: str, no_embedding: bool) -> None:
     try:
         data = load_outcomes(data_path)
         require_models(data.models)
-        cal = data.split()[0]
+        cal = data.checked_split(need_test=False)[0]
         tiers = answered_tiers(cal, tier_order(cal))
+        emb = None if no_embedding else router_cache(None).matrix(data.prompts)[cal.rows]
+        model, l2 = train_gate(cal, emb, tiers)
     except (OutcomeDataError, ValueError) as exc:
         _fail(str(exc))
-    emb = None if no_embedding else router_cache(None).matrix(data.prompts)[cal.rows]
-    model, l2 = train_gate(cal, emb, tiers)
     path = model.save(out_path)
     click.echo(f"gate trained on {model.meta['rows']} answers, l2={l2:g} → {path}")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -215,3 +216,72 @@ def test_reference_routable_and_why_not() -> None:
     assert "costs no more than the cheapest" in (nothing_to_route(same_price, scores, ["a", "b"]) or "")
     tied = Reference.of(np.ones((2, 2)), np.array([[1.0, 2.0], [1.0, 2.0]]))
     assert not tied.routable and tied.weak == tied.strong == 0
+
+
+# --- files without training or test rows ------------------------------------------------------
+
+
+def only_folds(rows: list[dict[str, Any]], folds: set[int]) -> list[dict[str, Any]]:
+    return [r for r in rows if r["fold"] in folds]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["eval", "--no-embedding"],
+        ["eval", "--cascade", "--no-embedding"],
+        ["calibrate", "--target", "quality:0.9", "--no-embedding"],
+        ["calibrate", "--cascade", "--target", "quality:0.9", "--no-embedding"],
+    ],
+    ids=["eval", "eval-cascade", "calibrate", "calibrate-cascade"],
+)
+def test_no_test_rows_is_a_one_line_error(tmp_path: Path, args: list[str]) -> None:
+    path = write(tmp_path / "no4.jsonl", only_folds(rows_for(TWO), {0, 1, 2, 3}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a numpy RuntimeWarning on an empty split would be a bug
+        line = usage_error(invoke(*args, "--data", str(path)))
+    assert "the data needs rows in folds 0–3 (train) and fold 4 (test)" in line
+    assert "240 train and 0 test rows" in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["eval", "--no-embedding"],
+        ["train", "--out", "OUT"],
+        ["train-gate", "--out", "OUT", "--no-embedding"],
+        ["calibrate", "--cascade", "--target", "quality:0.9", "--no-embedding"],
+    ],
+    ids=["eval", "train", "train-gate", "calibrate-cascade"],
+)
+def test_no_training_rows_is_a_one_line_error(tmp_path: Path, args: list[str]) -> None:
+    path = write(tmp_path / "only4.jsonl", only_folds(rows_for(TWO), {4}))
+    args = [str(tmp_path / "out.npz") if a == "OUT" else a for a in args]
+    line = usage_error(invoke(*args, "--data", str(path)))
+    assert "the data needs rows in folds 0–3 (train)" in line and "0 train and 60 test rows" in line
+    assert not (tmp_path / "out.npz").exists()
+
+
+def test_train_gate_needs_no_test_rows(tmp_path: Path) -> None:
+    path = write(tmp_path / "no4.jsonl", only_folds(rows_for(TWO), {0, 1, 2, 3}))
+    result = invoke("train-gate", "--data", str(path), "--out", str(tmp_path / "g.npz"), "--no-embedding")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "g.npz").exists()
+
+
+# --- calibration on data with nothing to route ------------------------------------------------
+
+
+def test_calibrate_on_tied_scores_warns_and_serves_the_cheapest(tmp_path: Path) -> None:
+    dear_first = {"huge": 0.01, "tiny": 0.0001}  # the dear model first in file order
+    path = write(tmp_path / "ties.jsonl", rows_for(dear_first, lambda m, t: 1.0))
+    result = invoke("calibrate", "--data", str(path), "--target", "quality:0.9", "--no-embedding", "--json")
+    assert result.exit_code == 0, result.output
+    warning = result.stderr.strip().splitlines()
+    assert len(warning) == 1 and warning[0].startswith("warning: nothing to route"), result.stderr
+    assert "240 calibration prompts" in warning[0]
+    report = json.loads(result.stdout)
+    assert report["warnings"] == [warning[0].removeprefix("warning: ")]
+    # ties go to the cheaper model, as the gateway's tradeoff policy sends them: cost of always-tiny
+    assert report["calibration"]["cost_share_of_strong"] == pytest.approx(1.0)
+    assert report["held_out"]["cost_share_of_strong"] == pytest.approx(1.0)

@@ -109,3 +109,41 @@ def test_a_strong_budget_counts_every_model_as_costly_as_the_strong_one():
     outcome = router_runner(probs, np.zeros(3), scores, costs, ref)(0.0)
     assert outcome.row_strong.tolist() == [True, False, True, False]  # pricey counts like strong
     assert outcome.strong_share == 0.5
+
+
+@pytest.mark.parametrize("given", ["code", ["nocache"], 3])
+def test_a_hint_header_leaves_a_bad_thrifty_field_for_validation(given):
+    from thrifty.request import validate_chat
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "thrifty": given}
+    folded = fold_headers({"x-thrifty-route-task": "code", "x-thrifty-quality-target": "0.5"}, body)
+    assert folded["thrifty"] == given
+    with pytest.raises(InvalidRequest) as exc:
+        validate_chat(folded)
+    assert exc.value.param == "thrifty"
+
+
+def test_tradeoff_rows_is_the_tradeoff_policy_row_by_row():
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    cost = np.array([0.05, 0.001, 0.01, 0.001])  # two models at the same price: ties go to the first
+    quality = rng.choice([0.2, 0.5, 0.9, 1.0], size=(500, 4))  # coarse: many ties
+    for lam in (0.0, 1.0, 10.0, 400.0, 1e6):
+        rows = select.tradeoff_rows(quality, cost, lam)
+        assert rows.tolist() == [select.tradeoff(q.tolist(), cost.tolist(), lam) for q in quality]
+
+
+def test_calibration_replays_ties_as_the_gateway_serves_them():
+    import numpy as np
+
+    from thrifty.evaluate.metrics import Reference
+    from thrifty.routing.calibrate import router_runner
+
+    # every prediction ties (degenerate data): the gateway sends the call to the cheaper model
+    est = np.array([0.03, 0.0002])  # the dear model first in file order
+    probs = np.ones((4, 2))
+    scores, costs = np.ones((4, 2)), np.tile(est, (4, 1))
+    outcome = router_runner(probs, est, scores, costs, Reference.of(scores, costs))(0.0)
+    assert outcome.point.cost_usd == pytest.approx(4 * 0.0002)
+    assert select.tradeoff([1.0, 1.0], est.tolist(), 0.0) == 1

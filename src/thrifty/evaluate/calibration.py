@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from thrifty.embed.diskcache import EmbeddingCache
-from thrifty.evaluate.metrics import Reference, _breakpoints
+from thrifty.evaluate.metrics import Reference, _breakpoints, nothing_to_route, require_models
 from thrifty.evaluate.route import embed_rows, router_cache
 from thrifty.routing.calibrate import Outcome, Target, describe, pick, report, router_runner
 from thrifty.routing.data import OutcomeSet, load_outcomes
@@ -58,7 +58,8 @@ def calibrate_router(
     cache = cache or router_cache(embed_tokens)
     embed = embed_tokens is not None
     data = load_outcomes(path)
-    cal, test = data.split()
+    require_models(data.models)
+    cal, test = data.checked_split()
     cal_emb = embed_rows(data, cal, cache, embed)
     model, _ = train(cal, cal_emb, embed_tokens=embed_tokens)
     est = router_costs(model, cal)
@@ -72,7 +73,12 @@ def calibrate_router(
         ref_test = Reference.of(test.scores, test.costs)
         probs = router_probs(model, test, embed_rows(data, test, cache, embed))
         held = describe(router_runner(probs, est, test.scores, test.costs, ref_test)(chosen[0]), ref_test)
-    return {"data": Path(path).name, "kind": "router", **report(target, "lambda", chosen, held)}
+    return {
+        "data": Path(path).name,
+        "kind": "router",
+        "warnings": _warnings(cal, test, data.models),
+        **report(target, "lambda", chosen, held),
+    }
 
 
 def calibrate_cascade(
@@ -93,7 +99,8 @@ def calibrate_cascade(
 
     cache = cache or router_cache(None)
     data = load_outcomes(path)
-    cal, test = data.split()
+    require_models(data.models)
+    cal, test = data.checked_split()
     tiers = answered_tiers(data, tier_order(cal))
     cal_emb = embed_rows(data, cal, cache, embed)
     model, l2 = train_gate(cal, cal_emb, tiers)
@@ -128,5 +135,16 @@ def calibrate_cascade(
         "data": Path(path).name,
         "kind": "cascade",
         "tiers": [data.models[t] for t in tiers],
+        "warnings": _warnings(cal, test, data.models),
         **report(target, "threshold", chosen, held_out),
     }
+
+
+def _warnings(cal: OutcomeSet, test: OutcomeSet, models: list[str]) -> list[str]:
+    """`route eval`'s "nothing to route" warning, for the split the knob is chosen on (else for the
+    held-out one): with no gap between weak and strong, any knob meets a quality target."""
+    for split, rows in (("calibration", cal), ("test", test)):
+        warning = nothing_to_route(Reference.of(rows.scores, rows.costs), rows.scores, models, split)
+        if warning is not None:
+            return [warning]
+    return []

@@ -200,7 +200,7 @@ def evaluate_cascade(
     data = load_outcomes(path)
     require_models(data.models)
     cache = cache or router_cache(None)
-    train_set, test_set = data.split()
+    train_set, test_set = data.checked_split()
     tiers = answered_tiers(data, tier_order(train_set))
     if gate_file is None:
         emb = embed_rows(data, train_set, cache, embed)

@@ -40,8 +40,11 @@ def require_models(models: list[str]) -> None:
         raise ValueError(f"routing needs at least two models; the data has one: {models[0]!r}")
 
 
-def nothing_to_route(ref: Reference, scores: np.ndarray, models: list[str]) -> str | None:
-    """Why no policy can beat always calling one model on these outcomes (None: there is a choice)."""
+def nothing_to_route(
+    ref: Reference, scores: np.ndarray, models: list[str], split: str = "test"
+) -> str | None:
+    """Why no policy can beat always calling one model on these outcomes (None: there is a choice);
+    `split` names the prompts (`test`, `calibration`)."""
     import numpy as np
 
     mean_q = scores.mean(axis=0)
@@ -57,7 +60,7 @@ def nothing_to_route(ref: Reference, scores: np.ndarray, models: list[str]) -> s
     else:
         why = f"the cheapest model, {models[ref.weak]}, also has the best mean score ({ref.q_strong:.3f})"
     return (
-        f"nothing to route: {why} on the {len(scores)} test prompts, so weak = strong; "
+        f"nothing to route: {why} on the {len(scores)} {split} prompts, so weak = strong; "
         "PGR, APGR and CPT are n/a"
     )
 

@@ -87,9 +87,7 @@ def evaluate_router(
 
     data = load_outcomes(path)
     require_models(data.models)
-    train_set, test_set = data.split()
-    if len(test_set) == 0 or len(train_set) == 0:
-        raise ValueError("the data needs rows in folds 0–3 (train) and fold 4 (test)")
+    train_set, test_set = data.checked_split()
     trained: dict[str, Any] = {}
     if router is None:
         cache = cache or router_cache(embed_tokens)

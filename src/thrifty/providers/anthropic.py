@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 import orjson
 
-from thrifty.providers.anthropic_request import to_anthropic_request
+from thrifty.providers.anthropic_request import refuse_unsupported, to_anthropic_request
 from thrifty.providers.anthropic_response import StreamTranslator, to_openai_response, usage_from_anthropic
 from thrifty.providers.base import Provider, Reply, error_from_status, loads_json
 from thrifty.providers.http import read_body, sse_events
@@ -36,6 +36,9 @@ class AnthropicProvider(Provider):
 
     def use_prompt_cache(self, breakpoints: Callable[[Body], Body] | None) -> None:
         self.cache_breakpoints = breakpoints
+
+    def refuse(self, body: Body) -> None:
+        refuse_unsupported(body)
 
     def _request(self, body: Body, model: str, *, stream: bool = False) -> Body:
         payload = to_anthropic_request(body, model, stream=stream)

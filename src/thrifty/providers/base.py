@@ -44,6 +44,11 @@ class Provider(ABC):
     async def embeddings(self, body: Body, model: str) -> Body:
         raise InvalidRequest(f"provider {self.name!r} does not serve embeddings", param="model")
 
+    def refuse(self, body: Body) -> None:
+        """Raise InvalidRequest (naming the parameter) for a request-level field this provider cannot
+        express, checked without translating any message; a cascade asks before paying for a tier."""
+        return None
+
     async def aclose(self) -> None:
         """Release anything the provider owns beyond the shared client."""
         return None

@@ -1,4 +1,6 @@
-"""Builds the plan stage from the `routing:` config (None when no virtual model is configured)."""
+"""Builds the plan stage from the `routing:` config. It is built even with no virtual model: it also
+strips thrifty-only fields (`thrifty`, `metadata.thrifty_*`) from every request before it goes
+upstream."""
 
 from __future__ import annotations
 
@@ -81,12 +83,12 @@ def _price_per_token(gateway: Gateway, model: str) -> float:
     return 0.0 if price is None else price.input + price.output
 
 
-def build_stage(gateway: Gateway) -> PlanStage | None:
+def build_stage(gateway: Gateway) -> PlanStage:
     from thrifty.routing.stage import PlanStage
 
     config: RoutingConfig = gateway.config.routing
     if not config.virtual_models:
-        return None
+        return PlanStage({}, config.hints)  # routes nothing; strips thrifty-only fields
     known = set(gateway.config.model_names()) | set(gateway.table.names())
     plans = {name: _plan(gateway, name, vm, known) for name, vm in config.virtual_models.items()}
     return PlanStage(plans, config.hints)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from thrifty.evaluate.bounds import ratio_lower, wilson_upper, z_of
 from thrifty.evaluate.metrics import Point, Reference, point
+from thrifty.routing.select import tradeoff_rows
 
 if TYPE_CHECKING:
     import numpy as np
@@ -116,6 +117,8 @@ def pick(
 def router_runner(
     probs: np.ndarray, est_cost: np.ndarray, scores: np.ndarray, costs: np.ndarray, ref: Reference
 ) -> Callable[[float], Outcome]:
+    """What the `tradeoff` policy at λ does on a split: the gateway's own rule (`select.tradeoff_rows`,
+    ties to the cheaper model), so the λ chosen here is replayed as it will be served."""
     import numpy as np
 
     rows = np.arange(len(scores))
@@ -123,7 +126,7 @@ def router_runner(
     dear = totals >= totals[ref.strong]  # a budget on the strong model binds any model as costly
 
     def run(lam: float) -> Outcome:
-        choice = np.argmax(probs - lam * est_cost[None, :], axis=1)
+        choice = tradeoff_rows(probs, est_cost, lam)
         return Outcome(point(choice, scores, costs, ref), scores[rows, choice], dear[choice])
 
     return run

@@ -6,25 +6,39 @@ accepted one as the final row with lever `cascade`. The final tier is not gated 
 clients, streams straight from the provider. An accepted earlier tier reaches a streaming client as
 a replay of the complete answer: the client sees its first byte only after that tier has answered
 in full (time-to-first-token ≈ the tier's full latency plus the gate's).
+
+A tier that cannot express the request (an Anthropic tier asked for `n > 1`) is skipped — found
+before any tier is called where a request-level check can tell (`expressible.py`), else when it is
+called — and named in the final row's `meta.cascade_skipped`; it costs nothing. Only when no tier can
+take the request is it refused (the first tier's 400). A tier that fails upstream is skipped too
+(its failed attempts are booked by the dispatcher). `x-thrifty-attempts` counts every upstream call
+made for the request: the tiers' (failed ones included) and the judge's.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from thrifty.errors import UpstreamError
+from thrifty.errors import InvalidRequest, UpstreamError
 from thrifty.pipeline import Call, Handler
-from thrifty.routing.gates import Answer, QualityGate, needs_logprobs
+from thrifty.routing.expressible import refusal
+from thrifty.routing.gates import Answer, QualityGate, Verdict, check_choices, needs_logprobs
 from thrifty.types import ChatResult, Usage
 
 if TYPE_CHECKING:
     from thrifty.bookkeeping import Bookkeeper
     from thrifty.providers.pool import ProviderPool
+    from thrifty.providers.table import Deployment
+
+log = logging.getLogger("thrifty.routing")
 
 HOLD = "_thrifty_hold_booking"
 """`call.meta` key: while set, the Bookkeeper prices an answer without booking it (see bookkeeping.ok)."""
+SKIPPED = "cascade_skipped"
+"""`call.meta` key: {tier: why} for tiers that could not express the request."""
 
 
 class Cascade:
@@ -35,74 +49,125 @@ class Cascade:
         self.pool = pool
 
     def _asker(self, call: Call, spent: _Spent):
-        """The judge's connection: each grading call is booked (`rejected`, reason `judge`) and its
-        cost added to what the request spent."""
+        """The judge's connection: each grading call is booked (`rejected`, reason `judge`), its cost
+        added to what the request spent and each of its upstream attempts (failed ones included)
+        counted."""
 
         async def ask(model: str, messages: list[dict[str, str]]) -> str:
             started = time.perf_counter()
 
-            def failed(name: str, dep, error: UpstreamError, latency: float) -> None:
-                self.books.error(call, name, dep, error, latency)
+            def failed(name: str, dep: Deployment, error: UpstreamError, latency: float) -> None:
+                spent.attempts += 1
+                spent.usd += self.books.error(call, name, dep, error, latency)
 
             reply, served = await self.pool.chat(model, {"model": model, "messages": messages}, failed)
+            spent.attempts += 1
             usage = reply.usage or self.books.estimate({"messages": messages}, _text(reply.body))
             latency = (time.perf_counter() - started) * 1000
             spent.usd += self.books.rejected(
                 call, served.model, served.deployment, usage, latency_ms=latency, reason="judge"
             )
-            spent.attempts += 1
             return _text(reply.body)
 
         return ask
 
+    def _expressible(self, call: Call) -> list[tuple[int, str]]:
+        """(tier number, model) of the tiers that can express the request, as far as a request-level
+        check tells; the others are skipped. None can: the first tier's refusal is raised."""
+        kept: list[tuple[int, str]] = []
+        first: InvalidRequest | None = None
+        for number, tier in enumerate(self.tiers, 1):
+            refused = refusal(self.pool, tier, call.body)
+            if refused is None:
+                kept.append((number, tier))
+            else:
+                first = first or refused
+                _skip(call, tier, refused)
+        if first is not None and not kept:
+            raise first
+        return kept
+
     async def run(self, call: Call, next: Handler) -> ChatResult:
         streaming = call.stream
         spent = _Spent()
-        # a logprob gate needs the tiers' token logprobs, whether or not the client asked for them
-        add_logprobs = needs_logprobs(self.gate) and call.body.get("logprobs") is not True
+        *gated, last = self._expressible(call)
         call.lever = "cascade"
-        for i, tier in enumerate(self.tiers[:-1], 1):
-            call.with_model(tier)
-            call.route = f"cascade:tier{i}"
-            call.stream = False
-            call.meta[HOLD] = True
-            if add_logprobs:
-                call.body = {**call.body, "logprobs": True}
-            try:
-                result = await next(call)
-            except UpstreamError:
-                continue  # the failure is booked by the dispatcher; escalate
-            finally:
-                call.meta.pop(HOLD, None)
-                if add_logprobs:
-                    call.body = {k: v for k, v in call.body.items() if k != "logprobs"}
-            answer = Answer.of(call.body, result.body)
-            answer.ask = self._asker(call, spent)
-            verdict = await self.gate.check(answer)
-            usage = result.usage or Usage()
+        for number, tier in gated:
+            result = await self._tier(call, next, number, tier, spent)
+            if result is None:
+                continue
+            verdict = await self._check(call, result, spent)
             if verdict.ok:
-                call.meta["gate"] = verdict.reason
-                cost = self.books.ok(
-                    call, result.served_model, result.deployment, usage, latency_ms=call.elapsed_ms()
-                )
-                if add_logprobs:
-                    result.body = _without_logprobs(result.body)
-                result.cost_usd = cost + spent.usd
-                result.attempts += spent.attempts
-                result.headers["x-thrifty-route"] = call.route
-                return result
-            spent.attempts += result.attempts
-            spent.usd += self.books.rejected(
-                call,
-                result.served_model,
-                result.deployment,
-                usage,
-                latency_ms=call.elapsed_ms(),
-                reason=f"gate {self.gate.name}: {verdict.reason}",
-            )
-        call.with_model(self.tiers[-1])
-        call.route = f"cascade:tier{len(self.tiers)}"
+                return self._accept(call, result, verdict, spent)
+            self._reject(call, result, verdict, spent)
         call.stream = streaming
+        return await self._final(call, next, last, spent)
+
+    def _adds_logprobs(self, call: Call) -> bool:
+        """A logprob gate needs the tiers' token logprobs, whether or not the client asked for them."""
+        return needs_logprobs(self.gate) and call.body.get("logprobs") is not True
+
+    async def _tier(
+        self, call: Call, next: Handler, number: int, tier: str, spent: _Spent
+    ) -> ChatResult | None:
+        """A gated tier's answer, its booking held; None when the tier failed upstream (its failed
+        attempts booked by the dispatcher and counted here) or could not express the request."""
+        call.with_model(tier)
+        call.route = f"cascade:tier{number}"
+        call.stream = False
+        call.meta[HOLD] = True
+        sent = call.body
+        if self._adds_logprobs(call):
+            call.body = {**sent, "logprobs": True}
+        booked = call.attempts.value
+        try:
+            return await next(call)
+        except UpstreamError:
+            spent.attempts += call.attempts.value - booked  # one ledger row per failed attempt
+            return None
+        except InvalidRequest as exc:  # refused once its messages were translated: nothing was sent
+            _skip(call, tier, exc)
+            return None
+        finally:
+            call.meta.pop(HOLD, None)
+            call.body = sent  # the request as the client asked it (logprobs included or not)
+
+    async def _check(self, call: Call, result: ChatResult, spent: _Spent) -> Verdict:
+        answers = Answer.each(call.body, result.body)
+        ask = self._asker(call, spent)
+        for answer in answers:
+            answer.ask = ask
+        return await check_choices(self.gate, answers)
+
+    def _accept(self, call: Call, result: ChatResult, verdict: Verdict, spent: _Spent) -> ChatResult:
+        call.meta["gate"] = verdict.reason
+        usage = result.usage or Usage()
+        cost = self.books.ok(
+            call, result.served_model, result.deployment, usage, latency_ms=call.elapsed_ms()
+        )
+        if self._adds_logprobs(call):
+            result.body = _without_logprobs(result.body)
+        result.cost_usd = cost + spent.usd
+        result.attempts += spent.attempts
+        result.headers["x-thrifty-route"] = call.route
+        return result
+
+    def _reject(self, call: Call, result: ChatResult, verdict: Verdict, spent: _Spent) -> None:
+        spent.attempts += result.attempts
+        spent.usd += self.books.rejected(
+            call,
+            result.served_model,
+            result.deployment,
+            result.usage or Usage(),
+            latency_ms=call.elapsed_ms(),
+            reason=f"gate {self.gate.name}: {verdict.reason}",
+        )
+
+    async def _final(self, call: Call, next: Handler, tier: tuple[int, str], spent: _Spent) -> ChatResult:
+        """The last tier that can take the request: not gated, streamed to a streaming client."""
+        number, model = tier
+        call.with_model(model)
+        call.route = f"cascade:tier{number}"
         result = await next(call)
         result.cost_usd += spent.usd
         result.attempts += spent.attempts
@@ -110,6 +175,12 @@ class Cascade:
             result.stream.prior_cost_usd += spent.usd
         result.headers["x-thrifty-route"] = call.route
         return result
+
+
+def _skip(call: Call, tier: str, why: InvalidRequest) -> None:
+    """Note a tier that cannot express the request (nothing was sent, nothing is booked for it)."""
+    call.meta.setdefault(SKIPPED, {})[tier] = why.message
+    log.debug("cascade %s: tier %s skipped: %s", call.requested_model, tier, why.message)
 
 
 @dataclass(slots=True)

@@ -79,6 +79,18 @@ class OutcomeSet:
         """(train = folds 0–3, test = fold 4), the convention for headline numbers."""
         return self.folds_in(TRAIN_FOLDS), self.folds_in([TEST_FOLD])
 
+    def checked_split(self, *, need_test: bool = True) -> tuple[OutcomeSet, OutcomeSet]:
+        """`split()` for a command that trains on folds 0–3 and (with `need_test`) reports on fold 4:
+        a file without those rows is an OutcomeDataError (one line and exit status 2 in the CLI), not
+        an empty array failing somewhere inside."""
+        train, test = self.split()
+        if len(train) == 0 or (need_test and len(test) == 0):
+            need = "rows in folds 0–3 (train)" + (" and fold 4 (test)" if need_test else "")
+            raise OutcomeDataError(
+                f"the data needs {need}; it has {len(train)} train and {len(test)} test rows"
+            )
+        return train, test
+
     def model_index(self, model: str) -> int:
         try:
             return self.models.index(model)

@@ -34,8 +34,9 @@ def fold_headers(headers: Mapping[str, str], body: Any) -> Any:
     meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
     found = {k: v for k, v in found.items() if f"thrifty_{k}" not in meta}
     given = body.get("thrifty")
-    merged = {**found, **(given if isinstance(given, dict) else {})}
-    return {**body, "thrifty": merged}
+    if given is not None and not isinstance(given, dict):
+        return body  # validation reports the bad field (a 400 naming `thrifty`)
+    return {**body, "thrifty": {**found, **(given or {})}}
 
 
 def _target(value: Any, param: str) -> float:

@@ -10,13 +10,25 @@ MAX_CHARS = 6000
 """Routing looks at most at this many characters of the last user turn (keeps decisions sub-ms)."""
 
 
-def _content_text(content: object) -> str:
+def content_text(content: object) -> str:
+    """The text of a message's `content`: a string as is, the text parts of a list of parts joined by
+    newlines (images and other parts carry no text), anything else empty."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
         return "\n".join(
             str(p.get("text") or "") for p in content if isinstance(p, dict) and p.get("type") == "text"
         )
+    return ""
+
+
+def last_user_text(messages: object) -> str:
+    """The text of the last user message (whether its content is a string or parts); "" if none."""
+    if not isinstance(messages, list):
+        return ""
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return content_text(message.get("content"))
     return ""
 
 
@@ -46,7 +58,7 @@ class Signals:
         depth = 0
         total = 0
         for message in messages:
-            text = _content_text(message.get("content"))
+            text = content_text(message.get("content"))
             total += len(text)
             role = message.get("role")
             if role == "user":
