@@ -45,12 +45,29 @@ class _LiveState(Collector):
         )
 
 
+class _CacheStores(Collector):
+    """Read at scrape time: whether each cache store is up (a store bypassed after a failure is down)."""
+
+    def __init__(self, stores: Callable[[], dict[str, bool]]) -> None:
+        self._stores = stores
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        up = GaugeMetricFamily(
+            "thrifty_cache_store_up",
+            "Cache store health: 1 up, 0 down (bypassed after a failure; requests go on as misses).",
+            labels=["store"],
+        )
+        for store, ok in sorted(self._stores().items()):
+            up.add_metric([store], 1.0 if ok else 0.0)
+        yield up
+
+
 class Metrics:
     """Counters and histograms for requests, tokens, money, cache and upstream health."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self._live: _LiveState | None = None
+        self._live: list[Collector] = []
         r = self.registry
         self.requests = Counter(
             "thrifty_requests", "Answered requests (final ledger rows).", ["model", "status"], registry=r
@@ -87,8 +104,15 @@ class Metrics:
 
     def watch(self, breakers: Callable[[], dict[str, str]], dropped: Callable[[], int]) -> None:
         """Report live state (breakers, dropped ledger rows) at scrape time."""
-        self._live = _LiveState(breakers, dropped)
-        self.registry.register(self._live)
+        self._scraped(_LiveState(breakers, dropped))
+
+    def watch_cache_stores(self, stores: Callable[[], dict[str, bool]]) -> None:
+        """Report each cache store's health at scrape time (`thrifty_cache_store_up{store}`)."""
+        self._scraped(_CacheStores(stores))
+
+    def _scraped(self, collector: Collector) -> None:
+        self._live.append(collector)
+        self.registry.register(collector)
 
     def observe(self, a: Attempt) -> None:
         """Count one ledger row."""
@@ -133,8 +157,8 @@ class Metrics:
 
             merged = CollectorRegistry()
             multiprocess.MultiProcessCollector(merged)
-            if self._live is not None:
-                merged.register(self._live)
+            for collector in self._live:
+                merged.register(collector)
             return generate_latest(merged)
         return generate_latest(self.registry)
 

@@ -147,10 +147,13 @@ class ChatStream:
     def _collect_text(self, chunk: Body) -> None:
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
-            if isinstance(delta.get("content"), str):
-                self._text.append(delta["content"])
-            for call in delta.get("tool_calls") or ():
-                fn = call.get("function") or {}
+            for name in ("content", *REASONING_FIELDS):
+                if isinstance(delta.get(name), str):
+                    self._text.append(delta[name])
+            functions = [call.get("function") or {} for call in delta.get("tool_calls") or ()]
+            if isinstance(delta.get("function_call"), dict):
+                functions.append(delta["function_call"])
+            for fn in functions:
                 self._text.append(str(fn.get("name") or "") + str(fn.get("arguments") or ""))
 
     def _end(self, error: UpstreamError | None) -> None:
@@ -173,6 +176,38 @@ class ChatStream:
             await closer()
 
 
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+"""Reasoning text some OpenAI-compatible providers (DeepSeek, vLLM, OpenRouter) send beside the content."""
+_STRINGS = ("content", "refusal", *REASONING_FIELDS)
+REPLAYED = frozenset({"role", *_STRINGS, "tool_calls", "function_call"})
+"""The message fields a replay streams back; any other with a value makes an answer not replayable."""
+
+
+def replayable(body: Body) -> bool:
+    """Whether `replay` streams this complete answer back as it is: at least one choice, every one
+    finished, and no message field the chunks cannot carry (an `audio` answer, say). A field with no
+    value (`null`, `[]`) loses nothing."""
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return False
+    return all(isinstance(c, dict) and c.get("finish_reason") and _replayable_message(c) for c in choices)
+
+
+def _replayable_message(choice: Body) -> bool:
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        return False
+    if any(name not in REPLAYED and value not in (None, [], {}, "") for name, value in message.items()):
+        return False
+    strings = all(message.get(name) is None or isinstance(message[name], str) for name in _STRINGS)
+    call = message.get("function_call")
+    return (
+        strings
+        and (call is None or isinstance(call, dict))
+        and isinstance(message.get("tool_calls") or [], list)
+    )
+
+
 def completion_chunks(body: Body) -> list[Body]:
     """A complete chat.completion as the chunks a stream of it would have carried."""
     base = {
@@ -192,8 +227,9 @@ def completion_chunks(body: Body) -> list[Body]:
 
 
 def _choice_chunks(choice: Body) -> list[Body]:
-    """One choice of a complete answer as streamed choice deltas: role, content (with its token
-    logprobs, when the answer has them), refusal, tool calls, then the finish reason."""
+    """One choice of a complete answer as streamed choice deltas: role, reasoning text, content (with
+    its token logprobs, when the answer has them), refusal, a legacy function call, tool calls, then
+    the finish reason."""
     index = choice.get("index", 0)
     message = choice.get("message") or {}
     logprobs = choice.get("logprobs")
@@ -202,16 +238,19 @@ def _choice_chunks(choice: Body) -> list[Body]:
         return {"index": index, "delta": fields, "finish_reason": None, **extra}
 
     parts = [delta({"role": "assistant", "content": ""})]
+    parts.extend(delta({name: message[name]}) for name in REASONING_FIELDS if message.get(name))
     if message.get("content"):
         parts.append(delta({"content": message["content"]}, **({"logprobs": logprobs} if logprobs else {})))
     elif logprobs:
         parts.append(delta({}, logprobs=logprobs))
     if message.get("refusal"):
         parts.append(delta({"refusal": message["refusal"]}))
+    if message.get("function_call"):
+        parts.append(delta({"function_call": message["function_call"]}))
     calls = [{"index": i, **call} for i, call in enumerate(message.get("tool_calls") or ())]
     if calls:
         parts.append(delta({"tool_calls": calls}))
-    parts.append({"index": index, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"})
+    parts.append({"index": index, "delta": {}, "finish_reason": choice.get("finish_reason")})
     return parts
 
 

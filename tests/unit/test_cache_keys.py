@@ -21,8 +21,8 @@ def key(b: dict, scope: Scope = A) -> str:
     return exact_key(scope, b, b["model"])
 
 
-def test_key_order_and_inline_whitespace_runs_do_not_change_the_key():
-    one = {"model": "gpt-4o", "temperature": 0, "messages": [{"role": "user", "content": "What  is\t\tit?"}]}
+def test_key_order_and_inline_space_runs_do_not_change_the_key():
+    one = {"model": "gpt-4o", "temperature": 0, "messages": [{"role": "user", "content": "What  is   it?"}]}
     two = {"messages": [{"content": "What is it?", "role": "user"}], "temperature": 0, "model": "gpt-4o"}
     assert key(one) == key(two)
     parts = body({"role": "user", "content": [{"type": "text", "text": "What   is it?"}]})
@@ -63,6 +63,14 @@ def test_streaming_and_bookkeeping_fields_do_not_change_the_key():
 def test_anything_that_changes_the_answer_changes_the_key(change):
     base = body(user("What is it?"))
     assert key(base) != key({**base, **change})
+
+
+def test_tabs_are_kept_since_empty_cells_change_the_answer():
+    row = "How many columns does this TSV row have? Row:\nalice\t\tparis\t42"
+    assert key(body(user(row))) != key(body(user(row.replace("\t\t", "\t\t\t\t"))))
+    assert key(body(user(row))) != key(body(user(row.replace("\t\t", " "))))
+    assert key(body(user("a\t\t\nb"))) != key(body(user("a\nb")))  # trailing empty cells
+    assert key(body(user("a \t b"))) != key(body(user("a b")))
 
 
 def test_line_breaks_and_indentation_are_kept():

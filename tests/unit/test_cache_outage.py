@@ -70,13 +70,25 @@ async def test_with_redis_down_the_semantic_store_still_serves(fake, tmp_path: P
     assert upstream_calls(fake) == 1
 
 
-async def test_with_redis_down_identical_requests_in_flight_are_all_answered(fake, tmp_path: Path):
-    fake.set_default(latency_ms=200)
+async def test_with_redis_down_identical_requests_in_flight_share_one_upstream_call(fake, tmp_path: Path):
     redis = f"redis://127.0.0.1:{closed_port()}/0"
     async with gateway(fake, tmp_path, backend="redis", redis_url=redis) as gw:
-        results = await asyncio.gather(*(gw.chat(ask("same question"), ALICE) for _ in range(6)))
-    assert [r.headers["x-thrifty-cache"] for r in results] == ["miss"] * 6
-    assert all(r.body["choices"][0]["message"]["content"] == "echo: same question" for r in results)
+        await gw.chat(ask("trip the guard"), ALICE)
+        assert not stage_of(gw).exact_guard.up
+        fake.set_default(latency_ms=1000)
+
+        async def timed() -> tuple[str, float]:
+            started = time.monotonic()
+            result = await gw.chat(ask("same question"), ALICE)
+            assert result.body["choices"][0]["message"]["content"] == "echo: same question"
+            return result.headers["x-thrifty-cache"], time.monotonic() - started
+
+        results = await asyncio.gather(*(timed() for _ in range(6)))
+    # the leader's answer is handed to the others in memory: before, each waited for the one before it
+    # and went upstream in turn (1, 2, ... 6 s, six calls)
+    assert sorted(outcome for outcome, _ in results) == ["hit-exact"] * 5 + ["miss"]
+    assert max(elapsed for _, elapsed in results) < 1.9
+    assert upstream_calls(fake) == 2
 
 
 async def test_a_hung_semantic_store_costs_one_timeout_then_is_skipped(fake, tmp_path: Path, black_hole: int):
@@ -114,14 +126,31 @@ async def test_a_guard_retries_its_store_after_the_cooldown():
         calls.append("works")
         return "ok"
 
+    assert guard.health == "ok"
     assert await guard.run(fails, "fallback") == "fallback" and not guard.up
+    assert guard.health == "exact store down for 0s (ConnectionError)"
     assert await guard.run(works, "fallback") == "fallback"  # resting: not even called
     await asyncio.sleep(0.35)
     assert await guard.run(works, "fallback") == "ok"
+    assert guard.health == "ok"
     started = time.monotonic()
     assert await guard.run(hangs, "fallback") == "fallback"
     assert time.monotonic() - started < 1 and not guard.up
+    assert guard.health == "exact store down for 0s (TimeoutError)"
     assert calls == ["fails", "works", "hangs"]
+
+
+async def test_the_stage_reports_each_stores_health(fake, tmp_path: Path):
+    redis = f"redis://127.0.0.1:{closed_port()}/0"
+    async with gateway(fake, tmp_path, backend="redis", redis_url=redis, semantic=True) as gw:
+        stage = stage_of(gw)
+        assert stage.health == "ok" and stage.stores_up() == {"exact": True, "semantic": True}
+        await gw.chat(ask("a question"), ALICE)
+        assert stage.health.startswith("exact store down for ") and stage.health.endswith("(ConnectionError)")
+        assert stage.stores_up() == {"exact": False, "semantic": True}
+        metrics = gw.metrics.render().decode()
+        assert 'thrifty_cache_store_up{store="exact"} 0.0' in metrics
+        assert 'thrifty_cache_store_up{store="semantic"} 1.0' in metrics
 
 
 async def test_a_resting_store_is_probed_by_one_call_at_a_time():
@@ -144,3 +173,24 @@ async def test_a_resting_store_is_probed_by_one_call_at_a_time():
     assert len(entered) == 2  # the first failure and one probe, not six
     assert waits[-1] >= 0.25 and waits[-2] < 0.1  # only the probe waited for the timeout
     assert not guard.up
+
+
+async def test_with_redis_down_twins_of_a_streamed_leader_get_its_answer(fake, tmp_path: Path):
+    redis = f"redis://127.0.0.1:{closed_port()}/0"
+    async with gateway(fake, tmp_path, backend="redis", redis_url=redis) as gw:
+        await gw.chat(ask("trip the guard"), ALICE)
+        fake.set_default(chunk_delay_ms=40)
+
+        async def streamed() -> str:
+            stream = await gw.chat_stream(ask("stream once", stream=True), ALICE)
+            chunks = [c async for c in stream if c["choices"]]
+            await stream.aclose()
+            return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+
+        leader = asyncio.create_task(streamed())
+        await asyncio.sleep(0.05)
+        twins = await asyncio.gather(*(gw.chat(ask("stream once"), ALICE) for _ in range(3)))
+        assert [t.headers["x-thrifty-cache"] for t in twins] == ["hit-exact"] * 3
+        assert {t.body["choices"][0]["message"]["content"] for t in twins} == {await leader}
+        assert twins[0].body["choices"] is not twins[1].body["choices"]  # each its own copy
+    assert upstream_calls(fake) == 2

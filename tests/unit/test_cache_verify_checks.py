@@ -111,3 +111,68 @@ def test_vetoes_report_every_failing_check_and_respect_enabled() -> None:
 )
 def test_same_wording_compares_words_of_any_script(a: str, b: str, same: bool) -> None:
     assert checks.same_wording(a, b) is same
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("what is 3+3?", "what is 3*3?"),
+        ("what is 3+3?", "what is 3-3?"),
+        ("Explain pointers in C++", "Explain pointers in C#"),
+        ("is 5 > 3?", "is 5 < 3?"),
+        ("what is 2^10", "what is 2*10"),
+        ("what is -5 squared?", "what is 5 squared?"),
+        ("what is 5 - 3", "what is 5 3"),
+        ("Is 50% a lot?", "Is 50 a lot?"),
+        ("Is $100 a lot?", "Is 100 a lot?"),
+        ("What is (3+3)*2?", "What is 3+3*2?"),
+        ("What does char *p mean?", "What does char p mean?"),
+        ("What does 🍆 mean?", "What does 🍑 mean?"),
+        ("What is .5 squared?", "What is 5 squared?"),
+    ],
+)
+def test_symbols_that_are_part_of_a_term_make_different_wording_and_veto(a: str, b: str) -> None:
+    assert not checks.same_wording(a, b)
+    reason = checks.symbol_mismatch(a, b)
+    assert reason is not None and reason.startswith("symbols differ")
+    assert [v.check for v in checks.hard_vetoes(a, b)] == ["symbols"]
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("What is COVID-19?", "what is covid 19"),  # a hyphen joining a word, not a minus
+        ("Is e-mail dead?", "is e mail dead"),
+        ('What does "serendipity" mean?', "What does serendipity mean"),
+        ("What is AI (artificial intelligence)?", "What is AI, artificial intelligence?"),
+        ("What is **RAG**?", "What is RAG?"),  # markdown emphasis
+        ("How do I learn C++?", "how do I learn c++"),
+        ("What is demonetization in America\\?", "What is demonetization in America?"),  # an escape
+        ("What is 3 * 3?", "what is 3*3"),
+        ("What is 3.5 squared?", "what is 3.5 squared"),
+        ("What is café?", "What is cafe\u0301?"),  # the same text, composed or not
+    ],
+)
+def test_same_wording_ignores_case_spacing_and_punctuation_that_keeps_the_meaning(a: str, b: str) -> None:
+    assert checks.same_wording(a, b)
+    assert checks.symbol_mismatch(a, b) is None
+
+
+def test_the_symbol_check_leaves_pairs_with_other_words_to_the_model() -> None:
+    # its words differ too: the learned stages (and the numbers / entities checks) decide
+    assert checks.symbol_mismatch("What is 3+3?", "What's 3*3?") is None
+    assert checks.symbol_mismatch("How do I learn C++?", "How do I learn C# fast?") is None
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("What year did ww2 end?", "What year did ww1 end?"),
+        ("How do I install python2 on Ubuntu?", "How do I install python3 on Ubuntu?"),
+        ("How to convert mp3 to wav?", "How to convert mp4 to wav?"),
+        ("Is gpt4 better?", "Is gpt3 better?"),
+    ],
+)
+def test_numbers_inside_words_count(a: str, b: str) -> None:
+    assert checks.number_mismatch(a, b) is not None
+    assert checks.number_mismatch(a, a.upper()) is None

@@ -107,6 +107,30 @@ def test_vetoed_candidates_are_refused_whatever_the_budget(bundled: VerifierMode
     assert counter.seen == []
 
 
+@pytest.mark.parametrize(
+    ("stored", "query"),
+    [
+        ("what is 3+3?", "what is 3*3?"),
+        ("what is 3+3?", "what is 3-3?"),
+        ("Explain pointers in C++", "Explain pointers in C#"),
+        ("is 5 > 3?", "is 5 < 3?"),
+        ("what is 2^10", "what is 2*10"),
+        ("what is -5 squared?", "what is 5 squared?"),
+        ("What year did ww2 end?", "What year did ww1 end?"),  # 0.947 before digits in words counted
+    ],
+)
+def test_the_bundled_model_refuses_the_same_words_with_other_symbols_or_numbers(
+    bundled: VerifierModel, stored: str, query: str
+) -> None:
+    from thrifty.embed import get_embedder
+
+    u, v = get_embedder().embed([query, stored])
+    assert bundled.vetoes == ()  # the file enables no veto: the symbol check vetoes anyway
+    assert bundled.score(query, stored, float(u @ v), u, v) == 0.0
+    assert bundled.select(query, u, [Candidate(stored, float(u @ v), v)], cross_budget=4) is None
+    assert bundled.select(query, u, [Candidate(query.upper(), 1.0, u)], cross_budget=0) == (0, 1.0)
+
+
 def test_cosine_verifier_serves_the_nearest_candidate_at_its_threshold() -> None:
     candidates = [Candidate("a", 0.91), Candidate("b", 0.97), Candidate("c", 0.95)]
     assert CosineVerifier(0.95).select("q", None, candidates) == (1, 0.97)

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from thrifty.streaming import replayable
 from thrifty.types import Body, Usage
 
 
@@ -64,3 +65,26 @@ class Entry:
             "created": int(time.time()),
             "model": self.served_model,
         }
+
+    def servable(self, stream: bool) -> bool:
+        """Whether a hit may answer with it: a complete answer (entries stored before that rule was
+        enforced may not be) that, for a streaming client, a replay streams back as it is."""
+        return unstorable(self.body) is None and (not stream or replayable(self.body))
+
+
+def unstorable(body: Body) -> str | None:
+    """Why the cache must not keep this answer, or None: it keeps only complete answers (at least
+    one choice, every one finished), never one cut by the content filter (it may be a passing
+    refusal) and never an audio answer (its id and expiry are the provider's state)."""
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return "no choices"
+    for choice in choices:
+        if not isinstance(choice, dict) or not choice.get("finish_reason"):
+            return "unfinished"
+        if choice["finish_reason"] == "content_filter":
+            return "content filter"
+        message = choice.get("message")
+        if isinstance(message, dict) and message.get("audio") is not None:
+            return "audio"
+    return None

@@ -29,6 +29,17 @@ class StoreGuard:
         self.down_until = 0.0
         """0 while the store is healthy; else when it may be tried again."""
         self.probing = False
+        self._down_since = 0.0
+        self._error = ""
+
+    @property
+    def health(self) -> str:
+        """`ok`, or since when and why the store is bypassed (`/readyz`): `exact store down for 12s
+        (ConnectionError)`."""
+        if self.up:
+            return "ok"
+        since = time.monotonic() - self._down_since
+        return f"{self.name} store down for {since:.0f}s ({self._error})"
 
     @property
     def up(self) -> bool:
@@ -57,6 +68,9 @@ class StoreGuard:
                     "cache %s store failed (%s: %s); bypassing it for %.0f s",
                     self.name, type(exc).__name__, exc, self.cooldown_s,
                 )  # fmt: skip
+                if self.up:  # a failed probe leaves the outage's start as it was
+                    self._down_since = time.monotonic()
+                self._error = type(exc).__name__
                 self.down_until = time.monotonic() + self.cooldown_s
             return fallback
         finally:

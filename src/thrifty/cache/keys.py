@@ -1,10 +1,11 @@
 """Cache keys: a canonical form of everything that changes the answer, scoped by tenant and namespace.
 
 Canonicalisation removes only what cannot change the answer: key order (orjson OPT_SORT_KEYS) and
-runs of spaces/tabs inside message prose (collapsed to one space; line breaks, leading indentation,
+runs of spaces inside message prose (collapsed to one space; tabs, line breaks, leading indentation,
 the text's ends and code — fenced blocks, inline `code` — are kept, since they can change the
-answer). Every other request field is part of the key unless it is known not to affect the answer
-(streaming and bookkeeping fields).
+answer: two tabs in a row of a TSV table are one empty cell, four are three). Every other request
+field is part of the key unless it is known not to affect the answer (streaming and bookkeeping
+fields).
 """
 
 from __future__ import annotations
@@ -18,15 +19,16 @@ import orjson
 
 from thrifty.types import Body
 
-KEY_VERSION = "v1"
+KEY_VERSION = "v2"
+"""v2: tabs are kept (v1 collapsed them with spaces, so a v1 key may stand for a text with tab runs)."""
 
 IGNORED_FIELDS = frozenset(
     {"stream", "stream_options", "user", "metadata", "store", "thrifty", "service_tier", "safety_identifier"}
 )
 """Request fields that do not change the answer."""
 
-_INLINE_SPACE = re.compile(r"(?<=\S)[ \t]{2,}(?=\S)")
-_TRAILING_SPACE = re.compile(r"[ \t]+(?=\n)")
+_INLINE_SPACE = re.compile(r"(?<=\S) {2,}(?=\S)")
+_TRAILING_SPACE = re.compile(r" +(?=\n)")
 _CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]+`", re.DOTALL)
 """A fenced code block (to its closing fence, or the end of an unclosed one) or an inline code span."""
 
@@ -40,9 +42,9 @@ class Scope:
 
 
 def normalize_text(text: str) -> str:
-    """Collapse runs of spaces/tabs between words to one space and drop spaces before line breaks,
-    outside code: fenced blocks and inline `code` spans are kept byte for byte (in `print('a  b')`
-    the two spaces are the answer)."""
+    """Collapse runs of spaces between words to one space and drop spaces before line breaks, outside
+    code: fenced blocks and inline `code` spans are kept byte for byte (in `print('a  b')` the two
+    spaces are the answer). Tabs are kept everywhere: they separate cells, and empty cells count."""
     text = text.replace("\r\n", "\n")
     out: list[str] = []
     prose_from = 0

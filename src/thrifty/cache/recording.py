@@ -1,4 +1,9 @@
-"""A chat stream that rebuilds the complete answer from its chunks, to cache it once it ends cleanly."""
+"""A chat stream that rebuilds the complete answer from its chunks, to cache it once it ends cleanly.
+
+Only what it can rebuild exactly is stored: content, refusal and reasoning text, tool calls, a legacy
+`function_call`, token logprobs. A delta carrying anything else (an `audio` answer, whose id and expiry
+are the provider's state; a field this version does not know) makes the stream not storable.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from thrifty.stream_wrapper import StreamWrapper
-from thrifty.streaming import ChatStream
+from thrifty.streaming import REASONING_FIELDS, ChatStream
 from thrifty.types import Body, Usage
 
 OnComplete = Callable[[Body, "Usage | None"], Awaitable[None]]
@@ -16,8 +21,8 @@ OnComplete = Callable[[Body, "Usage | None"], Awaitable[None]]
 class _Choice:
     def __init__(self) -> None:
         self.role = "assistant"
-        self.content: list[str] = []
-        self.refusal: list[str] = []
+        self.text: dict[str, list[str]] = {}  # content, refusal, reasoning text: the pieces in order
+        self.function_call: dict[str, str] | None = None
         self.tool_calls: dict[int, dict[str, Any]] = {}
         self.finish_reason: str | None = None
         self.logprobs: dict[str, list[Any]] | None = None
@@ -34,28 +39,53 @@ class _Choice:
             return None
         return {part: tokens or None for part, tokens in self.logprobs.items()}
 
-    def add(self, delta: dict[str, Any]) -> None:
-        if isinstance(delta.get("content"), str):
-            self.content.append(delta["content"])
-        if isinstance(delta.get("refusal"), str):
-            self.refusal.append(delta["refusal"])
-        for call in delta.get("tool_calls") or ():
-            slot = self.tool_calls.setdefault(
-                int(call.get("index", 0)),
-                {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
-            )
-            slot["id"] = call.get("id") or slot["id"]
-            fn = call.get("function") or {}
-            slot["function"]["name"] += fn.get("name") or ""
-            slot["function"]["arguments"] += fn.get("arguments") or ""
+    def add(self, delta: dict[str, Any]) -> bool:
+        """Record a delta; False when it carries what the recording cannot rebuild and a replay
+        cannot stream back (an unknown field with a value, such as `audio`, or an unexpected shape)."""
+        for name, value in delta.items():
+            if value in (None, [], {}, "") or name == "role":
+                continue
+            if name in TEXT_FIELDS and isinstance(value, str):
+                self.text.setdefault(name, []).append(value)
+            elif name == "function_call" and isinstance(value, dict):
+                self.function_call = _joined(self.function_call or {"name": "", "arguments": ""}, value)
+            elif name == "tool_calls" and isinstance(value, list):
+                if not all(self._add_tool_call(call) for call in value):
+                    return False
+            else:
+                return False
+        return True
+
+    def _add_tool_call(self, call: Any) -> bool:
+        if not isinstance(call, dict) or not isinstance(call.get("function") or {}, dict):
+            return False
+        empty = {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+        slot = self.tool_calls.setdefault(int(call.get("index", 0)), empty)
+        slot["id"] = call.get("id") or slot["id"]
+        slot["function"] = _joined(slot["function"], call.get("function") or {})
+        return True
 
     def message(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"role": self.role, "content": "".join(self.content) if self.content else None}
-        if self.refusal:
-            out["refusal"] = "".join(self.refusal)
+        content = self.text.get("content")
+        out: dict[str, Any] = {"role": self.role, "content": "".join(content) if content else None}
+        for name, pieces in self.text.items():
+            if name != "content":
+                out[name] = "".join(pieces)
+        if self.function_call is not None:
+            out["function_call"] = self.function_call
         if self.tool_calls:
             out["tool_calls"] = [self.tool_calls[i] for i in sorted(self.tool_calls)]
         return out
+
+
+TEXT_FIELDS = frozenset({"content", "refusal", *REASONING_FIELDS})
+"""Delta fields whose string pieces make one string of the message."""
+
+
+def _joined(function: dict[str, str], piece: dict[str, Any]) -> dict[str, str]:
+    """A function call's `name` and `arguments` with a delta's pieces appended (streams send them in
+    parts)."""
+    return {key: function[key] + str(piece.get(key) or "") for key in ("name", "arguments")}
 
 
 class RecordingStream(StreamWrapper):
@@ -86,7 +116,9 @@ class RecordingStream(StreamWrapper):
                 slot.add_logprobs(logprobs)
             elif logprobs is not None:
                 self._storable = False  # a shape we cannot rebuild: do not cache a partial answer
-            slot.add(choice.get("delta") or {})
+            delta = choice.get("delta") or {}
+            if not isinstance(delta, dict) or not slot.add(delta):
+                self._storable = False  # a field we cannot rebuild (audio, say): never store half of it
             if choice.get("finish_reason"):
                 slot.finish_reason = choice["finish_reason"]
 

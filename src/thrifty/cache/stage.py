@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from thrifty.cache.control import CacheControl, parse_control
-from thrifty.cache.entry import Entry
+from thrifty.cache.entry import Entry, unstorable
 from thrifty.cache.guard import StoreGuard
-from thrifty.cache.inflight import InFlight
+from thrifty.cache.inflight import InFlight, Lease
 from thrifty.cache.keys import Scope, exact_key, last_user_text, nondeterministic, semantic_scope
 from thrifty.cache.metrics import CacheMetrics
 from thrifty.cache.recording import RecordingStream
@@ -94,8 +94,27 @@ class CacheStage:
                 min_cosine=config.min_cosine,
                 cross_checks=config.cross_checks,
             )
-        registry = getattr(getattr(gateway, "metrics", None), "registry", None)
-        return cls(config, gateway.books, ExactCache(open_exact(config)), semantic, CacheMetrics(registry))
+        metrics = getattr(gateway, "metrics", None)
+        registry = getattr(metrics, "registry", None)
+        stage = cls(config, gateway.books, ExactCache(open_exact(config)), semantic, CacheMetrics(registry))
+        if metrics is not None:
+            metrics.watch_cache_stores(stage.stores_up)
+        return stage
+
+    @property
+    def health(self) -> str:
+        """`ok`, or which store is bypassed since when and why (`/readyz`; requests go on as misses)."""
+        down = [guard.health for guard in self._guards() if not guard.up]
+        return "; ".join(down) or "ok"
+
+    def stores_up(self) -> dict[str, bool]:
+        """Each store's health (`thrifty_cache_store_up`): False while it is bypassed after a failure."""
+        return {guard.name: guard.up for guard in self._guards()}
+
+    def _guards(self) -> tuple[StoreGuard, ...]:
+        if self.semantic is None:
+            return (self.exact_guard,)
+        return (self.exact_guard, self.semantic_guard)
 
     async def aclose(self) -> None:
         await self.exact.close()
@@ -118,7 +137,7 @@ class CacheStage:
         probe = _Probe(exact_key(scope, call.original, call.requested_model), control.namespace)
         hit = await self._lookup(call, policy, control, probe)
         if hit is None and control.reads and control.max_age != 0:  # 0: a twin's answer is too old too
-            hit = await self._twin_answer(probe.key, control.max_age)
+            hit = await self._twin_answer(probe.key, control.max_age, call.stream)
         lookup_ms = (time.perf_counter() - started) * 1000
         call.meta["cache_namespace"] = control.namespace  # the report groups by it (`--by namespace`)
         call.meta["cache_lookup_ms"] = round(lookup_ms, 3)
@@ -135,7 +154,7 @@ class CacheStage:
             raise
         result.headers[HEADER] = "miss"
         if control.writes and not result.cached:
-            await self._store_after(call, result, probe, policy, lambda: self.inflight.done(probe.key, lease))
+            await self._store_after(call, result, probe, policy, lease)
         else:
             self.inflight.done(probe.key, lease)
         return result
@@ -150,7 +169,7 @@ class CacheStage:
     ) -> tuple[Entry, str, SemanticHit | None] | None:
         """An exact hit, else a semantic one; a store that fails is a miss (see guard.py)."""
         if control.reads:
-            hit = await self._exact(probe.key, control.max_age)
+            hit = await self._exact(probe.key, control.max_age, call.stream)
             if hit is not None:
                 return hit
         semantic = self.semantic
@@ -174,21 +193,32 @@ class CacheStage:
         found = await self.semantic_guard.run(
             lambda: semantic.lookup(scope, query, vector, control.max_age), None
         )
-        return None if found is None else (found.entry, "hit-semantic", found)
+        if found is None or not found.entry.servable(call.stream):
+            return None
+        return found.entry, "hit-semantic", found
 
-    async def _twin_answer(self, key: str, max_age: float | None) -> tuple[Entry, str, None] | None:
-        """The answer an identical request in flight stores (see inflight.py); None when there is
-        none in flight, or it stored nothing before the wait ran out."""
+    async def _twin_answer(
+        self, key: str, max_age: float | None, stream: bool
+    ) -> tuple[Entry, str, None] | None:
+        """The answer an identical request in flight stores (see inflight.py), handed over in memory
+        (or, if it handed none, looked up); None when there is none in flight, or it stored nothing
+        this request may be served before the wait ran out."""
         deadline = self.inflight.deadline()
-        while await self.inflight.wait(key, deadline):
-            hit = await self._exact(key, max_age)
+        while (lease := await self.inflight.wait(key, deadline)) is not None:
+            answer = lease.answer()
+            if answer is not None and answer.servable(stream):
+                return answer, "hit-exact", None
+            hit = await self._exact(key, max_age, stream)
             if hit is not None:
                 return hit
         return None
 
-    async def _exact(self, key: str, max_age: float | None) -> tuple[Entry, str, None] | None:
+    async def _exact(self, key: str, max_age: float | None, stream: bool) -> tuple[Entry, str, None] | None:
+        """The key's entry, if a hit may answer with it (complete; replayable to a stream)."""
         entry = await self.exact_guard.run(lambda: self.exact.lookup(key, max_age), None)
-        return None if entry is None else (entry, "hit-exact", None)
+        if entry is None or not entry.servable(stream):
+            return None
+        return entry, "hit-exact", None
 
     def _answer(
         self,
@@ -229,25 +259,32 @@ class CacheStage:
     # ---- storing answers
 
     async def _store_after(
-        self, call: Call, result: ChatResult, probe: _Probe, policy: Policy, ended: Callable[[], None]
+        self, call: Call, result: ChatResult, probe: _Probe, policy: Policy, lease: Lease | None
     ) -> None:
-        """Store a complete answer now; a stream once it has ended cleanly. `ended` runs once the
-        answer is stored, or when it never will be (a stream that fails or is closed early)."""
+        """Store a complete answer now; a stream once it has ended cleanly. The lease ends, handing
+        identical requests waiting for it the answer, once it is stored, or when it never will be (a
+        stream that fails or is closed early)."""
         if result.stream is None:
+            answer = None
             try:
                 entry = Entry(result.body, result.usage, result.served_model, result.provider)
-                await self._store(self._unsqueezed(call, entry), probe, policy)
+                answer = await self._store(self._unsqueezed(call, entry), probe, policy)
             finally:
-                ended()
+                self.inflight.done(probe.key, lease, answer)
             return
         stream = result.stream
+        stored: list[Entry] = []
 
         async def on_complete(body: Body, usage: Usage | None) -> None:
             from thrifty.dispatch import answer_text
 
             used = usage or self.books.estimate(call.body, answer_text(body))
             entry = Entry(body, used, stream.served_model, stream.provider)
-            await self._store(self._unsqueezed(call, entry), probe, policy)
+            answer = await self._store(self._unsqueezed(call, entry), probe, policy)
+            stored.extend(() if answer is None else (answer,))
+
+        def ended() -> None:
+            self.inflight.done(probe.key, lease, stored[0] if stored else None)
 
         result.stream = RecordingStream(stream, on_complete, {HEADER: "miss"}, on_end=ended)
 
@@ -257,9 +294,13 @@ class CacheStage:
             return entry
         return replace(entry, original_input_tokens=self.books.original_input_tokens(call, entry.usage))
 
-    async def _store(self, entry: Entry, probe: _Probe, policy: Policy) -> None:
-        if any(c.get("finish_reason") == "content_filter" for c in entry.body.get("choices") or ()):
-            return  # a filtered answer may be a passing refusal: never pin it for every later asker
+    async def _store(self, entry: Entry, probe: _Probe, policy: Policy) -> Entry | None:
+        """Store the answer if the cache keeps it (`unstorable`); returns what a hit on it
+        serves, whether or not a store took it (one may be down), or None when it is not kept."""
+        reason = unstorable(entry.body)
+        if reason is not None:  # incomplete, filtered (maybe a passing refusal), audio: never pinned
+            log.debug("answer not cached: %s", reason)
+            return None
         if not entry.body.get("usage"):  # the provider sent none: a hit still says what the answer used
             entry = replace(entry, body={**entry.body, "usage": entry.usage.to_openai()})
         stored = await self.exact_guard.run(
@@ -274,6 +315,7 @@ class CacheStage:
             )
         if stored:
             self.metrics.stored(probe.namespace)
+        return entry
 
 
 async def _done(step: Awaitable[object]) -> bool:

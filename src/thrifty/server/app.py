@@ -14,6 +14,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from thrifty.cache.control import fold_headers as fold_cache_headers
+from thrifty.cache.stage import CacheStage
 from thrifty.compress.control import fold_header as fold_compress_header
 from thrifty.errors import ModelNotFound, ThriftyError
 from thrifty.gateway import Gateway
@@ -152,6 +153,9 @@ class Api:
             "ledger": self.gateway.ledger.health,
             "breakers": self.gateway.breaker.states(),
         }
+        cache = next((s for s in self.gateway.stages if isinstance(s, CacheStage)), None)
+        if cache is not None:  # a store that is down costs hits, not answers: the replica stays ready
+            checks["cache"] = cache.health
         ready = checks["providers"] == "ok"
         if self.tenancy is not None:
             tenancy_checks, tenancy_ready = await self.tenancy.health()

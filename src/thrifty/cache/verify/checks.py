@@ -2,6 +2,10 @@
 a negation or the kind of question asked are different questions, however close their embeddings.
 
 Each check is a pure function of the two texts and says why it vetoes (a short reason) or None.
+`CHECKS` are also the learned model's inputs (the `veto_*` features), and which of them veto is a
+property of the model file; `ALWAYS` veto in every model: two texts with the same words whose symbols
+differ ("3+3" / "3*3") are different questions that no learned stage can tell apart (they never see
+symbols), so no calibration may let them through.
 """
 
 from __future__ import annotations
@@ -10,9 +14,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from thrifty.cache.verify import wording as _wording
+
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:['’][A-Za-z]+)?|[.?!]")
-_NUMBER = re.compile(r"(?<![A-Za-z])\d+(?:[.,]\d+)*")
+# digits inside a word count too: ww1 / ww2, mp3 / mp4, python2 / python3 are different things
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _NUMBER_WORDS = {
     "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
     "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
@@ -38,15 +45,15 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower().replace("’", "'"))
 
 
-_NOT_WORD = re.compile(r"[\W_]+")  # Unicode-aware: CJK, Cyrillic, accented letters are word characters
+def same_wording(a: str | Analysis, b: str | Analysis) -> bool:
+    """The same words in the same order, in any script, and the same symbols that are part of a term:
+    only case, spacing or punctuation that does not change the meaning differ (wording.py). (`words`
+    keeps ASCII words only, so it cannot tell "What does 心中 mean?" from "What does 女漢子 mean?".)"""
+    return _wording.same_wording(_wording_of(a), _wording_of(b))
 
 
-def same_wording(a: str, b: str) -> bool:
-    """The same words in the same order, in any script: only case, spacing or punctuation differ.
-    (`words` keeps ASCII words only, so it cannot tell "What does 心中 mean?" from "What does 女漢子
-    mean?".)"""
-    left = _NOT_WORD.sub(" ", a.lower().replace("’", "'")).strip()
-    return bool(left) and left == _NOT_WORD.sub(" ", b.lower().replace("’", "'")).strip()
+def _wording_of(text: str | Analysis) -> _wording.Wording:
+    return _wording.wording(text) if isinstance(text, str) else text.wording
 
 
 def numbers(text: str) -> set[str]:
@@ -101,6 +108,7 @@ class Analysis:
     negated: bool
     kind: str
     entities: frozenset[str]
+    wording: _wording.Wording
 
 
 def analyze(text: str) -> Analysis:
@@ -112,6 +120,7 @@ def analyze(text: str) -> Analysis:
         negated=negated(text),
         kind=question_kind(text),
         entities=frozenset(entities(text)),
+        wording=_wording.wording(text),
     )
 
 
@@ -145,6 +154,10 @@ def _entities(a: Analysis, b: Analysis) -> str | None:
     return None
 
 
+def _symbols(a: Analysis, b: Analysis) -> str | None:
+    return _wording.symbol_mismatch(a.wording, b.wording)
+
+
 def number_mismatch(a: str, b: str) -> str | None:
     return _numbers(analyze(a), analyze(b))
 
@@ -161,6 +174,10 @@ def entity_mismatch(a: str, b: str) -> str | None:
     return _entities(analyze(a), analyze(b))
 
 
+def symbol_mismatch(a: str, b: str) -> str | None:
+    return _wording.symbol_mismatch(a, b)
+
+
 Check = Callable[[Analysis, Analysis], str | None]
 CHECKS: dict[str, Check] = {
     "numbers": _numbers,
@@ -168,6 +185,9 @@ CHECKS: dict[str, Check] = {
     "question_kind": _question_kind,
     "entities": _entities,
 }
+"""The checks the learned model sees as features; a model file names which of them veto."""
+ALWAYS: dict[str, Check] = {"symbols": _symbols}
+"""Checks that veto in every model, whatever its file's list (not model inputs)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,12 +197,18 @@ class Veto:
 
 
 def vetoes(a: str | Analysis, b: str | Analysis, enabled: tuple[str, ...] = tuple(CHECKS)) -> list[Veto]:
-    """Every enabled check that rejects the pair, with its reason."""
+    """Every enabled check that rejects the pair, with its reason (`ALWAYS` checks are named, like
+    the others, in `enabled`; `hard_vetoes` runs them all)."""
     a = analyze(a) if isinstance(a, str) else a
     b = analyze(b) if isinstance(b, str) else b
     found = []
     for name in enabled:
-        reason = CHECKS[name](a, b)
+        reason = (CHECKS.get(name) or ALWAYS[name])(a, b)
         if reason is not None:
             found.append(Veto(name, reason))
     return found
+
+
+def hard_vetoes(a: str | Analysis, b: str | Analysis, enabled: tuple[str, ...] = ()) -> list[Veto]:
+    """The `ALWAYS` checks that reject the pair, then the `enabled` ones (a model file's list)."""
+    return vetoes(a, b, (*ALWAYS, *(name for name in enabled if name not in ALWAYS)))

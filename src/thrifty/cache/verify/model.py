@@ -9,9 +9,9 @@ Two stages, both plain arrays in one `.npz` file (no scikit-learn at run time):
    (interactions with the cosine are what the lexical stage cannot see).
 
 `accept` returns (accepted, score): the score is the combiner's probability, forced to 0 when an
-enabled hard check vetoes the pair and to 1 when the two texts have the same words in the same
-order; a pair is accepted when its score reaches the calibrated threshold (`thrifty cache calibrate`
-writes it into the file).
+enabled hard check (or one of `checks.ALWAYS`, whatever the file enables) vetoes the pair and to 1
+when the two texts have the same words and symbols in the same order; a pair is accepted when its
+score reaches the calibrated threshold (`thrifty cache calibrate` writes it into the file).
 """
 
 from __future__ import annotations
@@ -200,12 +200,12 @@ class VerifierModel:
         if cosine < self.min_cosine:
             return 0.0
         c = checks.analyze(candidate)
-        if checks.vetoes(q, c, self.vetoes):
+        if checks.hard_vetoes(q, c, self.vetoes):  # the file's vetoes, and those every model applies
             return 0.0
-        if checks.same_wording(query, candidate):
-            # the same words in the same order: only case or punctuation differ. QQP's negatives are
-            # sampled among near-identical questions, so the learned stages distrust high overlap;
-            # identical wording is the one case where that bias must not apply.
+        if checks.same_wording(q, c):
+            # the same words and symbols in the same order: only case, spacing or punctuation differ.
+            # QQP's negatives are sampled among near-identical questions, so the learned stages
+            # distrust high overlap; identical wording is the one case where that bias must not apply.
             return 1.0
         return c
 
