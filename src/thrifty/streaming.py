@@ -49,6 +49,7 @@ class ChatStream:
         self._started = started
         self._last: Body = first
         self._text: list[str] = []
+        self._text_chars = 0
         self._usage: Usage | None = None
         self._done = False
         self.headers: dict[str, str] = {}
@@ -145,16 +146,25 @@ class ChatStream:
         return {**meta, "choices": [], "usage": self._usage.to_openai()}
 
     def _collect_text(self, chunk: Body) -> None:
+        """Keep the answer's text for a local count (a provider that sends no usage, a cut stream), up
+        to `MAX_COUNTED_CHARS`: far past any model's output limit, it bounds what an endless stream
+        holds in memory (what comes after is not counted)."""
+        if self._text_chars >= MAX_COUNTED_CHARS:
+            return
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             for name in ("content", *REASONING_FIELDS):
                 if isinstance(delta.get(name), str):
-                    self._text.append(delta[name])
+                    self._keep(delta[name])
             functions = [call.get("function") or {} for call in delta.get("tool_calls") or ()]
             if isinstance(delta.get("function_call"), dict):
                 functions.append(delta["function_call"])
             for fn in functions:
-                self._text.append(str(fn.get("name") or "") + str(fn.get("arguments") or ""))
+                self._keep(str(fn.get("name") or "") + str(fn.get("arguments") or ""))
+
+    def _keep(self, text: str) -> None:
+        self._text.append(text)
+        self._text_chars += len(text)
 
     def _end(self, error: UpstreamError | None) -> None:
         if self._done:
@@ -175,6 +185,10 @@ class ChatStream:
         if closer is not None:
             await closer()
 
+
+MAX_COUNTED_CHARS = 4_000_000
+"""Characters of a streamed answer kept for a local token count (~1M tokens: 8x the largest output
+limits); past it, the rest of an endless stream is not counted."""
 
 REASONING_FIELDS = ("reasoning_content", "reasoning")
 """Reasoning text some OpenAI-compatible providers (DeepSeek, vLLM, OpenRouter) send beside the content."""

@@ -120,3 +120,30 @@ def test_usage_counts_that_are_not_counts_are_no_usage():
     assert Usage.from_openai({"prompt_tokens": 3, "completion_tokens": 2.0}) == Usage(3, output_tokens=2)
     for bad in ({"prompt_tokens": "abc"}, {"completion_tokens": -1}, {"prompt_tokens": True}, ["x"]):
         assert Usage.from_openai(bad) is None
+
+
+async def test_an_endless_stream_keeps_a_bounded_text_for_its_local_count():
+    """A stream cut by its client (or without usage) is counted locally at the end; an endless one used to
+    hold every byte it sent (18 MB streamed: 869 MB RSS)."""
+    from thrifty.streaming import MAX_COUNTED_CHARS
+
+    piece = "x" * 100_000
+    counted: list[str] = []
+
+    async def endless() -> AsyncIterator[Body]:
+        for _ in range(MAX_COUNTED_CHARS // len(piece) + 20):
+            yield text(piece)
+
+    s = ChatStream(
+        first=text("hi"),
+        rest=endless(),
+        request_id="r",
+        served_model="m",
+        provider="p",
+        include_usage=False,
+        finish=lambda usage, text, error, latency: counted.append(text),
+        started=time.perf_counter(),
+    )
+    received = [chunk async for chunk in s]
+    assert len(received) == MAX_COUNTED_CHARS // len(piece) + 21  # the client still gets everything
+    assert MAX_COUNTED_CHARS <= len(counted[0]) <= MAX_COUNTED_CHARS + len(piece)
