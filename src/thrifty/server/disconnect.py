@@ -28,6 +28,14 @@ class ClientGone(ThriftyError):
     code = "client_disconnected"
 
 
+class ShuttingDown(ThriftyError):
+    """The server stopped the request at shutdown (past `timeout_graceful_shutdown`): retry elsewhere."""
+
+    status = 503
+    type = "api_error"
+    code = "server_shutting_down"
+
+
 async def _disconnected(request: Request) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass
@@ -35,6 +43,8 @@ async def _disconnected(request: Request) -> None:
 
 async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     """`await work` in this task, cancelled (and `ClientGone` raised) if the client disconnects first.
+    Cancelled otherwise — only the server does that, when its graceful shutdown runs out — the client
+    gets a 503 in the OpenAI shape (`ShuttingDown`) instead of the server's plain-text 500.
 
     One watcher task, cancelled when the work ends, is all it costs a request that stays."""
     current = asyncio.current_task()
@@ -51,9 +61,12 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     try:
         return await work
     except asyncio.CancelledError:
-        if not gone:
-            raise  # cancelled for another reason (shutdown): not ours to swallow
         current.uncancel()
+        if not gone:
+            raise ShuttingDown(
+                "The gateway is shutting down and stopped this request before its answer was ready; "
+                "retry it."
+            ) from None
         raise ClientGone("The client disconnected before the answer was ready.") from None
     finally:
         watcher.cancel()
