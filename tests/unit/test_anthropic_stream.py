@@ -198,9 +198,14 @@ class FakeResponse:
 
 
 class FakeHttp:
+    """Stands in for the gateway's HttpClient and for the provider's own pool in it (`upstream`)."""
+
     def __init__(self, response: FakeResponse) -> None:
         self.response = response
         self.calls: list[tuple[str, Body, dict[str, str]]] = []
+
+    def upstream(self, name: str, max_connections: int | None = None) -> FakeHttp:
+        return self
 
     async def post(self, url: str, body: bytes, headers: dict[str, str], timeouts: Timeouts) -> FakeResponse:
         self.calls.append((url, orjson.loads(body), headers))

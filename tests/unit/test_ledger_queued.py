@@ -3,6 +3,7 @@ and can be told to fail: held batches, flush across failures, giving up at shutd
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -160,3 +161,79 @@ def test_the_default_retry_backs_off_exponentially_up_to_five_seconds():
     for _ in range(8):
         waits.append(QueuedLedger._failed(ledger, OSError("down"), waits[-1]))
     assert waits[:4] == [0.1, 0.2, 0.4, 0.8] and waits[-1] == 5.0
+
+
+class StuckLedger(ListLedger):
+    """Every write blocks until `release` is set (a call the backend cannot bound), then fails."""
+
+    join_grace_s = 0.3
+
+    def __init__(self) -> None:
+        super().__init__(close_timeout_s=0.2)
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def _write(self, conn: Conn, batch: list[tuple[Any, ...]]) -> None:
+        self.entered.set()
+        self.release.wait(10)
+        raise OSError("still down")
+
+
+def test_close_counts_and_logs_the_rows_of_a_writer_stuck_past_the_deadline(caplog):
+    """Before, `close` stopped waiting for a stuck writer and returned: its rows died with the process
+    with no count and no log line."""
+    ledger = StuckLedger()
+    for i in range(4):
+        ledger.record(attempt(i))
+    ledger.start_sync()
+    assert ledger.entered.wait(5)
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="thrifty.ledger"):
+        ledger.close_sync()
+    assert time.monotonic() - started < 2
+    assert ledger.dropped == 4 and ledger.waiting == 0
+    assert any("blocked" in r.getMessage() and "4 rows lost" in r.getMessage() for r in caplog.records)
+    ledger.release.set()  # the writer comes back, fails, gives up: nothing is counted twice
+    time.sleep(0.2)
+    assert ledger.dropped == 4
+
+
+class SlowRetryLedger(ListLedger):
+    """Always failing, with a backoff far longer than the close timeout."""
+
+    def _failed(self, exc: Exception, delay: float) -> float:
+        QueuedLedger._failed(self, exc, delay)
+        return 30.0
+
+
+def test_the_stop_deadline_holds_through_a_long_backoff(caplog):
+    """Before, a writer waiting out its backoff when `close` came tried once more, then slept the whole
+    backoff again: `close` stopped waiting first and the rows were lost uncounted."""
+    ledger = SlowRetryLedger(failures=10**6, close_timeout_s=0.3)
+    ledger.start_sync()
+    for i in range(3):
+        ledger.record(attempt(i))
+    deadline = time.monotonic() + 5
+    while ledger.health == "ok" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="thrifty.ledger"):
+        ledger.close_sync()
+    assert time.monotonic() - started < 1.5
+    assert ledger.dropped == 3 and ledger.waiting == 0
+    assert any("still failing at shutdown: 3 rows lost" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_rows_a_dead_writer_left_are_written_at_close_or_counted(caplog):
+    ledger = ListLedger(failures=10**6, fatal=True)
+    ledger.record(attempt(1))
+    ledger.start_sync()
+    deadline = time.monotonic() + 5
+    while ledger.health == "ok" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ledger.health.startswith("writer stopped (OSError)")
+    with caplog.at_level(logging.ERROR, logger="thrifty.ledger"):
+        ledger.close_sync()  # one more writer; it dies of the same defect
+    assert ledger.dropped == 1 and ledger.waiting == 0
+    assert any("writer stopped (OSError): 1 rows lost" in r.getMessage() for r in caplog.records)

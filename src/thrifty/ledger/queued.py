@@ -3,7 +3,9 @@ no thread wake-up on the hot path) and one writer thread drains it in batches.
 
 A backend says only how its writer connects (`_open`) and how one batch is written (`_write`). A failure
 to open or write keeps every row and is retried with exponential backoff; `health` (shown in /readyz)
-says since when the backend has been failing and how many rows wait.
+says since when the backend has been failing and how many rows wait. `close` gives a failing backend
+`close_timeout_s` from the moment it is called; whatever is still unwritten then is counted as dropped
+and logged, also when the writer is stuck in a call that outlasts the deadline.
 """
 
 from __future__ import annotations
@@ -30,13 +32,17 @@ class QueuedLedger(Ledger):
 
     The batch being written is held until it is committed: while the backend fails, the batch and the
     deque are kept and retried with exponential backoff (0.1 s … 5 s), so an outage loses nothing until
-    the deque is full. After `close`, a failing writer keeps retrying for `close_timeout_s` and then
-    counts what it could not write as dropped."""
+    the deque is full. After `close`, a failing writer keeps retrying until `close_timeout_s` after the
+    call and then counts what it could not write as dropped. A backend bounds how long one open or
+    write can block (`join_grace_s` covers it): if the writer is still stuck when that runs out too,
+    `close` counts and logs the rows itself — rows are never lost without a count and a log line."""
 
     backend: ClassVar[str] = "ledger"
     failing: ClassVar[str] = "failing"  # how /readyz words an outage: "unreachable", "unwritable"
     thread_name: ClassVar[str] = "thrifty-ledger"
-    join_grace_s: ClassVar[float] = 0.0  # `close` waits close_timeout_s + this for the writer
+    join_grace_s: ClassVar[float] = 1.0
+    """`close` waits close_timeout_s + this for the writer: at least the longest one open or write of
+    the backend can block (a try started just before the deadline), plus a margin."""
 
     def __init__(
         self, *, batch_size: int, flush_interval_ms: int, queue_size: int, close_timeout_s: float
@@ -55,6 +61,8 @@ class QueuedLedger(Ledger):
         self._lock = threading.Lock()
         self._error: str | None = None
         self._error_since: float | None = None
+        self._try_started = time.monotonic()  # when the writer's current (or last) try began
+        self._stop_deadline: float | None = None  # set by close: the writer gives up at this time
         self._stopped_by: str | None = None
 
     # ---- what a backend provides
@@ -71,8 +79,8 @@ class QueuedLedger(Ledger):
         """Opening or writing raised `exc` (`delay` is the wait before this try, 0 at first): keep
         everything and return how long to wait before trying again; /readyz shows the outage."""
         backoff = min(_BACKOFF_MAX_S, max(_BACKOFF_MIN_S, delay * 2))
-        if self._error is None:
-            self._error_since = time.monotonic()
+        if self._error is None:  # the outage began when the failed try did (it may have blocked)
+            self._error_since = self._try_started
         self._error = type(exc).__name__
         first_line = str(exc).splitlines()[0] if str(exc) else ""
         log.warning(
@@ -131,6 +139,8 @@ class QueuedLedger(Ledger):
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._stopping = False
+                self._stop_deadline = None
+                self._stopped_by = None
                 self._thread = threading.Thread(target=self._writer, name=self.thread_name, daemon=True)
                 self._thread.start()
 
@@ -147,10 +157,21 @@ class QueuedLedger(Ledger):
         self.close_sync()
 
     def close_sync(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
+        """Stop the writer once everything recorded is written, or `close_timeout_s` from now while the
+        backend fails; what is still unwritten then is counted as dropped and logged."""
+        if self.waiting and (self._thread is None or not self._thread.is_alive()):
+            self.start_sync()  # a writer that never started, or died of a defect: one more go
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._stop_deadline = time.monotonic() + self.close_timeout_s
             self._stopping = True
             self._wake.set()
-            self._thread.join(timeout=self.close_timeout_s + self.join_grace_s)
+            waited = self.close_timeout_s + self.join_grace_s
+            thread.join(timeout=waited)
+            if thread.is_alive():  # stuck in one open or write past the deadline
+                self._lose(f"writer still blocked {waited:.0f}s after close")
+        if self.waiting:  # the writer died with rows in hand, or rows came after its last write
+            self._lose(f"writer stopped ({self._stopped_by})" if self._stopped_by else "rows after close")
         self._thread = None
 
     # ---- the writer thread
@@ -166,23 +187,22 @@ class QueuedLedger(Ledger):
     def _write_until_stopped(self) -> None:
         conn: Any = None
         delay = 0.0
-        stop_deadline: float | None = None
         try:
             while True:
-                self._wake.wait(delay or self.flush_interval)
+                self._wake.wait(self._until_next_try(delay))
                 self._wake.clear()
                 stopping = self._stopping
-                if stopping and stop_deadline is None:
-                    stop_deadline = time.monotonic() + self.close_timeout_s
                 waiters = [self._waiters.popleft() for _ in range(len(self._waiters))]
+                self._try_started = time.monotonic()
                 try:
-                    conn = conn if self._usable(conn) else self._open()
+                    if not self._usable(conn):
+                        conn = self._open_fresh(conn)
                     self._drain(conn)
                 except Exception as exc:
                     conn = _discard(conn)
                     self._waiters.extendleft(reversed(waiters))  # flush() waits on
                     delay = self._failed(exc, delay)
-                    if stop_deadline is not None and time.monotonic() >= stop_deadline:
+                    if self._past_stop_deadline():
                         self._give_up()
                         return
                     continue
@@ -195,6 +215,22 @@ class QueuedLedger(Ledger):
         finally:
             _discard(conn)
 
+    def _open_fresh(self, old: Any) -> Any:
+        """A new writer connection; the old one (unusable) is closed first."""
+        _discard(old)
+        return self._open()
+
+    def _until_next_try(self, delay: float) -> float:
+        """How long to sleep before the next try: the flush interval, or the backoff after a failure
+        (never past the stop deadline, so the last try is made before it)."""
+        wait = delay or self.flush_interval
+        if self._stop_deadline is not None:
+            wait = max(0.0, min(wait, self._stop_deadline - time.monotonic()))
+        return wait
+
+    def _past_stop_deadline(self) -> bool:
+        return self._stopping and self._stop_deadline is not None and time.monotonic() >= self._stop_deadline
+
     def _drain(self, conn: Any) -> None:
         """Write the held batch, then everything pending now, in batches of up to batch_size."""
         while self._held or self._pending:
@@ -205,11 +241,19 @@ class QueuedLedger(Ledger):
             self._held = []
 
     def _give_up(self) -> None:
-        lost = self.waiting
-        self._dropped += lost
-        self._pending.clear()
-        self._held = []
-        log.error("ledger: %s still %s at shutdown: %d rows lost", self.backend, self.failing, lost)
+        self._lose(f"still {self.failing} at shutdown")
+
+    def _lose(self, why: str) -> None:
+        """Count every row still waiting as dropped and log the number (once: the writer giving up and
+        `close` timing out on it may race)."""
+        with self._lock:
+            lost = self.waiting
+            if not lost:
+                return
+            self._dropped += lost
+            self._pending = deque()  # the writer, if it still runs, finds nothing more to write
+            self._held = []
+        log.error("ledger: %s %s: %d rows lost", self.backend, why, lost)
 
 
 def _discard(conn: Any) -> None:

@@ -66,7 +66,7 @@ class AnthropicProvider(Provider):
 
     async def _send(self, payload: Body) -> aiohttp.ClientResponse:
         """POST a Messages request; raise the mapped UpstreamError on an HTTP error status."""
-        response = await self.http.post(
+        response = await self.upstream.post(
             self._url(), orjson.dumps(payload), self._headers(), self.config.timeouts
         )
         if response.status >= 400:

@@ -16,7 +16,7 @@ from thrifty.errors import UpstreamError
 from thrifty.providers.anthropic_response import to_openai_response
 from thrifty.providers.base import error_from_status, loads_json
 from thrifty.providers.batch import BatchResult, BatchStatus, NoBatchApi
-from thrifty.providers.http import read_body
+from thrifty.providers.http import client_timeout, read_body
 from thrifty.types import Body
 
 if TYPE_CHECKING:
@@ -33,14 +33,14 @@ class AnthropicBatchClient:
         return self.provider._url() + "/batches" + path
 
     async def _call(self, method: str, url: str, body: Body | None = None) -> bytes:
-        http = self.provider.http
+        upstream = self.provider.upstream
         try:
-            response = await http.session().request(
+            response = await upstream.session().request(
                 method,
                 url,
                 data=orjson.dumps(body) if body is not None else None,
                 headers=self.provider._headers(),
-                timeout=http.timeout(self.provider.config.timeouts),
+                timeout=client_timeout(self.provider.config.timeouts),
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamError(f"{self.provider.name} batch API unreachable: {type(exc).__name__}") from exc

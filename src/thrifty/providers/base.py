@@ -24,12 +24,15 @@ class Reply:
 
 
 class Provider(ABC):
-    """Translates OpenAI-shaped requests to one provider's API and back, over a shared client."""
+    """Translates OpenAI-shaped requests to one provider's API and back, over a shared client in which
+    it has its own pool of connections (`upstream`)."""
 
     def __init__(self, name: str, config: ProviderConfig, http: HttpClient) -> None:
         self.name = name
         self.config = config
         self.http = http
+        self.upstream = http.upstream(name, config.max_connections)
+        """This provider's own connection pool (`max_connections`) in the shared client."""
         self.redact = Redactor([config.api_key, *config.headers.values()])
         """Scrubs this provider's credentials from text it sent back (error messages)."""
 

@@ -10,7 +10,7 @@ import orjson
 from thrifty.errors import UpstreamError
 from thrifty.providers.base import error_from_status, loads_json
 from thrifty.providers.batch import BatchResult, BatchStatus, NoBatchApi
-from thrifty.providers.http import read_body
+from thrifty.providers.http import client_timeout, read_body
 from thrifty.types import Body
 
 if TYPE_CHECKING:
@@ -45,13 +45,13 @@ class OpenAIBatchClient:
     async def _call(
         self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
     ) -> bytes:
-        http = self.provider.http
+        upstream = self.provider.upstream
         try:
-            response = await http.session().request(
+            response = await upstream.session().request(
                 method,
                 self.provider._url(path),
                 headers={**self._headers(), **(headers or {})},
-                timeout=http.timeout(self.provider.config.timeouts),
+                timeout=client_timeout(self.provider.config.timeouts),
                 **kwargs,
             )
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -31,7 +31,7 @@ class OpenAICompatProvider(Provider):
         return headers
 
     async def _post(self, path: str, body: Body) -> bytes:
-        response = await self.http.post(
+        response = await self.upstream.post(
             self._url(path), orjson.dumps(body), self._headers(), self.config.timeouts
         )
         raw = await read_body(response)
@@ -50,7 +50,7 @@ class OpenAICompatProvider(Provider):
     async def stream(self, body: Body, model: str) -> AsyncIterator[Body]:
         out = {**body, "model": model, "stream": True}
         out["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        response = await self.http.post(
+        response = await self.upstream.post(
             self._url("/chat/completions"), orjson.dumps(out), self._headers(), self.config.timeouts
         )
         if response.status >= 400:

@@ -13,6 +13,7 @@ from thrifty.config import RetryConfig
 from thrifty.errors import InvalidRequest, ThriftyError, UpstreamError
 from thrifty.providers.base import Reply
 from thrifty.providers.breaker import Breaker
+from thrifty.providers.http import PoolSaturated
 from thrifty.providers.table import Deployment, ModelTable
 from thrifty.types import Body
 
@@ -130,6 +131,11 @@ class ProviderPool:
                 started = time.perf_counter()
                 try:
                     result = await _guarded(call, dep)
+                except PoolSaturated as exc:  # thrifty's own connection limit: no verdict on its health
+                    on_failure(name, dep, exc, (time.perf_counter() - started) * 1000)
+                    self.breaker.release(dep.key)
+                    last = exc
+                    break  # its connections are busy: the next deployment or fallback, at once
                 except UpstreamError as exc:
                     latency = (time.perf_counter() - started) * 1000
                     on_failure(name, dep, exc, latency)

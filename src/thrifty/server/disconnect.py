@@ -64,8 +64,7 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
         current.uncancel()
         if not gone:
             raise ShuttingDown(
-                "The gateway is shutting down and stopped this request before its answer was ready; "
-                "retry it."
+                "The gateway is shutting down and stopped this request before its answer was ready; retry it."
             ) from None
         raise ClientGone("The client disconnected before the answer was ready.") from None
     finally:
