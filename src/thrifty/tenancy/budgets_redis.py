@@ -35,15 +35,20 @@ redis.call('EXPIRE', KEYS[2], keep)
 return {0}
 """
 
-# KEYS as above. ARGV: reservation id, actual cost, then each window's expiry (unix seconds, 0 = never).
-_SETTLE = """
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[1], ARGV[1])
+# Adds ARGV[2] to every window counter (KEYS[3:]) and sets its expiry (ARGV[3:], unix seconds, 0 = never).
+_ADD_TO_WINDOWS = """
 for i = 3, #KEYS do
   redis.call('INCRBYFLOAT', KEYS[i], ARGV[2])
   local expire_at = tonumber(ARGV[i])
   if expire_at > 0 then redis.call('EXPIREAT', KEYS[i], math.floor(expire_at)) end
 end
+"""
+
+# KEYS as above. ARGV: reservation id, actual cost, then each window's expiry (unix seconds, 0 = never).
+_SETTLE = f"""
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[1], ARGV[1])
+{_ADD_TO_WINDOWS}
 return 1
 """
 
@@ -60,18 +65,14 @@ return 1
 """
 
 # KEYS as for _SETTLE. ARGV: reservation id, the cost charged, then each window's expiry.
-_SETTLE_PART = """
+_SETTLE_PART = f"""
 local held = redis.call('HGET', KEYS[2], ARGV[1])
 if held then
   local left = tonumber(held) - tonumber(ARGV[2])
   if left < 0 then left = 0 end
   redis.call('HSET', KEYS[2], ARGV[1], tostring(left))
 end
-for i = 3, #KEYS do
-  redis.call('INCRBYFLOAT', KEYS[i], ARGV[2])
-  local expire_at = tonumber(ARGV[i])
-  if expire_at > 0 then redis.call('EXPIREAT', KEYS[i], math.floor(expire_at)) end
-end
+{_ADD_TO_WINDOWS}
 return 1
 """
 
