@@ -4,7 +4,7 @@ import random
 from collections import Counter
 
 from thrifty.config import Config, ProviderConfig, RetryConfig
-from thrifty.errors import UpstreamError
+from thrifty.errors import InvalidRequest, UpstreamError
 from thrifty.providers.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 from thrifty.providers.pool import ProviderPool
 from thrifty.providers.table import Deployment
@@ -128,3 +128,20 @@ async def test_an_answer_the_provider_layer_cannot_read_is_an_upstream_error_fai
     ((dep, error),) = failures
     assert dep is bad and isinstance(error, UpstreamError) and error.status == 502
     assert "could not read" in error.message and "ValueError" in error.message
+
+
+class _Refusing(_Garbling):
+    """A provider that cannot express the request (as Anthropic refuses n > 1): nothing is sent."""
+
+    async def chat(self, body, model):
+        raise InvalidRequest("this provider returns one choice per request; n must be 1", param="n")
+
+
+async def test_a_deployment_that_cannot_express_the_request_is_not_counted_as_an_attempt():
+    refusing = Deployment(_Refusing("claude", False), "m", None, priority=0)
+    good = Deployment(_Garbling("fine", False), "m", None, priority=1)
+    pool = ProviderPool(_Table([refusing, good]), Breaker(3, 1), RetryConfig(max_retries=0))
+    failures = []
+    reply, served = await pool.chat("m", {"n": 2}, lambda name, dep, err, ms: failures.append(err))
+    assert reply == "answer" and served.deployment is good
+    assert served.attempts == 1 and failures == []  # x-thrifty-attempts: one upstream call was made

@@ -153,6 +153,7 @@ class ProviderPool:
                 except InvalidRequest as exc:  # this provider cannot express the request (e.g. n > 1)
                     self.breaker.release(dep.key)
                     refused = refused or exc
+                    tried -= 1  # nothing was sent: not an attempt (x-thrifty-attempts)
                     break  # another deployment or fallback model may take it
                 except asyncio.CancelledError:  # the client left (or a deadline passed): no verdict
                     self.breaker.release(dep.key)
