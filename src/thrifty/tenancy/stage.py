@@ -97,7 +97,7 @@ class LimitsStage:
         """The `Tenancy` that built this stage (the server finds keys and health through it)."""
 
     async def handle(self, call: Call, next: Handler) -> ChatResult:
-        key = await self._key(call)
+        key = await self.key_of(call.tenant)
         if key is None:
             return await next(call)
         if self.owner is not None:
@@ -143,15 +143,9 @@ class LimitsStage:
         else:
             await self._release(reservation)
 
-    async def _key(self, call: Call) -> VirtualKey | None:
-        return await self._tenant_key(call.tenant)
-
     async def key_of(self, tenant: Tenant) -> VirtualKey | None:
         """The tenant's key as it is now (None: no key, or the master key); raises AuthenticationError
         when it is revoked or expired."""
-        return await self._tenant_key(tenant)
-
-    async def _tenant_key(self, tenant: Tenant) -> VirtualKey | None:
         key_id = tenant.key_id
         if key_id is None or key_id == "master":
             return None
@@ -178,7 +172,7 @@ class LimitsStage:
         estimated cost) against its budgets until `settle`. `whole`: refused unless all of `usd` fits,
         like a chat request; else refused only when the budget is already spent or held (a batch job,
         whose estimate is a loose upper bound: it may then overrun by at most its own cost)."""
-        key = await self._tenant_key(tenant)
+        key = await self.key_of(tenant)
         if key is None:
             return Admission({}, None)
         if self.owner is not None:
