@@ -12,7 +12,11 @@ all models' out-of-fold logits) with one change:
   times as much as rows where all agree;
 - `item`: the dense head also gets the item-level measurements of `item_features.py`;
 - `quad`: the stacker also sees pairwise products of the logits (interaction terms);
-- `item+quad`: both; `mlp`: a one-hidden-layer MLP stacker (scikit-learn, the `train` extra).
+- `item+quad`: both; `mlp`: a one-hidden-layer MLP stacker (scikit-learn, the `train` extra);
+- `group-prior` (needs `--group-field`): the stacker also sees each row's group mean score per model
+  on the other folds — a ceiling for topic information a request does not carry (side_info.py);
+- `answer-length` (needs recorded `completion_tokens`): the stacker also sees the answer-length
+  head's out-of-fold predictions (routing/answer_length.py; shipped: `train` keeps it when it helps).
 
 Two stacker figures per variant: *in-sample* (fitted and scored on all out-of-fold logits, as
 `train` reports `cv_apgr`) and *nested* (fitted on the other folds' logits, scored on each fold).
@@ -28,6 +32,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from thrifty.evaluate import answer_length
+from thrifty.evaluate.side_info import group_prior_logits, read_groups
 from thrifty.routing.data import OutcomeSet, load_outcomes
 
 if TYPE_CHECKING:
@@ -46,6 +52,8 @@ VARIANTS = (
     "quad",
     "item+quad",
     "mlp",
+    "group-prior",
+    "answer-length",
 )
 GAIN_DENSE_L2 = (0.01, 0.1, 1.0)
 GAIN_NGRAM_L2 = (0.5, 1.0, 2.0, 4.0)
@@ -61,6 +69,7 @@ class Folds:
     dense: np.ndarray
     items: np.ndarray
     sparse: Design
+    groups: np.ndarray | None = None
 
     @property
     def scores(self) -> np.ndarray:
@@ -211,19 +220,44 @@ def run_repeat(f: Folds, variants: Sequence[str]) -> dict[str, tuple[float, floa
             x, stacker = quadratic(np.hstack([first, ngram])), logistic_stacker(QUAD_L2)
         elif name == "mlp":
             x, stacker = _with_one(dense, ngram), mlp_stacker()
+        elif name == "group-prior" and f.groups is not None:
+            x = _with_one(dense, ngram, group_prior_logits(f.groups, f.scores, f.folds))
+        elif name == "answer-length" and answer_length.usable(f.data.completion_tokens):
+            lengths = answer_length.out_of_fold(with_items[:, :-1], f.data.completion_tokens, f.folds)
+            x = _with_one(dense, ngram, lengths)
         else:
             raise ValueError(f"unknown variant {name!r}")
         out[name] = f.stacked(x, stacker)
     return out
 
 
-def experiment(data: OutcomeSet, variants: Sequence[str] = VARIANTS, repeats: int = 1) -> dict[str, Any]:
-    """Run `variants` on `data` (the training rows; their folds are the CV folds)."""
+def runnable(data: OutcomeSet, groups: np.ndarray | None) -> list[str]:
+    """The variants the data (and group labels) have the information for."""
+    from thrifty.evaluate.answer_length import usable
+
+    lacking = {"group-prior": groups is None, "answer-length": not usable(data.completion_tokens)}
+    return [v for v in VARIANTS if not lacking.get(v, False)]
+
+
+def experiment(
+    data: OutcomeSet,
+    variants: Sequence[str] = VARIANTS,
+    repeats: int = 1,
+    groups: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Run `variants` on `data` (the training rows; their folds are the CV folds; `groups`: a label
+    per row for `group-prior`)."""
     import numpy as np
 
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variants {unknown} (known: {', '.join(VARIANTS)})")
+    missing = [v for v in variants if v not in runnable(data, groups)]
+    if missing:
+        raise ValueError(
+            f"variants {missing} need what the data lacks (group-prior: --group-field; "
+            "answer-length: completion_tokens recorded for every outcome, not all alike)"
+        )
 
     from thrifty.evaluate.item_features import item_matrix
     from thrifty.routing.learned import dense_design
@@ -236,7 +270,7 @@ def experiment(data: OutcomeSet, variants: Sequence[str] = VARIANTS, repeats: in
     runs = []
     for r in range(repeats):
         folds = data.folds if r == 0 else np.random.default_rng(100 + r).permutation(np.arange(len(data)) % k)
-        runs.append(run_repeat(Folds(data, folds, dense, items, sparse), variants))
+        runs.append(run_repeat(Folds(data, folds, dense, items, sparse, groups), variants))
     base = "baseline" if "baseline" in variants else None
     table = {}
     for name in variants:
@@ -264,11 +298,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="outcome JSONL; folds 0–3 are used, fold 4 never")
     parser.add_argument("--repeats", type=int, default=1, help="fold assignments (1: the file's own)")
-    parser.add_argument("--only", default=",".join(VARIANTS), help="comma-separated variants")
+    parser.add_argument("--only", help="comma-separated variants (default: all the data allows)")
+    parser.add_argument("--group-field", help="a row field naming its group, for group-prior (e.g. subject)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     train_rows, _ = load_outcomes(args.data).split()
-    result = experiment(train_rows, [v for v in args.only.split(",") if v], max(args.repeats, 1))
+    groups = None if args.group_field is None else read_groups(args.data, train_rows, args.group_field)
+    variants = runnable(train_rows, groups) if args.only is None else [v for v in args.only.split(",") if v]
+    try:
+        result = experiment(train_rows, variants, max(args.repeats, 1), groups)
+    except ValueError as exc:
+        parser.exit(2, f"route_experiments: {exc}\n")
     print(json.dumps(result, indent=2) if args.json else "", end="")
     if not args.json:
         _print(args.data, result)

@@ -45,6 +45,8 @@ class OutcomeSet:
     scores: np.ndarray
     costs: np.ndarray
     input_tokens: np.ndarray
+    completion_tokens: np.ndarray
+    """(n, m) recorded answer lengths in tokens, NaN where a row does not record one."""
     responses: list[dict[str, str]]
     """Per row: model → recorded response text (only models whose response was recorded)."""
     rows: np.ndarray
@@ -66,6 +68,7 @@ class OutcomeSet:
             scores=self.scores[idx],
             costs=self.costs[idx],
             input_tokens=self.input_tokens[idx],
+            completion_tokens=self.completion_tokens[idx],
             responses=[self.responses[i] for i in idx],
             rows=self.rows[idx],
         )
@@ -191,6 +194,7 @@ class _Row:
     scores: list[float]
     costs: list[float]
     input_tokens: int
+    completion_tokens: list[float]
     responses: dict[str, str]
 
 
@@ -216,13 +220,14 @@ def _parse_row(row: Any, line: int, position: int, models: list[str] | None) -> 
         raise OutcomeDataError(f"line {line}: 'prompt' must be a string")
     outcomes = _outcomes(row, line, models)
     names = models or sorted(outcomes)
-    scores, costs, tokens = [], [], []
+    scores, costs, tokens, completion = [], [], [], []
     for name in names:
         out, where = outcomes[name], f"line {line}: model {name!r}"
         scores.append(_score(out, where))
         costs.append(_cost(out, where))
         tokens.append(_tokens(out, "prompt_tokens", where))
-        _tokens(out, "completion_tokens", where)
+        length = _tokens(out, "completion_tokens", where)
+        completion.append(math.nan if out.get("completion_tokens") is None else float(length))
     return names, _Row(
         id=str(row.get("id", position)),
         prompt=prompt,
@@ -231,6 +236,7 @@ def _parse_row(row: Any, line: int, position: int, models: list[str] | None) -> 
         scores=scores,
         costs=costs,
         input_tokens=tokens[0],
+        completion_tokens=completion,
         responses={m: outcomes[m]["response"] for m in names if isinstance(outcomes[m].get("response"), str)},
     )
 
@@ -255,6 +261,7 @@ def _from_numbered(numbered: Iterable[tuple[int, Any]]) -> OutcomeSet:
         scores=np.asarray([r.scores for r in parsed], dtype=np.float64),
         costs=np.asarray([r.costs for r in parsed], dtype=np.float64),
         input_tokens=np.asarray([r.input_tokens for r in parsed], dtype=np.int64),
+        completion_tokens=np.asarray([r.completion_tokens for r in parsed], dtype=np.float64),
         responses=[r.responses for r in parsed],
         rows=np.arange(len(parsed)),
     )
