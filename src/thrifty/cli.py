@@ -91,7 +91,7 @@ def serve(
         log_level=log_level,
         log_config=log_config(log_format, log_level, config_secrets(config)),
         access_log=False,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=config.server.graceful_shutdown_s,
         timeout_keep_alive=5,  # idle keep-alive connections are closed (slow or vanished clients)
         limit_concurrency=None,
         http=guarded_http_protocol(config.server.max_header_bytes, config.server.header_timeout_s),

@@ -55,6 +55,9 @@ class ServerConfig(Section):
     header_timeout_s: float = Field(10.0, gt=0, le=3600)
     """A connection whose request head is not complete this long after it opened (or after the previous
     response ended) is closed, with a 408 if part of a head arrived (idle and slow-header clients)."""
+    graceful_shutdown_s: float = Field(30.0, gt=0, le=3600)
+    """At SIGTERM, requests in flight get this long to finish; then a waiting one gets a 503 and a
+    running stream an error event, both `server_shutting_down`."""
     master_key: str | None = None
     """When set, admin endpoints need it, and clients must send it (or a virtual key) as bearer."""
     require_auth: bool = False

@@ -2,13 +2,14 @@
 
 Subclasses override what they need: `_observe(chunk)` sees each chunk on its way to the client,
 `_finished()` runs when the stream ends cleanly, `_failed()` when reading it raised, `_closed()` after
-the client closed it (whether or not it had ended).
+the client closed it (whether or not it had ended, or was `cut` by the server first).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from thrifty.errors import UpstreamError
 from thrifty.streaming import ChatStream
 from thrifty.types import Body
 
@@ -60,6 +61,9 @@ class StreamWrapper:
             raise
         self._observe(chunk)
         return chunk
+
+    def cut(self, error: UpstreamError) -> None:
+        self.inner.cut(error)
 
     async def aclose(self) -> None:
         try:

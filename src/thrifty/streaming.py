@@ -173,8 +173,14 @@ class ChatStream:
         latency = (time.perf_counter() - self._started) * 1000
         self._finish(self._usage, "".join(self._text), error, latency)
 
+    def cut(self, error: UpstreamError) -> None:
+        """Book an unfinished stream as stopped for `error` (the server cutting it at shutdown), not as
+        a client that left; the `aclose` that follows only closes the upstream."""
+        self._end(error)
+
     async def aclose(self) -> None:
-        """Client went away or finished: close upstream; an unfinished stream is booked as cancelled."""
+        """Client went away or finished: close upstream; an unfinished stream is booked as cancelled
+        (unless `cut` booked it first)."""
         if not self._done:
             self._end(
                 UpstreamError(

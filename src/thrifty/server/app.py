@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from thrifty.cache.control import fold_headers as fold_cache_headers
@@ -29,7 +29,7 @@ from thrifty.server.disconnect import unless_disconnected
 from thrifty.server.metrics_route import metrics_routes
 from thrifty.server.openapi import openapi_routes
 from thrifty.server.responses import json_response
-from thrifty.server.sse import sse_body
+from thrifty.server.sse import EventStreamResponse
 from thrifty.tenancy.auth import Authenticator
 from thrifty.tenancy.runtime import tenancy_of
 from thrifty.types import ChatResult, Tenant, new_request_id
@@ -107,7 +107,7 @@ class Api:
                 "x-accel-buffering": "no",
                 **getattr(stream, "headers", {}),
             }
-            return StreamingResponse(sse_body(stream), media_type="text/event-stream", headers=headers)
+            return EventStreamResponse(stream, headers)
         result = await unless_disconnected(
             request,
             self.gateway.chat(

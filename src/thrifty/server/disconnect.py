@@ -3,8 +3,9 @@
 Starlette runs a handler to its end even when the client disconnects, so a request whose upstream
 stalls would keep calling providers (and paying) for minutes after anyone could read the answer. Once
 the body has been read, the only message the server can still deliver is `http.disconnect`; waiting
-for it next to the work tells us when to stop. A stream's own disconnects are handled by the
-streaming response; this covers the time before its first chunk.
+for it next to the work tells us when to stop: before a response starts (`Api`), and while a stream is
+sent (`sse.EventStreamResponse`), where it also tells the client leaving from the server's own
+cancellation at shutdown.
 """
 
 from __future__ import annotations
