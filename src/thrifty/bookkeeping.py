@@ -127,6 +127,35 @@ class Bookkeeper:
         )
         return money.cost
 
+    def served_after_all(
+        self, call: Call, served_model: str, deployment: Deployment, usage: Usage, *, latency_ms: float
+    ) -> None:
+        """Book, as the final row, an answer already booked `rejected` (and paid for) on an earlier
+        row: a cascade tier served because the final tier failed. The row has no tokens or cost of its
+        own (they are on that row); its baseline is the answer's, and the difference, the answer's cost
+        included, is saved as for an accepted tier, so baseline − savings = cost (0) holds."""
+        price = deployment.price or self.table.price(served_model)
+        original = self.original_input_tokens(call, usage)
+        money = bill(usage, price, self.baseline_price(call) or price, original_input_tokens=original)
+        money.savings.cascade, money.savings.routing = money.savings.routing + money.cost, 0.0
+        self.record(
+            self._upstream_attempt(
+                call,
+                served_model,
+                deployment,
+                status="ok",
+                http_status=200,
+                cost_usd=0.0,
+                baseline_cost_usd=money.baseline,
+                savings=money.savings,
+                latency_ms=latency_ms,
+                stream=call.stream,
+                final=True,
+                route=call.route,
+                meta=call.meta,
+            )
+        )
+
     def batched(
         self,
         call: Call,

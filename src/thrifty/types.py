@@ -156,6 +156,9 @@ class ChatResult:
     """For streaming calls: the `ChatStream` the client reads (body is then empty)."""
     deployment: Any = None
     """The `Deployment` that answered (None for cache hits)."""
+    storable: bool = True
+    """False: the cache must not keep this answer (a cascade tier its gate rejected, served because the
+    final tier failed)."""
 
 
 def _is_count(value: Any) -> bool:

@@ -153,7 +153,7 @@ class CacheStage:
             self.inflight.done(probe.key, lease)
             raise
         result.headers[HEADER] = "miss"
-        if control.writes and not result.cached:
+        if control.writes and not result.cached and result.storable:
             await self._store_after(call, result, probe, policy, lease)
         else:
             self.inflight.done(probe.key, lease)

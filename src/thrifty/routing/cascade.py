@@ -13,6 +13,13 @@ called — and named in the final row's `meta.cascade_skipped`; it costs nothing
 take the request is it refused (the first tier's 400). A tier that fails upstream is skipped too
 (its failed attempts are booked by the dispatcher). `x-thrifty-attempts` counts every upstream call
 made for the request: the tiers' (failed ones included) and the judge's.
+
+When the final tier fails upstream (after its retries and fallbacks) and a rejected tier's answer is
+fit to stand in (see degraded.py), that answer is served instead of the error — replayed to a
+streaming client — with `x-thrifty-cascade: degraded`; its final row (no cost of its own: the answer
+was paid for on its `rejected` row) names the tier, its rejection and the failure in
+`meta.cascade_degraded`, and is never cached. An answer's final row carries the client's `stream`
+flag, replayed or not; the gated tiers' own rows (called without streaming) have `stream = 0`.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from thrifty.errors import InvalidRequest, UpstreamError
 from thrifty.pipeline import Call, Handler
+from thrifty.routing.degraded import DEGRADED, HEADER, Held, degradable, unfit
 from thrifty.routing.expressible import refusal
 from thrifty.routing.gates import Answer, QualityGate, Verdict, check_choices, needs_logprobs
 from thrifty.types import ChatResult, Usage
@@ -92,16 +100,27 @@ class Cascade:
         spent = _Spent()
         *gated, last = self._expressible(call)
         call.lever = "cascade"
+        held: Held | None = None
         for number, tier in gated:
             result = await self._tier(call, next, number, tier, spent)
             if result is None:
                 continue
             verdict = await self._check(call, result, spent)
             if verdict.ok:
+                call.stream = streaming  # the answer's row: what the client asked for
                 return self._accept(call, result, verdict, spent)
             self._reject(call, result, verdict, spent)
+            if await unfit(call.body, result.body, stream=streaming) is None:
+                held = Held(number, result, self._why(verdict))
         call.stream = streaming
-        return await self._final(call, next, last, spent)
+        booked = call.attempts.value
+        try:
+            return await self._final(call, next, last, spent)
+        except UpstreamError as exc:
+            if held is None or not degradable(exc):
+                raise
+            spent.attempts += call.attempts.value - booked  # one ledger row per failed attempt
+            return self._degraded(call, held, last[0], exc, spent)
 
     def _adds_logprobs(self, call: Call) -> bool:
         """A logprob gate needs the tiers' token logprobs, whether or not the client asked for them."""
@@ -160,8 +179,43 @@ class Cascade:
             result.deployment,
             result.usage or Usage(),
             latency_ms=call.elapsed_ms(),
-            reason=f"gate {self.gate.name}: {verdict.reason}",
+            reason=self._why(verdict),
         )
+
+    def _why(self, verdict: Verdict) -> str:
+        """A rejected tier's reason, as booked on its row."""
+        return f"gate {self.gate.name}: {verdict.reason}"
+
+    def _degraded(
+        self, call: Call, held: Held, failed: int, error: UpstreamError, spent: _Spent
+    ) -> ChatResult:
+        """The held answer, served because the final tier (number `failed`) failed with `error`."""
+        result = held.result
+        call.route = f"cascade:tier{held.number}"
+        call.meta[DEGRADED] = {
+            "tier": held.number,
+            "rejected": held.reason[:300],
+            "failed_tier": failed,
+            "error": error.message[:300],
+        }
+        log.warning(
+            "cascade %s: tier %d failed (%s); serving tier %d's rejected answer",
+            call.requested_model,
+            failed,
+            error.message[:200],
+            held.number,
+        )
+        usage = result.usage or Usage()
+        latency = call.elapsed_ms()
+        self.books.served_after_all(call, result.served_model, result.deployment, usage, latency_ms=latency)
+        if self._adds_logprobs(call):
+            result.body = _without_logprobs(result.body)
+        result.cost_usd = spent.usd
+        result.attempts = spent.attempts
+        result.storable = False  # a rejected answer: never a cache entry
+        result.headers["x-thrifty-route"] = call.route
+        result.headers[HEADER] = "degraded"
+        return result
 
     async def _final(self, call: Call, next: Handler, tier: tuple[int, str], spent: _Spent) -> ChatResult:
         """The last tier that can take the request: not gated, streamed to a streaming client."""
