@@ -178,9 +178,11 @@ class ProviderPool:
 
 
 def _abandoned() -> UpstreamError:
-    """What an attempt cancelled midway is booked as: the provider may still bill for it."""
+    """What an attempt cancelled midway is booked as: the provider may still bill for it. The pool
+    cannot tell why it was cancelled, so the row names every cause."""
     return UpstreamError(
-        "abandoned before the upstream answered (the client disconnected or a deadline passed)",
+        "abandoned before the upstream answered (the client disconnected, a deadline passed or the"
+        " gateway shut down)",
         status=499,
         code="client_cancelled",
         retryable=False,
