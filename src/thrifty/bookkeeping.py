@@ -39,7 +39,7 @@ class Bookkeeper:
         """A ledger row of `call`: who asked for what, numbered within the request."""
         return Attempt(
             request_id=call.request_id,
-            attempt=call.attempts.next(),
+            attempt=call.attempts.next(fields.get("cost_usd", 0.0)),
             tenant_id=call.tenant.id,
             key_id=call.tenant.key_id,
             requested_model=call.requested_model,

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from thrifty.types import Attempt
+from thrifty.types import DEGRADED, Attempt
 
 LEVERS: tuple[str, ...] = (
     "routing", "cascade", "cache_exact", "cache_semantic", "compression", "prompt_cache", "batching",
@@ -117,7 +117,7 @@ class Metrics:
     def observe(self, a: Attempt) -> None:
         """Count one ledger row."""
         model = a.served_model or a.requested_model
-        if a.status != "cache_hit":
+        if a.status != "cache_hit" and DEGRADED not in a.meta:  # a degraded answer's row: no call
             self._upstream(a, model)
         self.cost.labels(model).inc(a.cost_usd)
         if not a.final:

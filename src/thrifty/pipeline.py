@@ -17,13 +17,16 @@ from thrifty.types import Body, ChatResult, Tenant
 
 
 class AttemptCounter:
-    """Numbers the ledger rows of one request."""
+    """Numbers the ledger rows of one request, and adds up what they cost."""
 
     def __init__(self) -> None:
         self.value = 0
+        self.usd = 0.0
+        """The cost of every row booked for the request so far."""
 
-    def next(self) -> int:
+    def next(self, cost_usd: float = 0.0) -> int:
         self.value += 1
+        self.usd += cost_usd
         return self.value
 
 

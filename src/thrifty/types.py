@@ -111,6 +111,12 @@ class Savings:
         )
 
 
+DEGRADED = "cascade_degraded"
+"""`meta` key of a cascade's final row serving a rejected tier's answer because the final tier failed
+(routing/degraded.py): which tier answered, why it was rejected, what failed. That row is no upstream
+call of its own (the answer's call is its `rejected` row)."""
+
+
 @dataclass(slots=True)
 class Attempt:
     """One call to one deployment (or one cache answer): one ledger row."""

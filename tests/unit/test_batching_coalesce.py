@@ -100,6 +100,8 @@ async def test_wrong_number_of_items_resends_the_unsplit_ones_alone(fake, tmp_pa
     for r in results[1:]:  # its share of the wasted call, then its own call
         assert [b["status"] for b in by_request[r.request_id]] == ["rejected", "ok"]
         assert by_request[r.request_id][0]["cost_usd"] > 0
+        assert r.cost_usd == pytest.approx(sum(b["cost_usd"] for b in by_request[r.request_id]))
+        assert r.attempts == 2  # the batched call and its own
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ by the heuristic and format gates."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -239,3 +240,40 @@ async def test_a_logprob_gate_s_logprobs_are_dropped_from_a_served_rejection(fak
         result = await gw.chat(ask())
     assert result.headers["x-thrifty-cascade"] == "degraded"
     assert result.body["choices"][0]["logprobs"] is None
+
+
+async def test_a_micro_batched_final_tier_s_wasted_share_counts_in_the_degraded_cost(fake, tmp_path):
+    """The final tier is micro-batched: its batched answer cannot be split, so each request's share is
+    booked `rejected` and re-sent alone, which fails. The degraded answer's cost is every row's."""
+    fake.script({"content": HEDGE}, {"content": HEDGE}, model="gpt-4o-mini")
+    fake.script({"content": "not a json array"}, *FAIL, *FAIL, model="shaky-up")
+    cfg = config(fake, tmp_path, ["gpt-4o-mini", "shaky"])
+    cfg["batching"] = {"live": {"enabled": True, "models": ["shaky"], "window_ms": 200}}
+    async with Gateway(config_mod.parse(cfg, env={})) as gw:
+        bodies = [ask(messages=[{"role": "user", "content": f"What is {i} + 2?"}]) for i in range(2)]
+        results = await asyncio.gather(*(gw.chat(body) for body in bodies))
+    booked = rows(tmp_path)
+    for result in results:
+        assert result.headers["x-thrifty-cascade"] == "degraded"
+        mine = [r for r in booked if r["request_id"] == result.request_id]
+        shares = [r for r in mine if r["status"] == "rejected" and "micro-batch" in (r["error"] or "")]
+        assert len(shares) == 1 and shares[0]["cost_usd"] > 0  # the batched call's share, not used
+        assert result.cost_usd == pytest.approx(sum(r["cost_usd"] for r in mine))
+        assert result.attempts == len([r for r in mine if r["status"] != "ok"])  # every call it took
+
+
+def test_a_degraded_answer_s_row_is_no_upstream_call_in_the_metrics():
+    from thrifty.metrics import Metrics
+    from thrifty.types import DEGRADED, Attempt
+
+    metrics = Metrics()
+    row = dict(request_id="r", tenant_id="t", key_id=None, requested_model="v/c", served_model="gpt-4o-mini")
+    row |= dict(provider="fakeai", deployment="fakeai:gpt-4o-mini", status="ok", final=True)
+    metrics.observe(Attempt(attempt=1, latency_ms=150.0, **{**row, "final": False, "status": "rejected"}))
+    metrics.observe(Attempt(attempt=2, latency_ms=1700.0, meta={DEGRADED: {"tier": 1}}, **row))
+    value = metrics.registry.get_sample_value
+    labels = {"deployment": "fakeai:gpt-4o-mini"}
+    assert value("thrifty_upstream_latency_seconds_count", labels) == 1  # the real call only
+    assert value("thrifty_upstream_latency_seconds_sum", labels) == pytest.approx(0.15)
+    assert value("thrifty_attempts_total", {**labels, "status": "ok"}) is None
+    assert value("thrifty_requests_total", {"model": "gpt-4o-mini", "status": "ok"}) == 1  # answered

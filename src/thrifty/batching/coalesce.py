@@ -200,13 +200,19 @@ class Coalescer:
                 if not item.future.done():
                     item.future.set_exception(exc)
 
-    async def _alone(self, item: _Item) -> None:
+    async def _alone(self, item: _Item, wasted_usd: float | None = None) -> None:
+        """Send one item on its own. `wasted_usd`: its share of a batched call whose answer for it
+        was not used (booked `rejected`), added to what the request cost, the batched call to its
+        attempts."""
         try:
             result = await item.next(item.call)
         except Exception as exc:
             if not item.future.done():
                 item.future.set_exception(exc)
             return
+        if wasted_usd is not None:
+            result.cost_usd += wasted_usd
+            result.attempts += 1
         if not item.future.done():
             item.future.set_result(result)
 
@@ -229,16 +235,16 @@ class Coalescer:
         shares = self._shares(items, combined, usage, parsed, content)  # output by what was written
         over = {i for i, a in parsed.items() if self._over_cap(items[i], a)}
         answers = {i: a for i, a in parsed.items() if i not in over}
-        resend: list[_Item] = []
+        resend: list[tuple[_Item, float]] = []
         for i, item in enumerate(items):
             share = shares[i]
             if i not in answers:
                 why = "its answer may exceed its max_tokens" if i in over else "it could not be split"
-                self.books.rejected(
+                wasted = self.books.rejected(
                     item.call, served.model, served.deployment, share, latency_ms=latency,
                     reason=f"micro-batch answer not used for this item ({why}); re-sent alone",
                 )  # fmt: skip
-                resend.append(item)
+                resend.append((item, wasted))
                 continue
             alone = self._alone_usage(item, answers[i], usage, combined, content)
             item.call.meta["batch"] = {"id": batch_call.request_id, "size": len(items), "index": i}
@@ -248,7 +254,7 @@ class Coalescer:
             if not item.future.done():
                 item.future.set_result(self._result(item, answers[i], share, cost, served, len(items)))
         if resend:
-            await asyncio.gather(*(self._alone(i) for i in resend))
+            await asyncio.gather(*(self._alone(item, wasted) for item, wasted in resend))
 
     def _combined_body(self, items: list[_Item]) -> Body:
         body = items[0].call.body

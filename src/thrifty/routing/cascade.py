@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING
 
 from thrifty.errors import InvalidRequest, UpstreamError
 from thrifty.pipeline import Call, Handler
-from thrifty.routing.degraded import DEGRADED, HEADER, Held, degradable, unfit
+from thrifty.routing.degraded import HEADER, Held, degradable, unfit
 from thrifty.routing.expressible import refusal
 from thrifty.routing.gates import Answer, QualityGate, Verdict, check_choices, needs_logprobs
-from thrifty.types import ChatResult, Usage
+from thrifty.types import DEGRADED, ChatResult, Usage
 
 if TYPE_CHECKING:
     from thrifty.bookkeeping import Bookkeeper
@@ -113,13 +113,14 @@ class Cascade:
             if await unfit(call.body, result.body, stream=streaming) is None:
                 held = Held(number, result, self._why(verdict))
         call.stream = streaming
-        booked = call.attempts.value
+        booked, paid = call.attempts.value, call.attempts.usd
         try:
             return await self._final(call, next, last, spent)
         except UpstreamError as exc:
             if held is None or not degradable(exc):
                 raise
             spent.attempts += call.attempts.value - booked  # one ledger row per failed attempt
+            spent.usd += call.attempts.usd - paid  # what they cost (e.g. a micro-batch share not used)
             return self._degraded(call, held, last[0], exc, spent)
 
     def _adds_logprobs(self, call: Call) -> bool:

@@ -25,8 +25,6 @@ from thrifty.types import Body, ChatResult
 
 HEADER = "x-thrifty-cascade"
 """Response header: `degraded` on a rejected tier's answer served because the final tier failed."""
-DEGRADED = "cascade_degraded"
-"""`call.meta` key of the final row: which tier answered, why its gate rejected it, what failed."""
 
 
 @dataclass(slots=True)
