@@ -79,13 +79,15 @@ def _check_tool(tool: Any, param: str) -> None:
         _check_function(tool.get("function"), f"{param}.function")
 
 
-def _check_tool_choice(choice: Any) -> None:
-    if choice is None or isinstance(choice, str):
+def _check_tool_choice(choice: Any, tools: Any) -> None:
+    if choice is None:
         return
-    if not isinstance(choice, dict):
+    if not isinstance(choice, (str, dict)):
         raise _fail("'tool_choice' must be a string or an object", "tool_choice")
-    if choice.get("type") == "function":
+    if isinstance(choice, dict) and choice.get("type") == "function":
         _check_function(choice.get("function"), "tool_choice.function")
+    if not tools:  # as OpenAI: a choice among no tools is a mistake, not something to drop quietly
+        raise _fail("'tool_choice' is only allowed when 'tools' are specified", "tool_choice")
 
 
 def _check_tool_calls(calls: Any, param: str) -> None:
@@ -160,7 +162,7 @@ def validate_chat(body: Any) -> Body:
             raise _fail(f"'{name}' must be an array", name)
     for j, tool in enumerate(body.get("tools") or ()):
         _check_tool(tool, f"tools[{j}]")
-    _check_tool_choice(body.get("tool_choice"))
+    _check_tool_choice(body.get("tool_choice"), body.get("tools"))
     for name in ("response_format", "stream_options", "metadata", "logit_bias"):
         if name in body and body[name] is not None and not isinstance(body[name], dict):
             raise _fail(f"'{name}' must be an object", name)

@@ -52,6 +52,9 @@ def test_valid_requests_pass_unchanged():
         ({"stream_options": []}, "stream_options"),
         ({"top_logprobs": 2}, "top_logprobs"),  # without logprobs: true
         ({"top_logprobs": 2, "logprobs": False}, "top_logprobs"),
+        ({"tool_choice": "required"}, "tool_choice"),  # no tools to choose from (OpenAI refuses it too)
+        ({"tool_choice": "none", "tools": []}, "tool_choice"),
+        ({"tool_choice": 3, "tools": [{"type": "function", "function": {"name": "f"}}]}, "tool_choice"),
     ],
 )
 def test_invalid_requests_name_the_parameter(patch, param):
