@@ -15,6 +15,10 @@ from thrifty.pricing.tokens import TokenCounter
 from thrifty.providers.table import Deployment, ModelTable
 from thrifty.types import Attempt, Body, Savings, Usage
 
+TOKENIZER_SPREAD = (0.75, 1.5)
+"""Provider input tokens ÷ the local cl100k count of the same messages, across tokenizers (o200k,
+Claude's, Llama's …) on ordinary text; a ratio outside it means the provider billed more than messages."""
+
 
 class Bookkeeper:
     """Turns served answers, failures and cache hits into ledger rows."""
@@ -71,14 +75,21 @@ class Bookkeeper:
         # A virtual model (routing) has no price of its own: its plan names the baseline model.
         return self.baseline or self.table.price(call.meta.get("baseline_model") or call.requested_model)
 
-    def original_input_tokens(self, call: Call, usage: Usage) -> int:
+    @staticmethod
+    def original_input_tokens(call: Call, usage: Usage) -> int:
         if call.original_input_tokens is None:
             return usage.input_tokens
         sent = call.meta.get("compressed_input_tokens")  # local count of the compressed prompt
-        if sent and usage.input_tokens and not usage.estimated:
-            # put the local count on the provider's tokenizer scale, so only compression is booked
-            return round(call.original_input_tokens * usage.input_tokens / sent)
-        return call.original_input_tokens
+        if not sent or not usage.input_tokens or usage.estimated:
+            return call.original_input_tokens
+        # What compression removed (local count), added to what the provider billed. On the provider's
+        # tokenizer scale when the two counts of the sent prompt differ as tokenizers do; when they
+        # differ by more, the provider billed what the local count does not cover (tool definitions,
+        # images), and scaling by that would multiply the saving: the removed count is taken as is.
+        scale = usage.input_tokens / sent
+        if not TOKENIZER_SPREAD[0] <= scale <= TOKENIZER_SPREAD[1]:
+            scale = 1.0
+        return usage.input_tokens + round((call.original_input_tokens - sent) * scale)
 
     def ok(
         self,
