@@ -1,14 +1,22 @@
-"""A chat stream handed to the client: chunks pass through, accounting happens when it ends."""
+"""A chat stream handed to the client: chunks pass through, accounting happens when it ends.
+
+What is booked: a provider stream that knows its usage exactly (a `reported_usage()` method returning
+`ReportedUsage | None`, e.g. the Anthropic provider's) is taken at its word, at the end and when the
+stream is cut (an upstream error, a client that left, a shutdown); only an output count it has not
+reported yet is counted locally, and the row is then marked estimated. Otherwise the usage chunk's
+counts are booked, and without one the tokens are counted locally. The client's chunks are never
+changed by this (the usage chunk stays the OpenAI shape)."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 from thrifty.errors import ThriftyError, UpstreamError
-from thrifty.types import Body, Usage
+from thrifty.types import Body, ReportedUsage, Usage
 
 log = logging.getLogger("thrifty.streaming")
 
@@ -44,6 +52,8 @@ class ChatStream:
         """What the request had cost before this stream (e.g. rejected cascade tiers), already booked."""
         self._first: Body | None = first
         self._rest = rest
+        reported = getattr(rest, "reported_usage", None)
+        self._reported: Callable[[], ReportedUsage | None] | None = reported if callable(reported) else None
         self._finish = finish
         self._estimate = estimate
         self._started = started
@@ -57,7 +67,8 @@ class ChatStream:
 
     @property
     def usage(self) -> Usage | None:
-        """The usage the provider reported (also when the client did not ask for the usage chunk)."""
+        """The usage the provider reported (also when the client did not ask for the usage chunk); once
+        the stream has ended, what was booked for it (see the module docstring)."""
         return self._usage
 
     def __aiter__(self) -> ChatStream:
@@ -108,10 +119,10 @@ class ChatStream:
         try:
             chunk = await self._rest.__anext__()
         except StopAsyncIteration:
-            estimated = self._estimated_usage_chunk()
+            owed = self.include_usage and self._usage is None  # asked for usage, and no chunk carried it
             self._end(None)
-            if estimated is not None:
-                return estimated
+            if owed and self._usage is not None:
+                return self._late_usage_chunk(self._usage)
             raise
         except UpstreamError as exc:
             self._end(exc)
@@ -136,14 +147,24 @@ class ChatStream:
             return chunk
         return {**chunk, "model": self.served_model}
 
-    def _estimated_usage_chunk(self) -> Body | None:
-        """A client that asked for usage gets it even when the provider sent none: counted locally
-        (the ledger row is marked estimated)."""
-        if not self.include_usage or self._usage is not None or self._estimate is None:
-            return None
-        self._usage = self._estimate("".join(self._text))
+    def _late_usage_chunk(self, usage: Usage) -> Body:
+        """A client that asked for usage gets it even when the provider sent no usage chunk: what was
+        booked (counted locally when the provider reported nothing; the ledger row is marked estimated)."""
         meta = {k: self._last[k] for k in ("id", "object", "created", "model") if k in self._last}
-        return {**meta, "choices": [], "usage": self._usage.to_openai()}
+        return {**meta, "choices": [], "usage": usage.to_openai()}
+
+    def _booked_usage(self) -> Usage | None:
+        """What the stream is booked on (None: the caller counts it locally); see the module docstring."""
+        reported = self._reported() if self._reported is not None else None
+        if reported is not None and reported.output_final:
+            return reported.usage
+        if reported is not None:  # cut before the upstream reported its output: that part is counted
+            counted = self._estimate("".join(self._text)).output_tokens if self._estimate else 0
+            output = max(reported.usage.output_tokens, counted)
+            return replace(reported.usage, output_tokens=output, estimated=True)
+        if self._usage is None and self.include_usage and self._estimate is not None:
+            return self._estimate("".join(self._text))
+        return self._usage
 
     def _collect_text(self, chunk: Body) -> None:
         """Keep the answer's text for a local count (a provider that sends no usage, a cut stream), up
@@ -171,6 +192,7 @@ class ChatStream:
             return
         self._done = True
         latency = (time.perf_counter() - self._started) * 1000
+        self._usage = self._booked_usage()
         self._finish(self._usage, "".join(self._text), error, latency)
 
     def cut(self, error: UpstreamError) -> None:

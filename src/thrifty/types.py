@@ -72,6 +72,17 @@ class Usage:
         return out
 
 
+@dataclass(slots=True, frozen=True)
+class ReportedUsage:
+    """What an upstream has reported exactly of a stream's usage so far: a provider stream's
+    `reported_usage()` (see `thrifty.streaming`). `usage`'s input side is final; its output count is
+    final only once `output_final` (Anthropic reports a stream's input in its first event and the
+    output count at its end: a stream cut before then has its output counted locally)."""
+
+    usage: Usage
+    output_final: bool
+
+
 MASTER_TENANT = "default"
 """The tenant of the master key, of every caller of a gateway without keys, and of library callers that
 name none; no virtual key may have it."""

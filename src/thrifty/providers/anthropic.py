@@ -8,7 +8,7 @@ has no embeddings API, so `embeddings` keeps the base class refusal.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,7 @@ from thrifty.providers.anthropic_request import refuse_unsupported, to_anthropic
 from thrifty.providers.anthropic_response import StreamTranslator, to_openai_response, usage_from_anthropic
 from thrifty.providers.base import Provider, Reply, error_from_status, loads_json
 from thrifty.providers.http import read_body, sse_events
-from thrifty.types import Body
+from thrifty.types import Body, ReportedUsage
 
 if TYPE_CHECKING:
     from thrifty.providers.anthropic_batch import AnthropicBatchClient
@@ -80,9 +80,35 @@ class AnthropicProvider(Provider):
         reply = to_openai_response(data, int(time.time()))
         return Reply(body=reply, usage=usage_from_anthropic(data.get("usage")))
 
-    async def stream(self, body: Body, model: str) -> AsyncIterator[Body]:
-        response = await self._send(self._request(body, model, stream=True))
-        translator = StreamTranslator(int(time.time()))
+    def stream(self, body: Body, model: str) -> AnthropicStream:
+        return AnthropicStream(self, self._request(body, model, stream=True))
+
+
+class AnthropicStream:
+    """The chunks of one streamed answer (the request is sent on the first `__anext__`), and the exact
+    usage Anthropic has reported so far (`reported_usage`, which `thrifty.streaming.ChatStream` books:
+    the OpenAI-shaped usage chunk cannot carry 1-hour cache writes, and a stream cut by an error has
+    no usage chunk at all)."""
+
+    def __init__(self, provider: AnthropicProvider, payload: Body) -> None:
+        self._translator = StreamTranslator(int(time.time()))
+        self._chunks = self._run(provider, payload)
+
+    def __aiter__(self) -> AnthropicStream:
+        return self
+
+    async def __anext__(self) -> Body:
+        return await self._chunks.__anext__()
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()
+
+    def reported_usage(self) -> ReportedUsage | None:
+        return self._translator.reported_usage()
+
+    async def _run(self, provider: AnthropicProvider, payload: Body) -> AsyncGenerator[Body, None]:
+        response = await provider._send(payload)
+        translator = self._translator
         async with aclosing(sse_events(response)) as events:
             async for event, data in events:
                 for chunk in translator.feed(event, loads_json(data.encode(), "stream event")):

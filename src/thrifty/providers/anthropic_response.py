@@ -4,6 +4,14 @@
 turns Anthropic stream events into OpenAI `chat.completion.chunk` bodies. The request side is
 `anthropic_request`.
 
+A stream commits nothing before its first content: the role chunk (`delta.role`, the first chunk a
+client sees) is held back from `message_start` and sent just before the first text, tool call or
+finish, so an `error` event after `message_start` (Anthropic's usual overload, after an HTTP 200)
+comes before any chunk and is retried or failed over like an HTTP error. The exact usage Anthropic
+reported so far (input and cache counts from `message_start`, the 1-hour cache-write split, the output
+count from `message_delta`) is `StreamTranslator.reported_usage()`: the gateway books it, also for a
+stream cut midway.
+
 An emulated `response_format` answer — a tool_use of `RESPONSE_FORMAT_TOOL` — comes back as an ordinary
 assistant message: `content` is the JSON text of the tool's input (streamed: its `input_json_delta`
 fragments become content deltas), no `tool_calls`, and stop_reason `tool_use` maps to finish_reason
@@ -24,13 +32,18 @@ import orjson
 
 from thrifty.errors import UpstreamError
 from thrifty.providers.anthropic_request import RESPONSE_FORMAT_TOOL
-from thrifty.types import Body, Usage
+from thrifty.types import Body, ReportedUsage, Usage
 
 FINISH_REASONS: dict[str, str] = {
+    # The answer was cut short → "length", the one OpenAI finish_reason meaning "not finished":
+    # `model_context_window_exceeded` (the context window filled up before max_tokens) and `pause_turn`
+    # (Anthropic paused a long-running turn; it is continued by sending the answer back). "stop" would
+    # tell the client the answer is complete.
     "end_turn": "stop",
     "stop_sequence": "stop",
-    "pause_turn": "stop",
     "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "pause_turn": "length",
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
@@ -197,9 +210,19 @@ class StreamTranslator:
         self._answer_index: int | None = None
         """Index of the response_format tool_use block, whose input is streamed as content."""
         self._answer_sent = False
+        self._role_sent = False
+        self._output_reported = False
 
     def feed(self, event: str | None, data: Body) -> list[Body]:
-        """Chunks for one event; raises UpstreamError on an `error` event."""
+        """Chunks for one event; raises UpstreamError on an `error` event. The first chunks carrying
+        content (or the finish) are preceded by the role chunk."""
+        chunks = self._translate(event, data)
+        if chunks and not self._role_sent:
+            self._role_sent = True
+            chunks.insert(0, self._chunk({"role": "assistant", "content": ""}))
+        return chunks
+
+    def _translate(self, event: str | None, data: Body) -> list[Body]:
         kind = data.get("type") or event
         if kind == "message_start":
             return self._message_start(_object(data.get("message"), "a message_start message"))
@@ -237,7 +260,7 @@ class StreamTranslator:
         self.model = message.get("model")
         usage = message.get("usage")
         self.usage = dict(usage) if isinstance(usage, dict) else {}  # unreadable: as if missing
-        return [self._chunk({"role": "assistant", "content": ""})]
+        return []  # the role chunk waits for the first content (see `feed`)
 
     def _block_start(self, index: int, block: Body) -> list[Body]:
         if block.get("type") == "text":
@@ -294,6 +317,7 @@ class StreamTranslator:
         usage = data.get("usage")
         if isinstance(usage, dict):  # unreadable usage: as if missing
             self.usage.update({k: v for k, v in usage.items() if v is not None})
+            self._output_reported = self._output_reported or _is_count(usage.get("output_tokens"))
 
     def _message_stop(self) -> list[Body]:
         """The finish chunk, then the usage chunk (none without readable usage: the gateway estimates)."""
@@ -310,6 +334,12 @@ class StreamTranslator:
     def final_usage(self) -> Usage | None:
         """The stream's usage so far; None when Anthropic sent none that can be read."""
         return usage_from_anthropic(self.usage)
+
+    def reported_usage(self) -> ReportedUsage | None:
+        """The exact usage so far (1-hour cache writes included, which the OpenAI-shaped usage chunk
+        cannot carry); its output count is final once `message_delta` reported it."""
+        usage = self.final_usage()
+        return None if usage is None else ReportedUsage(usage, output_final=self._output_reported)
 
 
 def stream_error(data: Body) -> UpstreamError:

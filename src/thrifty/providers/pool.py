@@ -15,7 +15,7 @@ from thrifty.providers.base import Reply
 from thrifty.providers.breaker import Breaker
 from thrifty.providers.http import PoolSaturated
 from thrifty.providers.table import Deployment, ModelTable
-from thrifty.types import Body
+from thrifty.types import Body, ReportedUsage
 
 log = logging.getLogger("thrifty.providers")
 
@@ -116,7 +116,7 @@ class ProviderPool:
             return first, agen
 
         (first, rest), served = await self._run(model, call, on_failure, self._key(body))
-        return OpenStream(served, first, _redacted(rest, served.deployment))
+        return OpenStream(served, first, _Redacted(rest, served.deployment))
 
     async def _run(self, model, call, on_failure: OnFailure, key: str | None = None):
         last: UpstreamError | None = None
@@ -207,15 +207,29 @@ async def _guarded(call, dep: Deployment):
         ) from exc
 
 
-async def _redacted(chunks: AsyncIterator[Body], dep: Deployment) -> AsyncIterator[Body]:
-    """The rest of a stream; an error midway has the provider's credentials scrubbed from its message."""
-    try:
-        async for chunk in chunks:
-            yield chunk
-    except UpstreamError as exc:
-        exc.message = dep.provider.redact(exc.message)
-        raise
-    finally:
-        closer = getattr(chunks, "aclose", None)
+class _Redacted:
+    """The rest of a stream; an error midway has the provider's credentials scrubbed from its message.
+    The provider stream's `reported_usage` (exact usage so far, see `thrifty.streaming`) shows through."""
+
+    def __init__(self, chunks: AsyncIterator[Body], dep: Deployment) -> None:
+        self._chunks = chunks
+        self._dep = dep
+
+    def __aiter__(self) -> _Redacted:
+        return self
+
+    async def __anext__(self) -> Body:
+        try:
+            return await self._chunks.__anext__()
+        except UpstreamError as exc:
+            exc.message = self._dep.provider.redact(exc.message)
+            raise
+
+    async def aclose(self) -> None:
+        closer = getattr(self._chunks, "aclose", None)
         if closer is not None:
             await closer()
+
+    def reported_usage(self) -> ReportedUsage | None:
+        reported = getattr(self._chunks, "reported_usage", None)
+        return reported() if callable(reported) else None

@@ -79,8 +79,13 @@ def sse_event(name: str, data: JSON) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-def anthropic_stream_events(body: JSON, ans: Answer, tok: Tokenizer, *, omit_usage: bool) -> list[bytes]:
-    """The SSE events of a streamed message, in the real order, ending with ``message_stop``."""
+def anthropic_stream_events(
+    body: JSON, ans: Answer, tok: Tokenizer, *, omit_usage: bool, scripted: list[JSON] | None = None
+) -> list[bytes]:
+    """The SSE events of a streamed message, in the real order, ending with ``message_stop``; or, given
+    ``scripted`` (the ``anthropic_events`` behaviour), exactly those events."""
+    if scripted is not None:
+        return [sse_event(event["type"], event) for event in scripted]
     start = anthropic_message(body, ans, omit_usage=True)
     start.update(content=[], stop_reason=None)
     if not omit_usage:

@@ -230,7 +230,8 @@ class FakeProviderApp:
             )
         omit = bool(behaviour.get("omit_usage"))
         if body.get("stream"):
-            events = anthropic_stream_events(body, answer, self.tokenizer, omit_usage=omit)
+            scripted = behaviour.get("anthropic_events")
+            events = anthropic_stream_events(body, answer, self.tokenizer, omit_usage=omit, scripted=scripted)
             return await self._send_stream(request, events, behaviour, headers, MALFORMED_ANTHROPIC_EVENT)
         return await self._send_json(
             request, anthropic_message(body, answer, omit_usage=omit), behaviour, headers

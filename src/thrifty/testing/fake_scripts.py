@@ -8,6 +8,12 @@ default ``latency_ms`` still applies to a scripted error.
 Random faults: a behaviour with ``fail_rate`` (0..1) turns that share of requests, at random, into one
 of ``FAULTS`` (5xx, 429, a dropped connection, or a stall of ``fail_timeout_ms`` meant to outlast the
 client's read timeout); ``fail_seed`` makes the draw repeatable. ``ScriptState.faults`` counts them.
+
+Exact Anthropic stream events: ``anthropic_events`` (a list of event objects, each with a string
+``type``) replaces the generated events of a streamed ``/v1/messages`` answer; each is sent as
+``event: <type>`` + ``data: <the object>``, in order (``drop``, ``malformed`` and ``chunk_delay_ms``
+still apply). For sequences the generator never makes: an ``error`` event after ``message_start``,
+usage with a 1-hour cache-write split, a stream that stops without ``message_stop``.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ BEHAVIOUR_FIELDS: frozenset[str] = frozenset(
         "fail_rate",
         "fail_timeout_ms",
         "fail_seed",
+        "anthropic_events",
     }
 )
 FAULTS: dict[str, Behaviour] = {
@@ -111,6 +118,12 @@ def validate_behaviour(behaviour: Mapping[str, Any]) -> Behaviour:
         for key, value in usage.items():
             _check_number(f"usage.{key}", value, integer=True)
         out["usage"] = dict(usage)
+    events = out.get("anthropic_events")
+    typed = isinstance(events, list) and all(
+        isinstance(e, dict) and isinstance(e.get("type"), str) for e in events
+    )
+    if events is not None and not typed:
+        raise BehaviourError("anthropic_events must be a list of event objects, each with a string type")
     logprob = out.get("logprob")
     if logprob is not None and (isinstance(logprob, bool) or not isinstance(logprob, int | float)):
         raise BehaviourError("logprob must be a number")
