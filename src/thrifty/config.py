@@ -101,6 +101,9 @@ class ProviderConfig(Section):
     """Catalog provider family this provider serves (defaults to its type)."""
     auto_models: bool = False
     """Make every catalog model of `family` reachable through this provider by its name."""
+    default_max_tokens: int = Field(4096, ge=1)
+    """Type anthropic: the `max_tokens` sent when a client sets none (the Messages API requires one,
+    where OpenAI's default is the model's maximum output); raise it for clients that expect long answers."""
     max_connections: int = Field(1000, ge=1)
     """Connections to this provider open at once (its own pool: providers never share connections).
     A call finding them all busy waits up to `timeouts.connect`, then fails over (`provider_saturated`)."""

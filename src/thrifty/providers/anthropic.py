@@ -41,7 +41,9 @@ class AnthropicProvider(Provider):
         refuse_unsupported(body)
 
     def _request(self, body: Body, model: str, *, stream: bool = False) -> Body:
-        payload = to_anthropic_request(body, model, stream=stream)
+        payload = to_anthropic_request(
+            body, model, stream=stream, default_max_tokens=self.config.default_max_tokens
+        )
         return payload if self.cache_breakpoints is None else self.cache_breakpoints(payload)
 
     def batch_api(self) -> AnthropicBatchClient:

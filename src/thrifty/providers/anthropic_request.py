@@ -37,13 +37,16 @@ RESPONSE_FORMAT_TOOL = "thrifty_json_response"
 # ── request: OpenAI → Anthropic ──────────────────────────────────────────────────────────────────
 
 
-def to_anthropic_request(body: Body, model: str, *, stream: bool = False) -> Body:
-    """Translate an OpenAI chat request body into an Anthropic Messages request body."""
+def to_anthropic_request(
+    body: Body, model: str, *, stream: bool = False, default_max_tokens: int = DEFAULT_MAX_TOKENS
+) -> Body:
+    """Translate an OpenAI chat request body into an Anthropic Messages request body
+    (`default_max_tokens`: sent when the client sets no output cap; the API requires one)."""
     refuse_unsupported(body)
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise InvalidRequest("messages must be a list", param="messages")
-    out: Body = {"model": model, "max_tokens": _max_tokens(body)}
+    out: Body = {"model": model, "max_tokens": _max_tokens(body, default_max_tokens)}
     system = system_prompt(messages)
     if system is not None:
         out["system"] = system
@@ -130,11 +133,11 @@ def response_format_tool(response_format: Body | None) -> Body | None:
     }
 
 
-def _max_tokens(body: Body) -> int:
+def _max_tokens(body: Body, default: int) -> int:
     value = body.get("max_completion_tokens")
     if value is None:
         value = body.get("max_tokens")
-    return DEFAULT_MAX_TOKENS if value is None else int(value)
+    return default if value is None else int(value)
 
 
 def _sampling(body: Body) -> Body:
