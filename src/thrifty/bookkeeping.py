@@ -216,8 +216,12 @@ class Bookkeeper:
         error: UpstreamError,
         latency_ms: float,
         usage: Usage | None = None,
+        *,
+        kind: str = "chat",
+        meta: dict[str, Any] | None = None,
     ) -> float:
-        """Book a failed attempt (what it cost, if anything; no baseline); return that cost."""
+        """Book a failed attempt (what it cost, if anything; no baseline); return that cost. `kind`:
+        what the call was for (chat, embeddings, compression); `meta`: the row's, else the call's."""
         usage = usage or Usage()
         cost = call_cost(usage, deployment.price)
         self.record(
@@ -232,8 +236,9 @@ class Bookkeeper:
                 cost_usd=cost,
                 latency_ms=latency_ms,
                 stream=call.stream,
+                kind=kind,
                 route=call.route,
-                meta=call.meta,
+                meta=call.meta if meta is None else meta,
             )
         )
         return cost

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from thrifty.bookkeeping import Bookkeeper
 from thrifty.errors import UpstreamError
 from thrifty.pipeline import Call
@@ -19,9 +21,11 @@ class Dispatch:
         self.pool = pool
         self.books = books
 
-    def on_failure(self, call: Call):
+    def on_failure(self, call: Call, kind: str = "chat", meta: dict[str, Any] | None = None):
+        """Books each failed attempt of a call for `call` (of `kind`; `meta`: the rows', else the call's)."""
+
         def record(name: str, dep: Deployment, error: UpstreamError, latency: float) -> None:
-            self.books.error(call, name, dep, error, latency)
+            self.books.error(call, name, dep, error, latency, kind=kind, meta=meta)
 
         return record
 

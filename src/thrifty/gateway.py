@@ -186,7 +186,8 @@ class Gateway:
 
     async def _embed(self, call: Call, headers: dict[str, str]) -> ChatResult:
         body = call.body
-        data, served = await self.pool.embeddings(call.model, body, self.dispatch.on_failure(call))
+        failed = self.dispatch.on_failure(call, kind="embeddings")
+        data, served = await self.pool.embeddings(call.model, body, failed)
         usage = Usage.from_openai(data.get("usage"))
         if usage is None:  # none sent, or unreadable: counted locally, and the client is told so too
             counted = self._count_inputs(body)

@@ -218,3 +218,42 @@ def test_duplicate_removal_is_opt_in_and_never_runs_for_a_lossless_request(gatew
         sent = fake.requests("/v1/chat/completions")[-1]["body"]["messages"][0]["content"]
         assert sent.count(chunk) == kept and sent.endswith("Question: When was pier 4 rebuilt?")
         gw.stop()
+
+
+def test_extraction_never_splices_json_drops_the_code_asked_about_or_cuts_a_whole_text_task(
+    gateway_factory, fake
+):
+    items = [
+        {
+            "sku": f"SKU-{i:03d}",
+            "price": 10 + i,
+            "desc": f"Widget {i}. Works with model {i}, packs of {i % 5 + 1}.",
+        }
+        for i in range(30)
+    ]
+    notes = " ".join(f"Store note {i}: shelves were restocked on day {i}." for i in range(20))
+    catalog = f"Our catalog:\n\n{json.dumps(items, indent=2)}\n\n{notes}\n\nWhat is the price of SKU-017?"
+    handlers = (
+        f"def handler_{i}(event):\n    return run(event['payload_{i}'], retries={i})\n\n" for i in range(25)
+    )
+    code = "```python\n" + "".join(handlers) + "```"
+    prose = " ".join(f"Note {i}: the deployment on node {i} finished without warnings." for i in range(12))
+    debug = f"Please help me debug this.\n\n{prose}\n\n{code}\n\nWhy does handler_7 raise KeyError?"
+    letter = [doc.split(":", 1)[1].strip() for doc in rag_prompt().split("\n\n")[1:9]]
+    proofread = "Please proofread my report:\n\n" + "\n\n".join(letter) + "\n\nCan you return the full text?"
+    gw = gateway_factory(
+        config(fake, {"extractive": {"enabled": True, "ratio": 0.5, "min_context_tokens": 50}})
+    )
+    sent = []
+    for prompt in (catalog, debug, proofread):
+        r = httpx.post(
+            gw.base_url + "/chat/completions",
+            json={"model": "gpt-4o", "messages": [{"role": "user", "content": prompt}]},
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        sent.append(fake.requests("/v1/chat/completions")[-1]["body"]["messages"][0]["content"])
+    start = sent[0].index("[")
+    assert json.JSONDecoder().raw_decode(sent[0], start)[0] == items  # whole, every record its own data
+    assert code in sent[1] and "Note 3:" not in sent[1]  # the code asked about, over the ratio
+    assert all(p in sent[2] for p in letter)  # a whole-text task is not cut

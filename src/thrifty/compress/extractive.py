@@ -12,12 +12,22 @@ Relevance of a unit (sentence, list item, code block, table) =
 then smoothed with `neighbor` × the best adjacent unit of the same paragraph (answers that span two
 sentences). Units are picked greedily by relevance − `redundancy` × (max term-overlap cosine with what
 is already picked) — MMR — while they fit the budget (a passage's marker/heading is charged with its
-first unit), and are put back in their original order. The result never exceeds the budget.
+first unit), and are put back in their original order. MMR runs over pools of the `pool` most relevant
+units at a time (all of them in any ordinary prompt), so a megabyte of context costs linear time.
+
+Extraction must never make the prompt lose what the question is about, so a message is left whole
+when it cannot be cut safely: its question is elsewhere (`Segmented.asks`), it asks for something done
+to the whole text (`Segmented.whole_text`), no term of the question occurs in the context (nothing to
+measure relevance by), or the cut would keep less than `min_fill` of the budget (the context is a few
+units too big to fit, so almost everything would go). The single most relevant unit is always kept,
+even when it alone is over the budget (a whole code block, table or JSON the question is about): the
+result exceeds the budget only by that one unit, and is then that unit alone.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,6 +58,10 @@ class Weights:
     """Weight of passages matching names found in the top units (pseudo-relevance feedback)."""
     bridge_units: int = 3
     redundancy: float = 0.2
+    pool: int = 2048
+    """MMR compares units within pools of this many, taken in order of relevance."""
+    min_fill: float = 0.2
+    """A cut keeping less than this share of the budget leaves the message whole."""
 
 
 @dataclass(slots=True)
@@ -102,22 +116,37 @@ class Extractor:
         contexts = seg.contexts
         original = "\n\n".join(_context_text(c) for c in contexts)
         units = [u for c in contexts for u in c.units]
-        costs = [self.tokens.text(u.text) for u in units]
-        markup = [self.tokens.text(c.head + c.tail) + 1 for c in contexts]
         before = sum(self.tokens.text(_context_text(c)) for c in contexts)
+        whole = Extraction(text, before, before, original, original)
         target = budget.target(before)
         if not units or target is None or before <= target or before < self.min_context_tokens:
-            return Extraction(text, before, before, original, original)
-        if not seg.asks:  # its question is elsewhere (a later message): nothing to measure relevance by
-            return Extraction(text, before, before, original, original)
-        keep, rel = self._select(seg, units, costs, markup, target)
+            return whole
+        if not seg.asks or seg.whole_text:  # question elsewhere, or a task on the whole text
+            return whole
+        unit_terms = [self.lexicon.terms(u.text) for u in units]
+        if not self._matches(seg, unit_terms):  # cutting blind
+            return whole
+        costs = [self.tokens.text(u.text) for u in units]
+        markup = [self.tokens.text(c.head + c.tail) + 1 for c in contexts]
+        keep, rel, top = self._select(seg, units, unit_terms, costs, markup, target)
         out, kept = self._assemble(seg, keep)
         after = sum(self.tokens.text(t) for t in kept)
-        while after > target and keep:
-            keep.discard(min(keep, key=lambda i: rel[i]))
+        spare = sorted(keep - {top}, key=lambda i: (rel[i], i), reverse=True)  # least relevant last
+        while after > target and spare:
+            keep.discard(spare.pop())
             out, kept = self._assemble(seg, keep)
             after = sum(self.tokens.text(t) for t in kept)
+        if after < self.weights.min_fill * target:  # nearly everything would go: keep it all
+            return whole
         return Extraction(out, before, after, original, "\n\n".join(t for t in kept if t))
+
+    def _matches(self, seg: Segmented, unit_terms: list[list[str]]) -> bool:
+        """Whether any term of the question occurs in the context (a unit or a passage title)."""
+        query = set(self.lexicon.terms(seg.question))
+        if not query:
+            return False
+        heads = (t for c in seg.contexts for t in self.lexicon.terms(c.head))
+        return any(not query.isdisjoint(ts) for ts in unit_terms) or not query.isdisjoint(heads)
 
     # ---- relevance and selection
 
@@ -162,34 +191,49 @@ class Extractor:
         return [max(float(c), 0.0) / top if top > 0 else 0.0 for c in cos]
 
     def _select(
-        self, seg: Segmented, units: list[Unit], costs: list[int], markup: list[int], target: int
-    ) -> tuple[set[int], list[float]]:
+        self,
+        seg: Segmented,
+        units: list[Unit],
+        unit_terms: list[list[str]],
+        costs: list[int],
+        markup: list[int],
+        target: int,
+    ) -> tuple[set[int], list[float], int]:
+        """The kept units, every unit's relevance, and the top unit (kept even over the budget)."""
         import numpy as np
 
-        unit_terms = [self.lexicon.terms(u.text) for u in units]
         relevance = self.relevance(seg, units, unit_terms)
         rel = np.asarray(relevance, dtype=np.float64)
         cost = np.asarray(costs, dtype=np.float64)
         overhead = self._overheads(seg, units, costs, markup)
-        sim = _Overlap(unit_terms) if self.weights.redundancy else None
-        alive = np.asarray([not u.heading for u in units])
-        max_sim = np.zeros(len(units))
+        content = np.asarray([not u.heading for u in units])
+        top = int(np.where(content, rel, -np.inf).argmax())
+        order = [int(i) for i in np.argsort(-rel, kind="stable") if content[i]]
+        buckets = _buckets(unit_terms) if self.weights.redundancy else None
         keep: set[int] = set()
         paid: set[tuple[str, int]] = set()
         used = 0.0
-        while alive.any():
-            score = np.where(alive, rel - self.weights.redundancy * max_sim, -np.inf)
-            i = int(score.argmax())
-            alive[i] = False
-            extra = sum(t for k, t in overhead[i] if k not in paid)
-            if used + cost[i] + extra > target:
-                continue
-            used += cost[i] + extra
-            paid.update(k for k, _ in overhead[i])
-            keep.add(i)
-            if sim is not None:
-                np.maximum(max_sim, sim.row(i), out=max_sim)
-        return keep, relevance
+        size = max(self.weights.pool, 1)
+        for start in range(0, len(order), size):
+            pool = sorted(order[start : start + size])  # in text order: ties go to the earlier unit
+            sim = _Overlap([buckets[i] for i in pool]) if buckets is not None else None
+            alive = np.ones(len(pool), dtype=bool)
+            max_sim = np.zeros(len(pool))
+            pool_rel = rel[pool]
+            while alive.any():
+                score = np.where(alive, pool_rel - self.weights.redundancy * max_sim, -np.inf)
+                j = int(score.argmax())
+                alive[j] = False
+                i = pool[j]
+                extra = sum(t for k, t in overhead[i] if k not in paid)
+                if used + cost[i] + extra > target and i != top:
+                    continue
+                used += cost[i] + extra
+                paid.update(k for k, _ in overhead[i])
+                keep.add(i)
+                if sim is not None:
+                    np.maximum(max_sim, sim.row(j), out=max_sim)
+        return keep, relevance, top
 
     def _overheads(
         self, seg: Segmented, units: list[Unit], costs: list[int], markup: list[int]
@@ -214,12 +258,15 @@ class Extractor:
         """The message with only the kept units, and the text of each context as output."""
         parts: list[str] = []
         contexts: list[str] = []
+        ordered = sorted(keep)
         index = 0
         for piece in seg.pieces:
             if isinstance(piece, str):
                 parts.append(piece)
                 continue
-            chosen = {i - index for i in keep if index <= i < index + len(piece.units)}
+            lo = bisect_left(ordered, index)
+            hi = bisect_left(ordered, index + len(piece.units), lo)
+            chosen = {i - index for i in ordered[lo:hi]}
             text = _context_out(piece, chosen)
             index += len(piece.units)
             contexts.append(text)
@@ -286,28 +333,40 @@ def _smooth(rel: list[float], units: list[Unit], weight: float) -> list[float]:
     return out
 
 
-class _Overlap:
-    """Cosine between units' term sets, one selected unit at a time (terms hashed into `buckets`
-    columns; boolean ops only, so no BLAS threads are woken for a few milliseconds of work)."""
+def _buckets(unit_terms: list[list[str]], buckets: int = 512) -> list[list[int]]:
+    """Each unit's terms hashed into `buckets` columns (ids in order of first appearance)."""
+    vocab: dict[str, int] = {}
+    return [[vocab.setdefault(t, len(vocab)) % buckets for t in ts] for ts in unit_terms]
 
-    def __init__(self, unit_terms: list[list[str]], buckets: int = 512) -> None:
+
+class _Overlap:
+    """Cosine between units' hashed term sets, one selected unit at a time: rows of 512 bits packed
+    into 8 machine words, AND + popcount (no BLAS threads woken for a few milliseconds of work)."""
+
+    def __init__(self, unit_buckets: list[list[int]], buckets: int = 512) -> None:
         import numpy as np
 
-        vocab: dict[str, int] = {}
-        rows: list[int] = []
-        cols: list[int] = []
-        for r, ts in enumerate(unit_terms):
-            for t in ts:
-                rows.append(r)
-                cols.append(vocab.setdefault(t, len(vocab)) % buckets)
-        self.matrix = np.zeros((len(unit_terms), buckets), dtype=bool)
-        self.matrix[rows, cols] = True
-        self.sizes = np.maximum(self.matrix.sum(axis=1), 1).astype(np.float64)
+        rows = [r for r, cols in enumerate(unit_buckets) for _ in cols]
+        cols = [c for cs in unit_buckets for c in cs]
+        dense = np.zeros((len(unit_buckets), buckets), dtype=bool)
+        dense[rows, cols] = True
+        self.matrix = np.ascontiguousarray(np.packbits(dense, axis=1)).view(np.uint64)
+        self.sizes = np.maximum(dense.sum(axis=1), 1).astype(np.float64)
 
     def row(self, i: int) -> np.ndarray:
         import numpy as np
 
-        shared = (self.matrix & self.matrix[i]).sum(axis=1)
+        shared = _popcount(self.matrix & self.matrix[i])
         out: Any = shared / np.sqrt(self.sizes * self.sizes[i])
         out[i] = 0.0
         return out
+
+
+def _popcount(words: np.ndarray) -> np.ndarray:
+    """Set bits per row of a 2-D uint64 array."""
+    import numpy as np
+
+    if hasattr(np, "bitwise_count"):  # numpy >= 2
+        return np.bitwise_count(words).sum(axis=1, dtype=np.int64)
+    table = np.asarray([bin(b).count("1") for b in range(256)], dtype=np.int64)
+    return table[words.view(np.uint8)].sum(axis=1)

@@ -2,6 +2,12 @@
 
 Units are the "documents" of BM25 and IDF is computed over the units of the one context being
 compressed, so no corpus statistics are needed. Scoring only visits the query's terms.
+
+Chinese, Japanese and Korean are not written with spaces between words, so a run of their characters
+would otherwise be one huge "word" that never matches the question. A run of CJK characters (Han,
+kana, Hangul) gives its overlapping character bigrams instead (a lone character is its own term), the
+usual trick of CJK full-text search; Latin letters and digits next to it ("1894年") are terms of their
+own.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import re
 from collections import Counter
 
 _WORD = re.compile(r"[^\W_]+")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]+")
 STOPWORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before being below
     between both but by can could did do does doing down during each few for from further had has have
@@ -40,8 +47,27 @@ def stem(word: str) -> str:
     return word
 
 
+def _term(word: str) -> str | None:
+    return None if word in STOPWORDS else stem(word)
+
+
+def _cjk_terms(word: str) -> list[str]:
+    """Terms of a word holding CJK characters: bigrams of each CJK run, other parts as words."""
+    out: list[str] = []
+    pos = 0
+    for match in _CJK.finditer(word):
+        if match.start() > pos and (term := _term(word[pos : match.start()])) is not None:
+            out.append(term)
+        run = match.group()
+        out.extend([run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)])
+        pos = match.end()
+    if pos < len(word) and (term := _term(word[pos:])) is not None:
+        out.append(term)
+    return out
+
+
 def terms(text: str) -> list[str]:
-    return [stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+    return Lexicon(size=0).terms(text)
 
 
 _UNSEEN = object()
@@ -60,7 +86,10 @@ class Lexicon:
         for word in _WORD.findall(text.lower()):
             term = memo.get(word, _UNSEEN)
             if term is _UNSEEN:
-                term = None if word in STOPWORDS else stem(word)
+                if _CJK.search(word):  # not memoised: CJK runs are whole phrases, rarely seen twice
+                    out.extend(_cjk_terms(word))
+                    continue
+                term = _term(word)
                 if len(memo) < self.size:
                     memo[word] = term
             if term is not None:

@@ -48,9 +48,10 @@ def minify_json(text: str) -> str:
     return _JSON_WS.sub(lambda m: m.group(1) or "", text)
 
 
-def compact_json_spans(text: str) -> str:
-    """Minify every valid JSON object/array in `text` that starts a line and ends one."""
-    out: list[str] = []
+def json_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every valid, non-empty JSON object/array in `text` that starts a line and ends
+    one (only whitespace after it on its last line). Extraction keeps each such span whole."""
+    spans: list[tuple[int, int]] = []
     pos = 0
     for match in _JSON_START.finditer(text):
         start = match.start(1)
@@ -60,14 +61,26 @@ def compact_json_spans(text: str) -> str:
             value, end = _DECODER.raw_decode(text, start)
         except ValueError:
             continue
-        rest = text[end : text.find("\n", end) if "\n" in text[end:] else len(text)]
+        newline = text.find("\n", end)
+        rest = text[end : newline if newline != -1 else len(text)]
         if not isinstance(value, dict | list) or not value or rest.strip():
             continue
+        spans.append((start, end))
+        pos = end
+    return spans
+
+
+def compact_json_spans(text: str) -> str:
+    """Minify every valid JSON object/array in `text` that starts a line and ends one."""
+    spans = json_spans(text)
+    if not spans:
+        return text
+    out: list[str] = []
+    pos = 0
+    for start, end in spans:
         out.append(text[pos:start])
         out.append(minify_json(text[start:end]))
         pos = end
-    if not out:
-        return text
     out.append(text[pos:])
     return "".join(out)
 

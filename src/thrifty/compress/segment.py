@@ -16,13 +16,19 @@ A message is read as a sequence of pieces: text kept verbatim (instructions, the
    this:", asks something, or is a short instruction of at most two sentences and 40 words), the
    blocks between are context.
 
-Inside a context: fenced code blocks and tables are one unit each (never split); a list paragraph
-gives one unit per item; prose gives one unit per sentence; a markdown heading line is a heading unit
-kept only when something of its section is kept. The question (the question line's section, else the
+Inside a context: fenced code blocks, tables and JSON the client sent (each object/array that
+`normalize.json_spans` finds in a paragraph: it starts a line and ends one, however long, pretty-printed
+or compacted) are one unit each, never cut inside; a list paragraph gives one unit per item; prose gives
+one unit per sentence (text without sentence or clause punctuation: windows of words, see
+`sentences`); a markdown heading line is a heading unit kept only when something of its section is
+kept. The question (the question line's section, else the
 last verbatim piece) is what relevance is measured against — together with the text in front of the
 first context when that asks something ("Which city …, according to the text below?"); of the lead and
 the question, the parts that ask are the query (all of them when none does). A message whose query
-asks nothing (`Segmented.asks`: no question line, no question mark) is not cut at all.
+asks nothing (`Segmented.asks`: no question line, no question mark) is not cut at all, and neither is
+one whose instructions ask for something done to the whole text (`Segmented.whole_text`: proofread,
+translate, summarise, rewrite, "the full letter", "every paragraph" …): extraction is for questions
+answered by a part of the context, and would hand such a task only the part that looks relevant.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import re
 from dataclasses import dataclass, field
 
 from thrifty.compress.blocks import split_blocks
+from thrifty.compress.normalize import json_spans
 from thrifty.compress.sentences import split_sentences
 
 _TAGS = (
@@ -52,6 +59,45 @@ _QUESTION = re.compile(
 )
 _ANY_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
 _HEADING = re.compile(r"^#{1,6}[ \t]+\S")
+_OBJECT = (
+    r"(?:text|letter|document|doc|article|essay|e-?mail|story|code|file|script|version|passage|"
+    r"transcript|report|paper|message|draft|post|contents?|list|page|chapter|book|contract|context|"
+    r"thing|notes?|summary|translation|output|data|table|json)"
+)
+_PARTS = (
+    r"(?:paragraph|sentence|line|section|word|item|record|entry|entries|row|page|chapter|part|mention|"
+    r"occurrence|instance)s?"
+)
+_ASKING = (
+    r"(?:^|[.!?:;\n]\s*|\bplease\s+|\bkindly\s+|\b(?:can|could|would|will)\s+you\s+(?:please\s+)?|"
+    r"\bhelp\s+me\s+|\b(?:want|need|like)\s+you\s+to\s+)"
+)
+_THIS = r"(?:the|this|that|these|those|my|our|your|it|them|everything|all|each|every|into|following)"
+_WHOLE = re.compile(
+    "|".join(
+        (
+            r"\b(?:proof-?read|copy-?edit|re-?write|rephrase|paraphrase|reword|summari[sz]|transcrib|redact|"
+            r"anonymi[sz])\w*",
+            r"\btl;?dr\b|\bcorrected\b|\bgist\b|\brecap\b|\bverbatim\b|\bin\s+full\b|\bas\s+a\s+whole\b",
+            r"\bword[\s-]for[\s-]word\b|\bline[\s-]by[\s-]line\b",
+            rf"{_ASKING}(?:translate|condense|shorten|simplify|polish|edit|improve|reformat|format|convert|"
+            rf"clean\s+up|tidy\s+up|restructure|fix|correct)\s+{_THIS}\b",
+            rf"{_ASKING}(?:check|review|go\s+through|look\s+over|read\s+through)\s+(?:my|our|this|these|it|them)\b",
+            r"\b(?:give|write|provide|make|produce|need|want|create|draft)\s+(?:me\s+|us\s+)?an?\s+"
+            r"(?:\w+\s+)?(?:summary|overview|outline|abstract|synopsis|translation)\b",
+            r"\b(?:summary|overview|outline|synopsis|translation)\s+of\s+(?:the|this|that|these|my|our|it)\b",
+            r"\b(?:main|key)\s+(?:points|takeaways|ideas|findings|arguments|themes)\b",
+            r"\b(?:fix|correct|check)\s+(?:\w+\s+){0,2}?(?:grammar|spelling|typos?|punctuation|mistakes|"
+            r"errors|wording|style)\b",
+            rf"\b(?:the|this|my|your|our|a)\s+(?:full|whole|entire|complete)\s+(?:[\w-]+\s+){{0,2}}?{_OBJECT}\b",
+            rf"\b(?:every|each)\s+(?:single\s+)?{_PARTS}\b|\ball\s+(?:of\s+)?(?:the\s+|my\s+|these\s+)?{_PARTS}\b",
+        )
+    ),
+    re.IGNORECASE | re.MULTILINE,
+)
+"""Asks for something done to the whole text (transform, summarise, go through all of it). Phrases a
+RAG instruction uses ("use all the documents", "review the context and answer") are left out: a false
+hit only costs the saving, a miss costs the answer, but a hit on every RAG prompt costs all of it."""
 _TITLE_WORDS = 12
 _LEAD_WORDS = 40
 _LEAD_SENTENCES = 2
@@ -97,6 +143,19 @@ class Segmented:
         message has neither; cutting it against its own last block would be cutting blind."""
         return bool(_QUESTION.search(self.question)) or "?" in self.question or "？" in self.question
 
+    @property
+    def whole_text(self) -> bool:
+        """Whether the text kept verbatim (instructions, question) asks for something done to the whole
+        text — proofread, translate, summarise, rewrite, "return the full letter", "every paragraph".
+        Such a message is not cut: the answer needs all of the context, not its most relevant part."""
+        verbatim = " ".join(_ANY_TAG.sub(" ", p) for p in self.pieces if isinstance(p, str))
+        return wants_whole_text(verbatim)
+
+
+def wants_whole_text(text: str) -> bool:
+    """`text` asks for something done to a whole text rather than a question answered by a part."""
+    return _WHOLE.search(text) is not None
+
 
 @dataclass(slots=True)
 class _Numbers:
@@ -131,11 +190,28 @@ class _Builder:
                 out.append(Unit(block.text, n.group, n.section, heading=True))
                 first = True
                 continue
-            pieces = [block.text] if block.kind != "para" else split_sentences(block.text)
+            pieces = [block.text] if block.kind != "para" else _para_units(block.text)
             for piece in pieces:
                 out.append(Unit(piece, n.group, n.section, first=first))
                 first = False
         return out
+
+
+def _para_units(text: str) -> list[str]:
+    """A paragraph's units: each JSON span (with the rest of its line) whole, the prose around it by
+    sentences."""
+    out: list[str] = []
+    pos = 0
+    for start, end in json_spans(text):
+        newline = text.find("\n", end)
+        stop = len(text) if newline == -1 else newline + 1
+        if start > pos:
+            out.extend(split_sentences(text[pos:start]))
+        out.append(text[start:stop])
+        pos = stop
+    if pos < len(text):
+        out.extend(split_sentences(text[pos:]))
+    return out
 
 
 def segment(text: str) -> Segmented:

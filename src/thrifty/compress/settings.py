@@ -3,13 +3,16 @@
 ```yaml
 compression:
   normalize: {enabled: true}                 # lossless, on by default
-  extractive: {enabled: false, ratio: 0.5, budget_tokens: null, min_context_tokens: 300}
-  summarize: {enabled: false, min_tokens: 1000, target_tokens: 400, model: null}
+  extractive: {enabled: false, ratio: 0.5, budget_tokens: null, min_context_tokens: 300,
+               max_message_chars: 300000}
+  summarize: {enabled: false, min_tokens: 1000, target_tokens: 400, model: null, timeout_s: 60}
+  cpu: {threads: 2, inline_chars: 8000, budget_s: 2.0}   # top level only: where the CPU work runs
   routes:                                    # keyed by the model name the client asks for
     rag-assistant: {extractive: {enabled: true, ratio: 0.4}}
 ```
 
-A route entry only lists what differs; it is laid over the top-level settings.
+A route entry only lists what differs; it is laid over the top-level settings (`cpu` is process-wide
+and cannot be set per route).
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ class ExtractiveSettings(Section):
     """Contexts shorter than this are left alone."""
     embeddings: bool = False
     """Add local MiniLM relevance (memoised by content; costly on a cold context, see docs)."""
+    max_message_chars: int = Field(300_000, ge=1)
+    """A user message longer than this is not extracted (it is sent normalised only): extraction
+    time grows with the message, and a message too big to cut within `cpu.budget_s` is not worth
+    a slot. Per message, so a message's output still depends on that message alone (prefix rule)."""
 
     @model_validator(mode="after")
     def _needs_target(self) -> ExtractiveSettings:
@@ -58,6 +65,23 @@ class SummarizeSettings(Section):
     store: str | None = None
     """SQLite file for the memo; default: `<ledger path stem>-compress.db` next to the ledger."""
     timeout_s: float = Field(60.0, gt=0)
+    """Longest wait for the summary model; a request waits this long (once per source, as concurrent
+    requests share the call) before going on uncompressed."""
+
+
+class CpuSettings(Section):
+    """Where normalisation and extraction run: they are CPU work, so off the event loop."""
+
+    threads: int = Field(2, ge=1, le=16)
+    """Compressions that may run at once per process (worker threads). Pure-Python work holds the GIL,
+    so more threads add little throughput; two keep a medium prompt from queueing behind a large one."""
+    inline_chars: int = Field(8_000, ge=0)
+    """Requests with at most this much work compress on the event loop, in characters normalised (a
+    user-message character that is extracted too counts 4): ~2.5 ms, little more than the hop to a
+    thread (~70 µs) plus the wait for a free slot, and no reordering of concurrent small requests."""
+    budget_s: float | None = Field(2.0, gt=0)
+    """Longest a request waits for its compression, a free slot included; past it the request goes on
+    uncompressed (the running work finishes in the background, keeping its slot). None: no limit."""
 
 
 class CompressionSettings(Section):
@@ -72,6 +96,7 @@ class CompressionSettings(Section):
 
 class CompressionConfig(CompressionSettings):
     routes: dict[str, CompressionSettings] = Field(default_factory=dict)
+    cpu: CpuSettings = Field(default_factory=CpuSettings)
 
     @model_validator(mode="after")
     def _routes_merge(self) -> CompressionConfig:
@@ -82,7 +107,7 @@ class CompressionConfig(CompressionSettings):
     def for_route(self, model: str) -> CompressionSettings:
         """Settings for a request to `model`: the route's entry laid over the top level."""
         override = self.routes.get(model)
-        base = CompressionSettings.model_validate(self.model_dump(exclude={"routes"}))
+        base = CompressionSettings.model_validate(self.model_dump(exclude={"routes", "cpu"}))
         if override is None:
             return base
         merged = _deep_merge(base.model_dump(), override.model_dump(exclude_unset=True))

@@ -7,45 +7,149 @@ uncompressed one (the Bookkeeper books the difference as the compression saving)
 `x-thrifty-compressed-tokens: before->after`. A compressor that fails never fails the request: the
 request goes on uncompressed. With compression switched off everywhere no stage is added.
 
+Normalisation and extraction are CPU work: apart from small requests (`cpu.inline_chars`: a few ms
+of work, less than it would cost them to queue for a slot) they run on a few worker threads
+(`cpu.threads`), so the event loop keeps serving other requests. A request waits at most
+`cpu.budget_s` for a slot and its result, then goes on uncompressed (`call.meta["compression_skipped"]`);
+work already running is not interrupted (it finishes, and is memoised, in the background). The
+compressors and their memos are not thread-safe, so each thread has its own (`_Local`); only the
+embedding memo is shared, locked.
+
 Prefix rule (see `thrifty.compress.prefix`): nothing here rewrites a stable prefix per request — the
 system prompt stays byte-identical across requests unless the summary replaced it, and the summary
-is memoised by content hash, so it is the same bytes every time.
+is memoised by content hash, so it is the same bytes every time. The size guard is per message
+(`extractive.max_message_chars`) for the same reason; only an overrun of `cpu.budget_s` — load, not
+content — sends a prompt uncut that would otherwise have been cut.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from thrifty.compress.base import Budget, CompressionReport, TokenCache
+from thrifty.compress.base import Budget, CompressionReport, Message, TokenCache, with_messages
 from thrifty.compress.control import Mode, read_mode
+from thrifty.compress.embedcache import EmbeddingCache
 from thrifty.compress.extractive import Extractor
 from thrifty.compress.normalize import Normalizer
-from thrifty.compress.settings import CompressionConfig, CompressionSettings
+from thrifty.compress.settings import CompressionConfig, CompressionSettings, CpuSettings
 from thrifty.pipeline import Call, Handler
-from thrifty.types import ChatResult
+from thrifty.pricing.tokens import message_text
+from thrifty.types import Body, ChatResult
 
 if TYPE_CHECKING:
-    from thrifty.compress.embedcache import EmbeddingCache
     from thrifty.compress.summarize import Summarizer
     from thrifty.gateway import Gateway
 
 log = logging.getLogger("thrifty.compress")
 HEADER = "x-thrifty-compressed-tokens"
+SKIPPED = "compression_skipped"
+"""`call.meta` key naming why the local levers did not run: "busy" (no free slot within the budget)
+or "over_budget" (the work took longer than the budget)."""
+_THREAD_MEMO_CHARS = 4_000_000
+"""Token-count memo per thread (each compression thread has its own)."""
+_UNCUT = "thrifty:uncut"
+"""Role a too-long user message wears while the extractor runs: it only cuts role "user" messages."""
+_EXTRACT_WEIGHT = 4
+"""Extraction costs ~1.2 µs a character, normalisation ~0.3 µs (cold token counts included)."""
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
 class _Route:
-    """The compressors one route's settings call for."""
+    """What one route's settings call for; its normaliser and extractor are built per thread."""
 
     settings: CompressionSettings
+    summarizer: Summarizer | None = None
+
+
+@dataclass(slots=True)
+class _Local:
+    """One thread's compressors for one route (they and their memos are not thread-safe)."""
+
     normalizer: Normalizer | None = None
     lossless: Normalizer | None = None
     """The normaliser without duplicate removal, for requests that ask for `lossless`."""
     extractor: Extractor | None = None
-    summarizer: Summarizer | None = None
+
+
+class _SharedEmbeddings(EmbeddingCache):
+    """The embedding memo, shared by the compression threads: one batch at a time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def vectors(self, texts: Sequence[str]) -> Any:
+        with self._lock:
+            return super().vectors(texts)
+
+
+class _Slots:
+    """At most `threads` compressions running at once, on worker threads; a caller waits at most
+    `budget_s` for a slot and the result together (None past it)."""
+
+    def __init__(self, cpu: CpuSettings) -> None:
+        self.cpu = cpu
+        self._executor: ThreadPoolExecutor | None = None
+        self._free: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._free is None or self._loop is not loop:  # a semaphore belongs to one loop
+            self._free, self._loop = asyncio.Semaphore(self.cpu.threads), loop
+        return self._free
+
+    async def run(self, fn: Callable[[], T]) -> tuple[T | None, str | None]:
+        """`(fn(), None)` from a worker thread, or `(None, reason)` when it did not finish in time."""
+        loop = asyncio.get_running_loop()
+        deadline = None if self.cpu.budget_s is None else loop.time() + self.cpu.budget_s
+        free = self._semaphore()
+        try:
+            async with asyncio.timeout_at(deadline):
+                await free.acquire()
+        except TimeoutError:
+            return None, "busy"
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.cpu.threads, thread_name_prefix="thrifty-compress")
+        try:
+            future = self._executor.submit(fn)
+        except BaseException:
+            free.release()
+            raise
+        # the slot is free when the thread is, not when the caller stops waiting (it timed out or
+        # its client left): a thread cannot be interrupted, and the work is memoised for a retry
+        future.add_done_callback(lambda _: _call_soon(loop, free.release))
+        result = asyncio.wrap_future(future)
+        result.add_done_callback(_retrieved)  # a failure after the caller left is not logged as lost
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await asyncio.shield(result), None
+        except TimeoutError:
+            return None, "over_budget"
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[], Any]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits for the slot
+        loop.call_soon_threadsafe(fn)
 
 
 class CompressStage:
@@ -59,9 +163,12 @@ class CompressStage:
     ) -> None:
         self.config = config
         self.tokens = tokens
+        """Token counts on the event loop (the summariser); each compression thread has its own."""
         self.summarizers = summarizers or {}
         self.embeddings = embeddings
+        self.slots = _Slots(config.cpu)
         self._routes: dict[str, _Route | None] = {}
+        self._threads = threading.local()
 
     def route(self, model: str) -> _Route | None:
         """The compressors for a request to `model` (built once per model name)."""
@@ -72,24 +179,52 @@ class CompressStage:
 
     def _build(self, settings: CompressionSettings) -> _Route:
         route = _Route(settings)
-        norm = settings.normalize
-        if norm.enabled:
-            route.lossless = Normalizer(self.tokens)
-            route.normalizer = (
-                Normalizer(self.tokens, dedupe=True, dedupe_min_chars=norm.dedupe_min_chars)
-                if norm.dedupe
-                else route.lossless
-            )
-        ext = settings.extractive
-        if ext.enabled:
-            route.extractor = Extractor(
-                self.tokens,
-                embeddings=self.embeddings if ext.embeddings else None,
-                min_context_tokens=ext.min_context_tokens,
-            )
         if settings.summarize.enabled:
             route.summarizer = self.summarizers.get(settings.summarize.model or "")
         return route
+
+    def _local(self, route: _Route) -> _Local:
+        """This thread's normaliser and extractor for `route`."""
+        mine: dict[int, _Local] | None = getattr(self._threads, "routes", None)
+        if mine is None:
+            mine = self._threads.routes = {}
+        found = mine.get(id(route))
+        if found is None:
+            found = mine[id(route)] = self._build_local(route.settings)
+        return found
+
+    def _build_local(self, settings: CompressionSettings) -> _Local:
+        tokens = TokenCache(self.tokens.counter, max_chars=_THREAD_MEMO_CHARS)
+        local = _Local()
+        norm = settings.normalize
+        if norm.enabled:
+            local.lossless = Normalizer(tokens)
+            local.normalizer = (
+                Normalizer(tokens, dedupe=True, dedupe_min_chars=norm.dedupe_min_chars)
+                if norm.dedupe
+                else local.lossless
+            )
+        ext = settings.extractive
+        if ext.enabled:
+            local.extractor = Extractor(
+                tokens,
+                embeddings=self.embeddings if ext.embeddings else None,
+                min_context_tokens=ext.min_context_tokens,
+            )
+        return local
+
+    def run_local(self, route: _Route, body: Body, lossy: bool) -> tuple[Body, list[CompressionReport]]:
+        """Normalise, then extract (when `lossy`), with this thread's compressors: CPU work."""
+        local = self._local(route)
+        reports: list[CompressionReport] = []
+        normalizer = local.normalizer if lossy else local.lossless
+        if normalizer is not None:
+            body, report = normalizer.run(body)
+            reports.append(report)
+        if lossy and local.extractor is not None:
+            body, report = _extract(local.extractor, body, route.settings)
+            reports.append(report)
+        return body, reports
 
     async def compress(
         self, call: Call, route: _Route, mode: Mode = "on"
@@ -106,14 +241,26 @@ class CompressStage:
                 body, budget, call=call, min_tokens=s.summarize.min_tokens
             )
             reports.append(report)
-        normalizer = route.normalizer if lossy else route.lossless
-        if normalizer is not None:
-            body, report = normalizer.run(body)
-            reports.append(report)
-        if lossy and route.extractor is not None:
-            body, report = route.extractor.run(body, Budget(s.extractive.ratio, s.extractive.budget_tokens))
-            reports.append(report)
-        return body, reports
+        if not s.normalize.enabled and not (lossy and s.extractive.enabled):
+            return body, reports
+        source = body
+        if _work(body, lossy and s.extractive.enabled) <= self.config.cpu.inline_chars:  # ≲ a hop
+            body, more = self.run_local(route, source, lossy)
+        else:
+            done, skipped = await self.slots.run(lambda: self.run_local(route, source, lossy))
+            if done is None:
+                call.meta[SKIPPED] = skipped
+                log.info(
+                    "compression skipped (%s); request sent without normalisation or extraction",
+                    skipped,
+                    extra={"request_id": call.request_id},
+                )
+                return body, reports
+            body, more = done
+        return body, reports + more
+
+    async def aclose(self) -> None:
+        self.slots.close()
 
     async def handle(self, call: Call, next: Handler) -> ChatResult:
         route = self.route(call.model)
@@ -156,9 +303,7 @@ def build_stage(gateway: Gateway) -> CompressStage | None:
     summarizers = _summarizers(gateway, config, routes, tokens)
     embeddings = None
     if any(r.extractive.enabled and r.extractive.embeddings for r in routes):
-        from thrifty.compress.embedcache import EmbeddingCache
-
-        embeddings = EmbeddingCache()
+        embeddings = _SharedEmbeddings()
     return CompressStage(config, tokens, summarizers=summarizers, embeddings=embeddings)
 
 
@@ -195,3 +340,38 @@ def _store_path(gateway: Gateway) -> str:
         path = Path(ledger.path)
         return str(path.with_name(f"{path.stem}-compress.db"))
     return "thrifty-compress.db"
+
+
+def _work(body: Body, extracting: bool) -> int:
+    """The CPU levers' work on a request, in characters normalised: every character of message text,
+    and a user message's characters `_EXTRACT_WEIGHT` times more when it is extracted too."""
+    total = 0
+    for message in body.get("messages") or ():
+        if isinstance(message, dict):
+            chars = len(message_text(message))
+            total += chars * (_EXTRACT_WEIGHT if extracting and message.get("role") == "user" else 1)
+    return total
+
+
+def _extract(
+    extractor: Extractor, body: Body, settings: CompressionSettings
+) -> tuple[Body, CompressionReport]:
+    """`extractor.run` on `body`, leaving whole each user message over `max_message_chars` (the
+    extractor only cuts "user" messages, so such a message wears another role meanwhile: token
+    counts, which do not count roles, are unchanged)."""
+    ext = settings.extractive
+    budget = Budget(ext.ratio, ext.budget_tokens)
+    messages: list[Message] = body.get("messages") or []
+    big = {
+        i
+        for i, m in enumerate(messages)
+        if m.get("role") == "user" and len(message_text(m)) > ext.max_message_chars
+    }
+    if not big:
+        return extractor.run(body, budget)
+    masked = [{**m, "role": _UNCUT} if i in big else m for i, m in enumerate(messages)]
+    out, report = extractor.run(with_messages(body, masked), budget)
+    restored = [messages[i] if i in big else m for i, m in enumerate(out.get("messages") or [])]
+    if all(a is b for a, b in zip(restored, messages, strict=True)):
+        return body, report
+    return with_messages(body, restored), report

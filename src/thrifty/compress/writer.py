@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 class ModelWriter:
     """`await writer(text, target, call)`: one chat call to `model`, booked as a "compression" row
-    under the request that triggered it (its tenant, its request id)."""
+    under the request that triggered it (its tenant, its request id) — each failed attempt too, so
+    the summary model's chat error figures only count chat traffic."""
 
     def __init__(self, gateway: Gateway, model: str, tokens: TokenCache, timeout_s: float = 60.0) -> None:
         self.gateway = gateway
@@ -51,23 +52,27 @@ class ModelWriter:
             booking.attempts = call.attempts
             booking.meta = dict(call.meta)  # its rows group with the request's (cache namespace)
         started = time.perf_counter()
-        dispatch = self.gateway.dispatch
+        source_tokens = self.tokens.text(text)
+        detail = {"source_tokens": source_tokens, "target_tokens": target}
+        # failed attempts too are "compression" rows: the summary model's chat figures count chat only
+        on_failure = self.gateway.dispatch.on_failure(
+            booking, kind="compression", meta={**booking.meta, **detail}
+        )
         reply, served = await asyncio.wait_for(
-            self.gateway.pool.chat(self.model, body, dispatch.on_failure(booking)), self.timeout_s
+            self.gateway.pool.chat(self.model, body, on_failure), self.timeout_s
         )
         summary = answer_text(reply.body).strip()
         choices = reply.body.get("choices") or [{}]
         if choices[0].get("finish_reason") == "length":
             summary = ""  # cut off mid-way: never used (memoised as "keep the source")
         usage = reply.usage or self.gateway.books.estimate(body, summary)
-        source_tokens = self.tokens.text(text)
         cost = self.gateway.books.compression(
             booking,
             served.model,
             served.deployment,
             usage,
             latency_ms=(time.perf_counter() - started) * 1000,
-            meta={"source_tokens": source_tokens, "target_tokens": target},
+            meta=detail,
         )
         if call is not None:
             call.side_cost_usd += cost
