@@ -8,7 +8,7 @@ from typing import Any
 from thrifty.errors import UpstreamError
 from thrifty.ledger.base import Ledger
 from thrifty.pipeline import Call
-from thrifty.pricing.account import bill
+from thrifty.pricing.account import Bill, bill
 from thrifty.pricing.catalog import Price
 from thrifty.pricing.cost import call_cost, list_cost
 from thrifty.pricing.tokens import TokenCounter
@@ -117,6 +117,21 @@ class Bookkeeper:
             money.savings.cascade, money.savings.routing = money.savings.routing, 0.0
         if call.meta.get("_thrifty_hold_booking"):  # a cascade tier awaiting its gate books itself
             return money.cost
+        self._final(call, served_model, deployment, money, usage, money.cost, latency_ms, kind)
+        return money.cost
+
+    def _final(
+        self,
+        call: Call,
+        served_model: str,
+        deployment: Deployment,
+        money: Bill,
+        usage: Usage,
+        cost: float,
+        latency_ms: float,
+        kind: str = "chat",
+    ) -> None:
+        """The request's final row: the answer the client got, its baseline and savings."""
         self.record(
             self._upstream_attempt(
                 call,
@@ -125,7 +140,7 @@ class Bookkeeper:
                 status="ok",
                 http_status=200,
                 usage=usage,
-                cost_usd=money.cost,
+                cost_usd=cost,
                 baseline_cost_usd=money.baseline,
                 savings=money.savings,
                 latency_ms=latency_ms,
@@ -136,7 +151,6 @@ class Bookkeeper:
                 meta=call.meta,
             )
         )
-        return money.cost
 
     def served_after_all(
         self, call: Call, served_model: str, deployment: Deployment, usage: Usage, *, latency_ms: float
@@ -149,23 +163,7 @@ class Bookkeeper:
         original = self.original_input_tokens(call, usage)
         money = bill(usage, price, self.baseline_price(call) or price, original_input_tokens=original)
         money.savings.cascade, money.savings.routing = money.savings.routing + money.cost, 0.0
-        self.record(
-            self._upstream_attempt(
-                call,
-                served_model,
-                deployment,
-                status="ok",
-                http_status=200,
-                cost_usd=0.0,
-                baseline_cost_usd=money.baseline,
-                savings=money.savings,
-                latency_ms=latency_ms,
-                stream=call.stream,
-                final=True,
-                route=call.route,
-                meta=call.meta,
-            )
-        )
+        self._final(call, served_model, deployment, money, Usage(), 0.0, latency_ms)
 
     def batched(
         self,
