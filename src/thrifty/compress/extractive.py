@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from thrifty.compress.base import Budget, CompressionReport, Message, TokenCache, map_text, with_messages
 from thrifty.compress.lexical import BM25, Lexicon
 from thrifty.compress.segment import Context, Segmented, Unit, segment
+from thrifty.pricing.tokens import message_text
 from thrifty.types import Body
 
 if TYPE_CHECKING:
@@ -87,8 +88,11 @@ class Extractor:
         weights: Weights | None = None,
         min_context_tokens: int = 200,
         memo_size: int = 1024,
+        max_message_chars: int | None = None,
     ) -> None:
         self.tokens = tokens
+        self.max_message_chars = max_message_chars
+        """A longer user message is left whole (its extraction would take too long)."""
         self.lexicon = Lexicon()
         self.embeddings = embeddings
         self.weights = weights or Weights()
@@ -285,13 +289,19 @@ class Extractor:
             stats["context_after"] += result.context_after
             return result.text
 
-        out = [map_text(m, shrink) if m.get("role") == "user" else m for m in messages]
+        out = [map_text(m, shrink) if self._cuts(m) else m for m in messages]
         before = self.tokens.messages(messages)
         if all(a is b for a, b in zip(out, messages, strict=True)):
             return body, CompressionReport(self.name, before, before, stats)
         return with_messages(body, out), CompressionReport(
             self.name, before, self.tokens.messages(out), stats
         )
+
+    def _cuts(self, message: Message) -> bool:
+        """Extraction cuts user messages only, and not those over `max_message_chars`."""
+        if message.get("role") != "user":
+            return False
+        return self.max_message_chars is None or len(message_text(message)) <= self.max_message_chars
 
     async def compress(self, body: Body, budget: Budget) -> tuple[Body, CompressionReport]:
         return self.run(body, budget)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from thrifty.compress.base import Budget, CompressionReport, Message, TokenCache, with_messages
+from thrifty.compress.base import Budget, CompressionReport, TokenCache
 from thrifty.compress.control import Mode, read_mode
 from thrifty.compress.embedcache import EmbeddingCache
 from thrifty.compress.extractive import Extractor
@@ -55,8 +55,6 @@ SKIPPED = "compression_skipped"
 or "over_budget" (the work took longer than the budget)."""
 _THREAD_MEMO_CHARS = 4_000_000
 """Token-count memo per thread (each compression thread has its own)."""
-_UNCUT = "thrifty:uncut"
-"""Role a too-long user message wears while the extractor runs: it only cuts role "user" messages."""
 _EXTRACT_WEIGHT = 4
 """Extraction costs ~1.2 µs a character, normalisation ~0.3 µs (cold token counts included)."""
 T = TypeVar("T")
@@ -210,6 +208,7 @@ class CompressStage:
                 tokens,
                 embeddings=self.embeddings if ext.embeddings else None,
                 min_context_tokens=ext.min_context_tokens,
+                max_message_chars=ext.max_message_chars,
             )
         return local
 
@@ -222,7 +221,8 @@ class CompressStage:
             body, report = normalizer.run(body)
             reports.append(report)
         if lossy and local.extractor is not None:
-            body, report = _extract(local.extractor, body, route.settings)
+            ext = route.settings.extractive
+            body, report = local.extractor.run(body, Budget(ext.ratio, ext.budget_tokens))
             reports.append(report)
         return body, reports
 
@@ -351,27 +351,3 @@ def _work(body: Body, extracting: bool) -> int:
             chars = len(message_text(message))
             total += chars * (_EXTRACT_WEIGHT if extracting and message.get("role") == "user" else 1)
     return total
-
-
-def _extract(
-    extractor: Extractor, body: Body, settings: CompressionSettings
-) -> tuple[Body, CompressionReport]:
-    """`extractor.run` on `body`, leaving whole each user message over `max_message_chars` (the
-    extractor only cuts "user" messages, so such a message wears another role meanwhile: token
-    counts, which do not count roles, are unchanged)."""
-    ext = settings.extractive
-    budget = Budget(ext.ratio, ext.budget_tokens)
-    messages: list[Message] = body.get("messages") or []
-    big = {
-        i
-        for i, m in enumerate(messages)
-        if m.get("role") == "user" and len(message_text(m)) > ext.max_message_chars
-    }
-    if not big:
-        return extractor.run(body, budget)
-    masked = [{**m, "role": _UNCUT} if i in big else m for i, m in enumerate(messages)]
-    out, report = extractor.run(with_messages(body, masked), budget)
-    restored = [messages[i] if i in big else m for i, m in enumerate(out.get("messages") or [])]
-    if all(a is b for a, b in zip(restored, messages, strict=True)):
-        return body, report
-    return with_messages(body, restored), report
