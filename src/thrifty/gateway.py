@@ -144,6 +144,7 @@ class Gateway:
         """An answer as a stream of chunks; upstream failures before the first chunk raise."""
         call = self._call(body, tenant, request_id, client_request_id, stream=True)
         result = with_side_costs(call, await self.handler(call))
+        result.headers["x-thrifty-attempts"] = str(result.attempts)  # the calls made before it streams
         if result.stream is None:  # a stage answered in full: replay it
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             replayed = replay(

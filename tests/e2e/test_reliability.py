@@ -38,6 +38,17 @@ def test_retries_5xx_then_succeeds_and_books_every_attempt(gateway, fake):
     assert [r["attempt"] for r in rows] == [1, 2, 3]
 
 
+def test_a_stream_tells_the_attempts_it_took_to_open(gateway, fake):
+    fake.script({"status": 500}, {"status": 503}, model="gpt-4o")
+    c = openai.OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0)
+    messages = [{"role": "user", "content": "hello"}]
+    with c.chat.completions.with_streaming_response.create(
+        model="gpt-4o", messages=messages, stream=True
+    ) as raw:
+        assert raw.headers["x-thrifty-attempts"] == "3"
+        assert "echo: hello" in "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+
+
 def test_429_retry_after_is_honoured(gateway, fake):
     fake.script({"status": 429, "retry_after": "0.3"}, model="gpt-4o")
     started = time.monotonic()
