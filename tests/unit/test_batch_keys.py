@@ -280,3 +280,21 @@ async def test_a_forwarded_batch_whose_estimate_does_not_fit_is_refused_like_a_l
         assert "may cost up to" in refused.value.message
         assert await _usage(tenancy, tenant) == {"total": 0.0, "reserved": 0.0}
         await _create(gw, runner, tenant, jsonl("gpt-4o", 1, max_tokens=20))  # lower caps fit
+
+
+async def test_a_forwarded_line_without_a_cap_is_sent_with_the_one_its_hold_assumed(fake, tmp_path):
+    async with _gateway(fake, tmp_path) as gw:
+        _, tenant = await _key(gw, budgets=Budgets(total_usd=1.0))
+        runner = _runner(gw, tmp_path)
+        capped = jsonl("gpt-4o-mini", 1, max_tokens=50)
+        uncapped = orjson.loads(capped)
+        del uncapped["body"]["max_tokens"]
+        uncapped["custom_id"] = "q-open"
+        data = capped + orjson.dumps(uncapped) + b"\n"
+        batch_id = await _create(gw, runner, tenant, data)
+        await asyncio.wait_for(runner._execute(batch_id), 15)
+        assert runner.store.batch(batch_id)["status"] == "completed"
+    inputs = [raw for meta, raw in fake.batch_api.files.values() if meta["purpose"] == "batch"]
+    sent = [orjson.loads(line)["body"] for line in inputs[-1].splitlines()]
+    default = gw.config.tenancy.budgets.default_max_tokens
+    assert [b.get("max_tokens") for b in sent] == [50, default]  # as the hold assumed

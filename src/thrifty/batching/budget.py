@@ -6,7 +6,8 @@ locally, plus its output cap — `max_completion_tokens`, `max_tokens`, else
 the key's budgets under the batch's own id (`batch:<id>`) so that the next batch or live request sees
 what this one may spend. A job forwarded to the provider's batch API spends out of sight until it
 ends, so, like a live request, it is refused (429 `budget_exceeded`, or 402 by config) unless its whole
-estimate fits what the budget has left — lower the lines' `max_tokens` to fit; a job run through the
+estimate fits what the budget has left — lower the lines' `max_tokens` to fit (a line without one is
+sent upstream with the cap its estimate assumed: `capped`); a job run through the
 gateway is refused only when the budget is already spent or held, since each of its lines is then
 admitted on its own. A forwarded job renews that hold at every poll (for another
 `reservation_ttl_s`: a job whose gateway stopped or died stops holding after that, and holds again
@@ -30,7 +31,7 @@ from thrifty.errors import AuthenticationError, PermissionDenied, ThriftyError
 from thrifty.pipeline import Call
 from thrifty.tenancy.runtime import tenancy_of
 from thrifty.tenancy.stage import LimitsStage
-from thrifty.types import Tenant
+from thrifty.types import Body, Tenant
 
 if TYPE_CHECKING:
     from thrifty.batching.lines import Line
@@ -83,6 +84,19 @@ async def admit(
     admission = await stage.admit(tenant, usd=usd, whole=forwarded, hold_id=hold_id(batch_id))
     if usd == 0:
         await stage.release(admission)
+
+
+async def capped(gateway: Gateway, tenant: Tenant, bodies: list[Body]) -> list[Body]:
+    """The lines of a forwarded job as they go upstream: a key with budgets sends each line that sets
+    no output cap with the cap its hold assumed (`tenancy.budgets.default_max_tokens`), as a live
+    request is sent; otherwise an uncapped answer could spend past what the job holds."""
+    stage = _stage(gateway, tenant)
+    if stage is None:
+        return bodies
+    key = await stage.key_of(tenant)
+    if key is None or not key.budgets.any():
+        return bodies
+    return [stage.capped(body) for body in bodies]
 
 
 async def current(gateway: Gateway, tenant: Tenant) -> Tenant:

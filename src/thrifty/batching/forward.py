@@ -73,7 +73,8 @@ class Forwarding:
         self, body: dict[str, Any], lines: list[Line], name: str, dep: Deployment
     ) -> dict[str, Any]:
         client = dep.provider.batch_api()
-        requests = [(f"r{i}", ln.body) for i, ln in enumerate(lines)]  # ids every provider accepts
+        sent = await budget.capped(self.gateway, self._tenant(body["id"]), [ln.body for ln in lines])
+        requests = [(f"r{i}", line) for i, line in enumerate(sent)]  # ids every provider accepts
         upstream: dict[str, Any] = {"model": name, "deployment": dep.key, "batch_id": None}
         self.store.set_upstream(body["id"], upstream)  # submitting: a restart looks for it first
         try:
