@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 
 import orjson
 import pytest
 
-from tests.conftest import base_config
+from tests.conftest import base_config, ledger_rows
 from thrifty import Gateway
 from thrifty.batching.coalesce import finished, unbatchable
 from thrifty.batching.prompt import parse_items
@@ -44,12 +43,7 @@ def ask(gw: Gateway, text: str, tenant: str = "default", system: str = SYSTEM, *
 
 
 def rows(tmp_path) -> list[dict]:
-    conn = sqlite3.connect(tmp_path / "ledger.db")
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute("SELECT * FROM ledger ORDER BY id")]
-    finally:
-        conn.close()
+    return ledger_rows(tmp_path / "ledger.db")
 
 
 def upstream_items(fake) -> list[list[str] | None]:

@@ -7,14 +7,13 @@ by the heuristic and format gates."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from tests.conftest import base_config
+from tests.conftest import base_config, ledger_rows
 from thrifty import config as config_mod
 from thrifty.errors import UpstreamError
 from thrifty.gateway import Gateway
@@ -40,12 +39,7 @@ def ask(**fields: Any) -> Body:
 
 
 def rows(tmp_path: Path) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(tmp_path / "ledger.db")
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute("SELECT * FROM ledger ORDER BY id")]
-    finally:
-        conn.close()
+    return ledger_rows(tmp_path / "ledger.db")
 
 
 async def run(fake: Any, tmp_path: Path, tiers: list[str], body: Body, *, stream: bool = False) -> Any:
